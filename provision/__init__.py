@@ -1,0 +1,1 @@
+"""archfarm: provision multi-architecture docker buildx farms on Compute Engine."""

@@ -1,0 +1,80 @@
+"""A fake Compute Engine that the real `google-cloud-compute` client talks to over HTTP.
+
+    with FakeGCE() as gce:
+        instances = gce.client(compute_v1.InstancesClient)
+        ...
+        gce.set_faults(stockouts=[{"zone": "us-central1-a", "machine_family": "t2a"}])
+        gce.requests()  # [{"method": "instances.insert", "path": ..., "status": 200}, ...]
+
+State models (state.py), URL table (urls.py), handlers (responses.py), rules (rules.py),
+catalog (catalog.py), faults (faults.py), boot backends (backends.py), server (server.py).
+"""
+
+from __future__ import annotations
+
+import threading
+
+from .backends import BootBackend, MemoryBackend
+from .server import FakeServer
+from .state import ComputeState
+from .urls import MUTATING
+
+__all__ = ["FakeGCE", "BootBackend", "MemoryBackend", "MUTATING"]
+
+
+class FakeGCE:
+    """The fake on a loopback port, served from a background thread."""
+
+    def __init__(self, port: int = 0, host: str = "127.0.0.1",
+                 backend: BootBackend | None = None, operation_seconds: float = 0.2,
+                 boot_seconds: float = 0.0, wait_seconds: float = 120.0):
+        self.state = ComputeState(backend, operation_seconds, boot_seconds, wait_seconds)
+        self.server = FakeServer(self.state, port, host)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return self.server.endpoint
+
+    def start(self) -> FakeGCE:
+        self._thread = threading.Thread(target=self.server.serve_forever, name="fakegce-http",
+                                        kwargs={"poll_interval": 0.1}, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.state.close()
+        if self._thread:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> FakeGCE:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def reset(self) -> None:
+        self.state.reset()
+        self.server.log.clear()
+
+    def set_faults(self, **spec) -> None:
+        """Replace the fault set (same keys as `POST /_fake/faults`)."""
+        self.state.faults.configure(spec, self.state.defaults)
+
+    def requests(self) -> list[dict]:
+        return self.server.log.entries()
+
+    def mutating_requests(self) -> list[dict]:
+        return [r for r in self.requests() if r["method"] in MUTATING]
+
+    def client_kwargs(self) -> dict:
+        from google.auth.credentials import AnonymousCredentials
+
+        return {"credentials": AnonymousCredentials(), "transport": "rest",
+                "client_options": {"api_endpoint": self.endpoint}}
+
+    def client(self, cls):
+        """A real compute_v1 client class, instantiated against this fake."""
+        return cls(**self.client_kwargs())

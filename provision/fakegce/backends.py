@@ -1,0 +1,94 @@
+"""Boot backends: what stands behind a fake VM once it is RUNNING.
+
+The state models call a backend at power transitions; the backend plays the guest agent and
+publishes guest attributes (the sshd host keys) through the callback it is given. `memory` has
+no host behind the VM; the lab's container backend implements the same interface.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+Publish = Callable[[str, dict[str, str]], None]  # (namespace, {key: value})
+
+
+@dataclass(frozen=True)
+class VmView:
+    """What a backend may know of a VM: a snapshot taken under the state lock."""
+
+    project: str
+    zone: str
+    name: str
+    id: str
+    nat_ip: str | None
+    architecture: str
+    metadata: dict[str, str]
+
+
+class BootBackend:
+    name = "abstract"
+
+    def power_on(self, vm: VmView, publish: Publish) -> None:
+        """The VM reached RUNNING. Must not block: boot work happens in the background."""
+
+    def power_off(self, vm: VmView) -> None:
+        """The VM stopped (TERMINATED); its disk survives."""
+
+    def destroy(self, vm: VmView) -> None:
+        """The VM was deleted."""
+
+    def metadata_changed(self, vm: VmView) -> None:
+        """setMetadata changed the VM's metadata while it may be running."""
+
+    def close(self) -> None:
+        """The fake is shutting down."""
+
+
+def _public_blob(key) -> str:
+    line = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
+                                         serialization.PublicFormat.OpenSSH).decode()
+    return line.split()[1]
+
+
+def generate_host_keys() -> dict[str, str]:
+    """Fresh host keys as the guest agent publishes them: algorithm -> base64 blob."""
+    return {
+        "ssh-ed25519": _public_blob(ed25519.Ed25519PrivateKey.generate()),
+        "ecdsa-sha2-nistp256": _public_blob(ec.generate_private_key(ec.SECP256R1())),
+    }
+
+
+class MemoryBackend(BootBackend):
+    """No host behind the VM: after `boot_seconds` the 'guest agent' publishes host keys.
+
+    Host keys are made once per VM id and survive stop/start, like keys on a persistent disk.
+    """
+
+    name = "memory"
+
+    def __init__(self, boot_seconds: Callable[[], float] = lambda: 0.0):
+        self._boot_seconds = boot_seconds
+        self._keys: dict[str, dict[str, str]] = {}
+        self._lock = threading.Lock()
+
+    def host_keys(self, vm_id: str) -> dict[str, str]:
+        with self._lock:
+            if vm_id not in self._keys:
+                self._keys[vm_id] = generate_host_keys()
+            return self._keys[vm_id]
+
+    def power_on(self, vm: VmView, publish: Publish) -> None:
+        keys = self.host_keys(vm.id)
+        timer = threading.Timer(self._boot_seconds(), publish, ("hostkeys", keys))
+        timer.daemon = True
+        timer.start()
+
+    def destroy(self, vm: VmView) -> None:
+        with self._lock:
+            self._keys.pop(vm.id, None)
+

@@ -1,0 +1,163 @@
+"""Compute Engine errors, one class per reason, with the wire bodies GCE returns.
+
+Two kinds exist: synchronous HTTP errors (`GceError`, raised by the state models and turned
+into `{"error": {...}}` bodies by the server) and operation errors (`OperationFailure`, stored on
+a DONE operation as `error.errors[]` plus `httpErrorStatusCode`/`httpErrorMessage`).
+"""
+
+from __future__ import annotations
+
+HTTP_MESSAGES = {
+    400: "BAD REQUEST",
+    403: "FORBIDDEN",
+    404: "NOT FOUND",
+    409: "CONFLICT",
+    412: "PRECONDITION FAILED",
+    429: "TOO MANY REQUESTS",
+    500: "INTERNAL SERVER ERROR",
+    503: "SERVICE UNAVAILABLE",
+    504: "GATEWAY TIMEOUT",
+}
+
+
+class GceError(Exception):
+    """A synchronous error: HTTP status, `reason` and message, as GCE sends them."""
+
+    status = 400
+    reason = "invalid"
+    domain = "global"
+
+    def __init__(self, message: str, *, status: int | None = None, reason: str | None = None,
+                 domain: str | None = None, **extra: str):
+        super().__init__(message)
+        self.message = message
+        if status is not None:
+            self.status = status
+        if reason is not None:
+            self.reason = reason
+        if domain is not None:
+            self.domain = domain
+        self.extra = extra
+
+    def body(self) -> dict:
+        item = {"message": self.message, "domain": self.domain, "reason": self.reason, **self.extra}
+        return {"error": {"code": self.status, "message": self.message, "errors": [item]}}
+
+
+class NotFound(GceError):
+    status, reason = 404, "notFound"
+
+    def __init__(self, resource_path: str):
+        super().__init__(f"The resource '{resource_path}' was not found")
+
+
+class AlreadyExists(GceError):
+    status, reason = 409, "alreadyExists"
+
+    def __init__(self, resource_path: str):
+        super().__init__(f"The resource '{resource_path}' already exists")
+
+
+class InvalidField(GceError):
+    status, reason = 400, "invalid"
+
+    def __init__(self, field: str, value: object, detail: str):
+        super().__init__(f"Invalid value for field '{field}': '{value}'. {detail}")
+
+
+class InvalidResourceUsage(GceError):
+    status, reason = 400, "invalidResourceUsage"
+
+    def __init__(self, detail: str):
+        super().__init__(f"Invalid resource usage: '{detail}'.")
+
+
+class BadRequest(GceError):
+    status, reason = 400, "badRequest"
+
+
+class Required(GceError):
+    status, reason = 400, "required"
+
+    def __init__(self, field: str):
+        super().__init__(f"Required field '{field}' not specified")
+
+
+class ConditionNotMet(GceError):
+    status, reason = 412, "conditionNotMet"
+
+    def __init__(self, message: str):
+        super().__init__(message, location="If-Match", locationType="header")
+
+
+class ResourceNotReady(GceError):
+    status, reason = 400, "resourceNotReady"
+
+    def __init__(self, resource_path: str):
+        super().__init__(f"The resource '{resource_path}' is not ready")
+
+
+class RateLimitExceeded(GceError):
+    status, reason, domain = 403, "rateLimitExceeded", "usageLimits"
+
+    def __init__(self, project: str = "archfarm"):
+        super().__init__(
+            "Quota exceeded for quota group 'ReadGroup' and limit 'Read requests per 100 seconds'"
+            f" of service 'compute.googleapis.com' for consumer 'project_number:{project}'."
+        )
+
+
+def injected(status: int, reason: str, project: str) -> GceError:
+    """The error a `http_errors` fault injects: realistic text where the reason is known."""
+    if reason == "rateLimitExceeded":
+        return RateLimitExceeded(project)
+    text = {
+        "backendError": "Internal error. Please try again or contact Google Support.",
+        "internalError": "Internal error. Please try again or contact Google Support.",
+        "serviceUnavailable": "The service is currently unavailable.",
+        "quotaExceeded": "Quota 'CPUS' exceeded.  Limit: 8.0 in region us-central1.",
+    }.get(reason, f"Injected {reason}.")
+    return GceError(text, status=status, reason=reason)
+
+
+class OperationFailure:
+    """What a failed operation carries once DONE."""
+
+    def __init__(self, code: str, message: str, http_status: int, details: list | None = None):
+        self.code = code
+        self.message = message
+        self.http_status = http_status
+        self.details = details or []
+
+    def fields(self) -> dict:
+        err = {"code": self.code, "message": self.message}
+        if self.details:
+            err["errorDetails"] = self.details
+        return {
+            "error": {"errors": [err]},
+            "httpErrorStatusCode": self.http_status,
+            "httpErrorMessage": HTTP_MESSAGES.get(self.http_status, "ERROR"),
+        }
+
+
+def stockout(project: str, zone: str, machine_type: str) -> OperationFailure:
+    return OperationFailure(
+        "ZONE_RESOURCE_POOL_EXHAUSTED",
+        f"The zone 'projects/{project}/zones/{zone}' does not have enough resources available to"
+        " fulfill the request.  Try a different zone, or try again later.",
+        503,
+        [{"errorInfo": {"reason": "resource_availability", "domain": "compute.googleapis.com",
+                        "metadatas": {"vmType": machine_type, "zone": zone}}}],
+    )
+
+
+def quota_exceeded(region: str, family: str, limit: float = 0.0) -> OperationFailure:
+    return OperationFailure(
+        "QUOTA_EXCEEDED",
+        f"Quota 'CPUS' exceeded.  Limit: {limit} in region {region}.",
+        403,
+        [{"quotaInfo": {"metricName": "compute.googleapis.com/cpus_per_vm_family",
+                        "limitName": "CPUS-PER-VM-FAMILY-per-project-region",
+                        "dimensions": {"region": region, "vm_family": family.upper()},
+                        "limit": limit}}],
+    )

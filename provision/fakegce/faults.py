@@ -1,0 +1,66 @@
+"""Fault injection: stockouts, regional quota, synchronous HTTP errors, operation latency.
+
+A fault set is replaced as a whole by each `configure` call (and `POST /_fake/faults`):
+keys left out return to their defaults.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+KEYS = {"stockouts", "quota_exceeded", "http_errors", "operation_seconds", "boot_seconds"}
+
+
+@dataclass
+class Faults:
+    operation_seconds: float = 0.2
+    boot_seconds: float = 0.0
+    stockouts: list[dict] = field(default_factory=list)
+    quota_exceeded: list[dict] = field(default_factory=list)
+    http_errors: list[dict] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def configure(self, spec: dict, defaults: Faults) -> None:
+        unknown = set(spec) - KEYS
+        if unknown:
+            raise ValueError(f"unknown fault keys {sorted(unknown)}; known: {sorted(KEYS)}")
+        for rule in spec.get("http_errors", []):
+            if "method" not in rule or "status" not in rule:
+                raise ValueError("each http_errors entry needs 'method' and 'status'")
+        with self._lock:
+            self.operation_seconds = float(spec.get("operation_seconds",
+                                                    defaults.operation_seconds))
+            self.boot_seconds = float(spec.get("boot_seconds", defaults.boot_seconds))
+            self.stockouts = [dict(r) for r in spec.get("stockouts", [])]
+            self.quota_exceeded = [dict(r) for r in spec.get("quota_exceeded", [])]
+            self.http_errors = [dict(r) for r in spec.get("http_errors", [])]
+
+    def to_json(self) -> dict:
+        return {"operation_seconds": self.operation_seconds, "boot_seconds": self.boot_seconds,
+                "stockouts": self.stockouts, "quota_exceeded": self.quota_exceeded,
+                "http_errors": self.http_errors}
+
+    @staticmethod
+    def _matches(rule: dict, family: str) -> bool:
+        return rule.get("machine_family") in (None, family)
+
+    def stockout(self, zone: str, family: str) -> bool:
+        return any(r.get("zone") == zone and self._matches(r, family) for r in self.stockouts)
+
+    def quota(self, region: str, family: str) -> dict | None:
+        return next((r for r in self.quota_exceeded
+                     if r.get("region") == region and self._matches(r, family)), None)
+
+    def take_http_error(self, method: str) -> dict | None:
+        """The next injected error for `method`, consuming one of its `count` (absent: forever)."""
+        with self._lock:
+            for rule in self.http_errors:
+                if rule["method"] != method:
+                    continue
+                if "count" in rule:
+                    if rule["count"] <= 0:
+                        continue
+                    rule["count"] -= 1
+                return rule
+        return None

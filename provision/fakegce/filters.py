@@ -1,0 +1,148 @@
+"""The `filter` query parameter of Compute Engine list calls, evaluated on resource JSON.
+
+Two dialects, as on GCE: AIP-160 (`labels.app = "x" AND (status = RUNNING OR status = STAGING)`,
+operators `= != < > <= >= :`, `:*` for "has key") and the legacy regex form
+(`name eq 'web-.*'`, `ne`), which must not be mixed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from .errors import InvalidField
+
+Predicate = Callable[[dict], bool]
+
+TOKEN = re.compile(r"""\s*(?:(?P<lp>\()|(?P<rp>\))|(?P<op>!=|<=|>=|=|<|>|:)
+                      |(?P<str>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')|(?P<word>[^\s()=!<>:"']+))""",
+                   re.X)
+
+
+def _bad(text: str) -> InvalidField:
+    return InvalidField("filter", text, "Invalid list filter expression.")
+
+
+def _tokens(text: str) -> list[tuple[str, str]]:
+    out, pos = [], 0
+    while pos < len(text):
+        if text[pos:].strip() == "":
+            break
+        m = TOKEN.match(text, pos)
+        if not m:
+            raise _bad(text)
+        kind = m.lastgroup
+        val = m.group(kind)
+        if kind == "str":
+            val = re.sub(r"\\(.)", r"\1", val[1:-1])
+        out.append((kind, val))
+        pos = m.end()
+    return out
+
+
+def _field(resource: dict, path: str):
+    value = resource
+    for part in path.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def _text(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _compare(actual, op: str, expected: str) -> bool:
+    if actual is None:
+        return op == "!="
+    if op == ":":
+        return expected == "*" or expected.lower() in _text(actual).lower()
+    a, e = _text(actual), expected
+    try:
+        a_num, e_num = float(a), float(e)
+        a, e = a_num, e_num
+    except ValueError:
+        pass
+    return {"=": a == e, "!=": a != e, "<": a < e, ">": a > e, "<=": a <= e, ">=": a >= e}[op]
+
+
+def _legacy(text: str) -> Predicate:
+    m = re.fullmatch(r"\s*([\w.]+)\s+(eq|ne)\s+(.+?)\s*", text)
+    if not m:
+        raise _bad(text)
+    path, op, raw = m.groups()
+    if raw[:1] in "'\"" and raw[-1:] == raw[:1]:
+        raw = raw[1:-1]
+    try:
+        regex = re.compile(raw)
+    except re.error:
+        raise _bad(text) from None
+    want = op == "eq"
+    return lambda r: (regex.fullmatch(_text(_field(r, path) or "")) is not None) == want
+
+
+class _Parser:
+    def __init__(self, text: str):
+        self.text, self.toks, self.i = text, _tokens(text), 0
+
+    def peek(self):
+        return self.toks[self.i] if self.i < len(self.toks) else (None, None)
+
+    def take(self):
+        tok = self.peek()
+        self.i += 1
+        return tok
+
+    def parse(self) -> Predicate:
+        pred = self.expr()
+        if self.i != len(self.toks):
+            raise _bad(self.text)
+        return pred
+
+    def expr(self) -> Predicate:
+        # OR binds tighter than AND in AIP-160; implicit juxtaposition means AND.
+        terms = [self.disjunction()]
+        while True:
+            kind, val = self.peek()
+            if kind == "word" and val == "AND":
+                self.take()
+            elif kind not in ("lp", "word", "str"):
+                break
+            terms.append(self.disjunction())
+        return lambda r: all(t(r) for t in terms)
+
+    def disjunction(self) -> Predicate:
+        terms = [self.term()]
+        while self.peek() == ("word", "OR"):
+            self.take()
+            terms.append(self.term())
+        return lambda r: any(t(r) for t in terms)
+
+    def term(self) -> Predicate:
+        kind, val = self.take()
+        if kind == "word" and val == "NOT":
+            inner = self.term()
+            return lambda r: not inner(r)
+        if kind == "lp":
+            inner = self.expr()
+            if self.take()[0] != "rp":
+                raise _bad(self.text)
+            return inner
+        if kind != "word":
+            raise _bad(self.text)
+        op_kind, op = self.take()
+        value_kind, value = self.take()
+        if op_kind != "op" or value_kind not in ("word", "str"):
+            raise _bad(self.text)
+        return lambda r, path=val: _compare(_field(r, path), op, value)
+
+
+def compile_filter(text: str | None) -> Predicate:
+    if not text or not text.strip():
+        return lambda r: True
+    if re.search(r"\s(eq|ne)\s", text):
+        return _legacy(text)
+    return _Parser(text).parse()

@@ -1,0 +1,136 @@
+"""The fake's HTTP server: routing, error bodies, the request log and the `/_fake/` control API.
+
+Control API (JSON):
+  POST /_fake/reset            clear all state and faults
+  GET  /_fake/requests         the request log: [{"method", "path", "status"}, ...]
+  POST /_fake/faults           replace the fault set (see faults.py); GET returns it
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qsl, urlsplit
+
+from . import rules, urls
+from .errors import GceError, injected
+from .state import ComputeState
+
+
+class RequestLog:
+    def __init__(self) -> None:
+        self._entries: list[dict] = []
+        self._lock = threading.Lock()
+
+    def add(self, method: str, path: str, status: int) -> None:
+        with self._lock:
+            self._entries.append({"method": method, "path": path, "status": status})
+
+    def entries(self) -> list[dict]:
+        with self._lock:
+            return list(self._entries)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive: the client's session reuses one connection
+    disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms stall
+    server: FakeServer
+
+    def log_message(self, fmt: str, *args) -> None:  # the request log replaces stderr noise
+        pass
+
+    def _send(self, status: int, body: object) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=UTF-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _body(self) -> dict:
+        length = int(self.headers.get("Content-Length") or 0)
+        if not length:
+            return {}
+        raw = self.rfile.read(length)
+        try:
+            body = json.loads(raw)
+        except json.JSONDecodeError as e:
+            raise GceError(f"Invalid JSON payload received. {e.msg}.", reason="parseError") from e
+        if not isinstance(body, dict):
+            raise GceError("Invalid JSON payload received.", reason="parseError")
+        return body
+
+    def _handle(self) -> None:
+        parts = urlsplit(self.path)
+        if parts.path.startswith("/_fake/"):
+            return self._control(parts.path)
+        query = dict(parse_qsl(parts.query, keep_blank_values=True))
+        route = urls.match(self.command, parts.path)
+        if route is None:
+            self._body()
+            self.server.log.add("unknown", parts.path, 404)
+            return self._send(404, GceError(f"Not Found: {self.command} {parts.path}",
+                                            status=404, reason="notFound").body())
+        method, handler, params = route
+        state = self.server.state
+        try:
+            body = self._body()
+            for key in urls.CHECKED_PARAMS:
+                if key in params:
+                    rules.path_name(key, params[key])
+            fault = state.faults.take_http_error(method)
+            if fault:
+                raise injected(int(fault["status"]), fault.get("reason", "injected"),
+                               params.get("project", "-"))
+            status, result = 200, handler(state, params, query, body)
+        except GceError as e:
+            status, result = e.status, e.body()
+        self.server.log.add(method, parts.path, status)
+        self._send(status, result)
+
+    def _control(self, path: str) -> None:
+        body = json.loads(self._body_raw() or b"{}")
+        state = self.server.state
+        if (self.command, path) == ("POST", "/_fake/reset"):
+            state.reset()
+            self.server.log.clear()
+            return self._send(200, {"reset": True})
+        if (self.command, path) == ("GET", "/_fake/requests"):
+            return self._send(200, self.server.log.entries())
+        if (self.command, path) == ("GET", "/_fake/faults"):
+            return self._send(200, state.faults.to_json())
+        if (self.command, path) == ("POST", "/_fake/faults"):
+            try:
+                state.faults.configure(body, state.defaults)
+            except (ValueError, TypeError) as e:
+                return self._send(400, {"error": str(e)})
+            return self._send(200, state.faults.to_json())
+        return self._send(404, {"error": f"no control endpoint {self.command} {path}"})
+
+    def _body_raw(self) -> bytes:
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    do_GET = do_POST = do_DELETE = do_PATCH = do_PUT = _handle
+
+
+class FakeServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, state: ComputeState, port: int = 0, host: str = "127.0.0.1"):
+        if not host.startswith("127."):
+            raise ValueError("the fake binds loopback only")
+        self.state = state
+        self.log = RequestLog()
+        super().__init__((host, port), Handler)
+
+    @property
+    def endpoint(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}"

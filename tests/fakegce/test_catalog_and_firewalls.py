@@ -1,0 +1,122 @@
+"""images, machineTypes, zones and firewalls through the real client; server mode as a process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+
+import pytest
+from google.api_core import exceptions
+from google.cloud import compute_v1
+
+from .conftest import PROJECT, ZONE, wait
+
+
+def test_get_from_family_returns_the_newest_live_image_with_its_architecture(gce):
+    arm = gce.images.get_from_family(project="debian-cloud", family="debian-12-arm64")
+    assert arm.name == "debian-12-bookworm-arm64-v20251111"
+    assert arm.architecture == "ARM64" and arm.disk_size_gb == 10
+    x86 = gce.images.get_from_family(project="ubuntu-os-cloud", family="ubuntu-2404-lts-amd64")
+    assert x86.architecture == "X86_64"
+    old = gce.images.get(project="debian-cloud", image="debian-12-bookworm-v20251014")
+    assert old.deprecated.state == "DEPRECATED"
+    with pytest.raises(exceptions.NotFound):
+        gce.images.get_from_family(project="debian-cloud", family="windows-2022")
+    with pytest.raises(exceptions.NotFound):
+        gce.images.get(project="debian-cloud", image="debian-13-trixie-v1")
+
+
+def test_machine_types_carry_architecture_cpus_and_memory(gce):
+    t2a = gce.machine_types.get(project=PROJECT, zone=ZONE, machine_type="t2a-standard-4")
+    assert (t2a.architecture, t2a.guest_cpus, t2a.memory_mb) == ("ARM64", 4, 16384)
+    n2 = gce.machine_types.get(project=PROJECT, zone=ZONE, machine_type="n2-standard-2")
+    assert (n2.architecture, n2.guest_cpus, n2.memory_mb) == ("X86_64", 2, 8192)
+    with pytest.raises(exceptions.NotFound) as e:
+        gce.machine_types.get(project=PROJECT, zone="us-central1-c",
+                              machine_type="t2a-standard-4")
+    assert "zones/us-central1-c/machineTypes/t2a-standard-4' was not found" in e.value.message
+    in_c = {mt.name for mt in gce.machine_types.list(project=PROJECT, zone="us-central1-c")}
+    assert "n2-standard-2" in in_c and "c4a-standard-4" in in_c
+    assert not any(name.startswith("t2a-") for name in in_c)
+    t2a_only = gce.machine_types.list(compute_v1.ListMachineTypesRequest(
+        project=PROJECT, zone=ZONE, filter='architecture = "ARM64"'))
+    assert {mt.name.split("-")[0] for mt in t2a_only} == {"t2a", "c4a"}
+
+
+def test_t2a_exists_only_in_its_zones(gce):
+    t2a_zones = {z.name for z in gce.zones.list(project=PROJECT)
+                 if "Ampere Altra" in z.available_cpu_platforms}
+    assert t2a_zones == {"us-central1-a", "us-central1-b", "us-central1-f", "europe-west4-a",
+                         "europe-west4-b", "europe-west4-c", "asia-southeast1-b",
+                         "asia-southeast1-c"}
+
+
+def test_zones_get_and_list(gce):
+    zone = gce.zones.get(project=PROJECT, zone="europe-west4-b")
+    assert zone.status == "UP" and zone.region.endswith("/regions/europe-west4")
+    with pytest.raises(exceptions.NotFound):
+        gce.zones.get(project=PROJECT, zone="mars-north1-a")
+    paged = gce.zones.list(compute_v1.ListZonesRequest(project=PROJECT, max_results=5))
+    assert len(list(paged)) == 22
+
+
+def firewall(name="archfarm-demo-ssh"):
+    return compute_v1.Firewall(
+        name=name, network="global/networks/default", direction="INGRESS", priority=1000,
+        source_ranges=["127.0.0.1/32"], target_tags=["archfarm-demo"],
+        allowed=[compute_v1.Allowed(I_p_protocol="tcp", ports=["22"])])
+
+
+def test_firewall_insert_get_list_delete_with_global_operations(gce):
+    op = gce.firewalls.insert_unary(project=PROJECT, firewall_resource=firewall())
+    assert not op.zone and op.operation_type == "insert"
+    assert wait(gce, op).status == compute_v1.Operation.Status.DONE
+    fw = gce.firewalls.get(project=PROJECT, firewall="archfarm-demo-ssh")
+    assert list(fw.source_ranges) == ["127.0.0.1/32"]
+    assert fw.allowed[0].I_p_protocol == "tcp" and list(fw.allowed[0].ports) == ["22"]
+    assert fw.self_link.startswith("https://www.googleapis.com/compute/v1/projects/proj/global/")
+    assert [f.name for f in gce.firewalls.list(project=PROJECT)] == ["archfarm-demo-ssh"]
+    with pytest.raises(exceptions.Conflict) as e:
+        gce.firewalls.insert_unary(project=PROJECT, firewall_resource=firewall())
+    assert "global/firewalls/archfarm-demo-ssh' already exists" in e.value.message
+    wait(gce, gce.firewalls.delete_unary(project=PROJECT, firewall="archfarm-demo-ssh"))
+    with pytest.raises(exceptions.NotFound) as e:
+        gce.firewalls.get(project=PROJECT, firewall="archfarm-demo-ssh")
+    assert "projects/proj/global/firewalls/archfarm-demo-ssh' was not found" in e.value.message
+    with pytest.raises(exceptions.BadRequest):
+        gce.firewalls.insert_unary(project=PROJECT, firewall_resource=firewall("Bad_Name"))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_server_mode_announces_itself_and_stops_on_sigterm():
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "provision.fakegce", "--port", str(port),
+                             "--operation-seconds", "0"],
+                            stdout=subprocess.PIPE, text=True, env={**os.environ})
+    try:
+        assert proc.stdout.readline().strip() == f"listening on http://127.0.0.1:{port}"
+        client = compute_v1.ZonesClient(
+            credentials=__import__("google.auth.credentials").auth.credentials
+            .AnonymousCredentials(),
+            client_options={"api_endpoint": f"http://127.0.0.1:{port}"}, transport="rest")
+        assert client.get(project=PROJECT, zone=ZONE).name == ZONE
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_server_mode_refuses_a_non_loopback_host():
+    result = subprocess.run([sys.executable, "-m", "provision.fakegce", "--host", "0.0.0.0"],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert "loopback" in result.stderr
