@@ -1,10 +1,45 @@
-"""archfarm's tasks. Thin by design: parse flags, call into `provision`, print, exit.
+"""archfarm's tasks. Thin by design: parse flags, call `provision.cli`, exit with its code.
 
 Heavy imports (the Compute Engine client) happen inside task bodies, so `inv --list` and
 `inv <task> --help` stay fast.
 """
 
-from invoke import Collection, task
+from invoke import Collection, Exit, task
+
+INVENTORY = "inventory file (default: $ARCHFARM_INVENTORY, else inventory/lab.yaml)"
+JSON = "print one JSON object on stdout at the end (progress goes to stderr)"
+
+
+def _exit(code: int) -> None:
+    if code:
+        raise Exit(code=code)
+
+
+@task(help={"inventory": INVENTORY, "check": "show the plan, change nothing",
+            "limit": "only these nodes (comma-separated)",
+            "prune": "delete labelled VMs that are no longer in the inventory", "json": JSON})
+def vms(c, inventory=None, check=False, limit=None, prune=False, json=False):
+    """Create, start or keep the farm's VMs (zone failover), and its SSH firewall rule."""
+    from provision import cli
+
+    _exit(cli.vms(inventory, check, limit, prune, json))
+
+
+@task(help={"inventory": INVENTORY, "json": JSON})
+def status(c, inventory=None, json=False):
+    """Show the farm's nodes: zone, platform, machine type, state, external IP."""
+    from provision import cli
+
+    _exit(cli.status(inventory, json))
+
+
+@task(help={"inventory": INVENTORY, "yes": "do not ask for confirmation",
+            "check": "show what would be deleted, change nothing", "json": JSON})
+def destroy(c, inventory=None, yes=False, check=False, json=False):
+    """Delete the farm's VMs (only those with its labels) and its firewall rule."""
+    from provision import cli
+
+    _exit(cli.destroy(inventory, yes, check, json))
 
 
 @task(help={"port": "loopback port to listen on (default 8089)",
@@ -13,7 +48,7 @@ def fake(c, port=8089, operation_seconds=2.0):
     """Run the fake Compute Engine in the foreground on 127.0.0.1 (Ctrl-C stops it)."""
     from provision.fakegce.__main__ import main
 
-    raise SystemExit(main(["--port", str(port), "--operation-seconds", str(operation_seconds)]))
+    _exit(main(["--port", str(port), "--operation-seconds", str(operation_seconds)]))
 
 
-ns = Collection(fake)
+ns = Collection(vms, status, destroy, fake)

@@ -2,6 +2,10 @@
 
 A fault set is replaced as a whole by each `configure` call (and `POST /_fake/faults`):
 keys left out return to their defaults.
+
+`http_errors` entries: {"method": "instances.insert", "status": 503, "reason": "backendError",
+"count": 1, "after": false}. Without `count` the error repeats forever; with `"after": true` the
+request takes effect before the error is returned, as when a response is lost on the way back.
 """
 
 from __future__ import annotations

@@ -84,6 +84,8 @@ class Handler(BaseHTTPRequestHandler):
                 if key in params:
                     rules.path_name(key, params[key])
             fault = state.faults.take_http_error(method)
+            if fault and fault.get("after"):
+                handler(state, params, query, body)  # it takes effect; the answer is lost
             if fault:
                 raise injected(int(fault["status"]), fault.get("reason", "injected"),
                                params.get("project", "-"))

@@ -169,3 +169,15 @@ def test_control_api_over_http(gce):
     assert requests.post(f"{base}/_fake/reset", timeout=5).json() == {"reset": True}
     assert requests.get(f"{base}/_fake/requests", timeout=5).json() == []
     assert list(gce.instances.list(project=PROJECT, zone=ZONE)) == []
+
+
+def test_an_after_fault_applies_the_request_then_loses_the_answer(gce):
+    gce.fake.set_faults(http_errors=[{"method": "instances.insert", "status": 503,
+                                      "reason": "backendError", "count": 1, "after": True}])
+    rid = "6f1c1d8e-3a5b-4c2d-9e7f-0a1b2c3d4e5f"
+    with pytest.raises(exceptions.ServiceUnavailable):
+        insert(gce, instance(), request_id=rid)
+    assert gce.instances.get(project=PROJECT, zone=ZONE, instance="vm1").name == "vm1"
+    retried = insert(gce, instance(), request_id=rid)  # the caller's retry, same requestId
+    wait(gce, retried)
+    assert [vm.name for vm in gce.instances.list(project=PROJECT, zone=ZONE)] == ["vm1"]

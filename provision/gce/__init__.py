@@ -1,0 +1,1 @@
+"""Compute Engine driver on google-cloud-compute: clients, operations, VMs, firewall."""

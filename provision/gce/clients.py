@@ -1,0 +1,103 @@
+"""Every Compute Engine client archfarm uses, built in one place with one set of options."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from ..errors import CredentialsError, UserError
+
+ENDPOINT_ENV = "ARCHFARM_GCE_ENDPOINT"
+ADC_FILE = Path("~/.config/gcloud/application_default_credentials.json")
+
+
+def resolve_endpoint(inventory_endpoint: str | None) -> str | None:
+    """`ARCHFARM_GCE_ENDPOINT` wins over the inventory; None means Google's own endpoint."""
+    endpoint = os.environ.get(ENDPOINT_ENV) or inventory_endpoint
+    if not endpoint:
+        return None
+    parts = urlsplit(endpoint)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UserError(f"api_endpoint {endpoint!r} is not a URL. Fix: use a URL such as"
+                        " http://127.0.0.1:8089 (the fake) or leave it unset for Compute Engine.")
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        raise UserError(f"api_endpoint {endpoint!r} is plain http to a non-loopback host."
+                        " Fix: plain http is only for a fake on 127.0.0.0/8; use https.")
+    return endpoint
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _credentials(endpoint: str | None):
+    if endpoint and urlsplit(endpoint).scheme == "http":
+        from google.auth.credentials import AnonymousCredentials
+
+        return AnonymousCredentials()
+    # Only look for credentials that exist as files: google.auth.default() would otherwise
+    # probe the GCE metadata server, which is nowhere to be found off Google Cloud.
+    explicit = os.environ.get("GOOGLE_APPLICATION_CREDENTIALS")
+    if not explicit and not ADC_FILE.expanduser().exists():
+        raise CredentialsError(
+            "No Google Cloud credentials found (no GOOGLE_APPLICATION_CREDENTIALS and no"
+            f" {ADC_FILE}). Fix: run `gcloud auth application-default login`, or set"
+            " GOOGLE_APPLICATION_CREDENTIALS to a service account key file.")
+    import google.auth
+    from google.auth.exceptions import DefaultCredentialsError
+
+    try:
+        credentials, _ = google.auth.default(
+            scopes=["https://www.googleapis.com/auth/compute"])
+    except DefaultCredentialsError as e:
+        raise CredentialsError(f"Google Cloud credentials are unusable: {e}. Fix: run"
+                               " `gcloud auth application-default login`.") from None
+    return credentials
+
+
+@dataclass
+class Clients:
+    """Lazily built compute_v1 clients sharing credentials and endpoint."""
+
+    endpoint: str | None
+
+    @cached_property
+    def _kwargs(self) -> dict:
+        kwargs = {"credentials": _credentials(self.endpoint), "transport": "rest"}
+        if self.endpoint:
+            kwargs["client_options"] = {"api_endpoint": self.endpoint}
+        return kwargs
+
+    def _make(self, name: str):
+        from google.cloud import compute_v1
+
+        return getattr(compute_v1, name)(**self._kwargs)
+
+    @cached_property
+    def instances(self):
+        return self._make("InstancesClient")
+
+    @cached_property
+    def zone_operations(self):
+        return self._make("ZoneOperationsClient")
+
+    @cached_property
+    def global_operations(self):
+        return self._make("GlobalOperationsClient")
+
+    @cached_property
+    def firewalls(self):
+        return self._make("FirewallsClient")
+
+    def check_credentials(self) -> None:
+        """Fail early (exit 2) on missing credentials, before any plan is shown."""
+        self._kwargs  # noqa: B018 (building them is the check)

@@ -1,0 +1,81 @@
+"""What the user sees: progress lines, the plan, the per-node recap, and `--json`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+STYLE = {"create": "yellow", "start": "yellow", "delete": "red", "keep": "green",
+         "wait": "cyan", "orphan": "magenta", "blocked": "red", "spare": "magenta"}
+
+
+@dataclass
+class NodeResult:
+    ok: int = 0
+    changed: int = 0
+    failed: int = 0
+    unreachable: bool = False
+    note: str = ""
+
+    def to_json(self) -> dict:
+        return {"ok": self.ok, "changed": self.changed, "failed": self.failed,
+                "unreachable": self.unreachable}
+
+
+class Reporter:
+    """Human output goes to stdout, or to stderr under --json so stdout holds only the JSON."""
+
+    def __init__(self, json_mode: bool = False):
+        self.json_mode = json_mode
+        stream = sys.stderr if json_mode else sys.stdout
+        # Piped output (CI logs, `| tee`) gets room for whole zone names and IPs.
+        self.console = Console(file=stream, highlight=False, soft_wrap=True,
+                               width=None if stream.isatty() else 160)
+
+    def say(self, text: str) -> None:
+        self.console.print(text)
+
+    def node(self, node: str, text: str, style: str = "") -> None:
+        self.console.print(f"[bold]{escape(node)}[/bold] {escape(text)}", style=style or None)
+
+    def plan(self, title: str, rows: list[tuple[str, str, str, str]]) -> None:
+        """Rows of (action, node, vm, detail)."""
+        table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
+        for col in ("action", "node", "vm", "detail"):
+            table.add_column(col)
+        for action, node, vm, detail in rows:
+            table.add_row(f"[{STYLE.get(action, '')}]{action}[/]", escape(node), escape(vm),
+                          escape(detail))
+        self.console.print(table)
+
+    def recap(self, results: dict[str, NodeResult]) -> None:
+        table = Table(title="recap", title_justify="left", show_edge=False, pad_edge=False)
+        for col in ("node", "ok", "changed", "failed", "note"):
+            table.add_column(col, justify="right" if col in ("ok", "changed", "failed") else None)
+        for name, r in sorted(results.items()):
+            style = "red" if r.failed or r.unreachable else ("yellow" if r.changed else "green")
+            table.add_row(f"[{style}]{escape(name)}[/]", str(r.ok), str(r.changed),
+                          str(r.failed), escape(r.note))
+        self.console.print(table)
+
+    def table(self, title: str, columns: list[str], rows: list[list[str]]) -> None:
+        table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
+        for col in columns:
+            table.add_column(col)
+        for row in rows:
+            table.add_row(*(escape(cell) for cell in row))
+        self.console.print(table)
+
+    def error(self, text: str) -> None:
+        Console(stderr=True, highlight=False, soft_wrap=True).print(
+            f"[red]error:[/red] {escape(text)}")
+
+    @staticmethod
+    def emit_json(obj: dict) -> None:
+        sys.stdout.write(json.dumps(obj, sort_keys=True) + "\n")
+        sys.stdout.flush()

@@ -1,0 +1,27 @@
+"""`inv status`: what the farm looks like right now, from one aggregated list."""
+
+from __future__ import annotations
+
+from .gce import instances
+from .inventory import Farm
+from .report import Reporter
+
+
+def collect(clients, farm: Farm) -> dict:
+    vms = instances.find_farm(clients, farm)
+    return {"farm": farm.farm, "nodes": [{
+        "name": vm.node or vm.name, "vm": vm.name, "zone": vm.zone, "platform": vm.platform,
+        "machine_type": vm.machine_type, "status": vm.status, "external_ip": vm.external_ip,
+        # filled in by the configure stage's facts once it exists
+        "docker": None, "emulated": None,
+    } for vm in vms]}
+
+
+def show(reporter: Reporter, status: dict) -> None:
+    cols = ["name", "zone", "platform", "machine_type", "status", "external_ip", "docker",
+            "emulated"]
+    rows = [["-" if n[c] is None else str(n[c]) for c in cols] for n in status["nodes"]]
+    if rows:
+        reporter.table(f"farm {status['farm']}", cols, rows)
+    else:
+        reporter.say(f"farm {status['farm']}: no VMs (run `inv vms` to create them)")

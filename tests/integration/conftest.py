@@ -1,0 +1,70 @@
+"""An inventory pointed at the in-process fake, and helpers to run tasks as a user would."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from provision import cli
+
+REPO = Path(__file__).resolve().parents[2]
+
+LAB_LIKE = """
+farm: t
+gcp:
+  project: test-project
+  zones: [us-central1-a, us-central1-b, us-central1-f]
+  api_endpoint: {endpoint}
+  ssh_source_ranges: [127.0.0.1/32]
+ssh:
+  private_key: {key}
+nodes:
+  - name: arm
+    platform: linux/arm64
+    machine_type: t2a-standard-2
+  - name: x86
+    platform: linux/amd64
+    machine_type: n2-standard-2
+"""
+
+
+@pytest.fixture
+def write_inventory(tmp_path, fake_gce):
+    """Write an inventory (format placeholders: endpoint, key) and return its path."""
+    def write(text: str = LAB_LIKE, name: str = "farm.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(textwrap.dedent(text).format(endpoint=fake_gce.endpoint,
+                                                     key=tmp_path / "ssh" / "farm-key"))
+        return path
+    return write
+
+
+@pytest.fixture
+def inventory(write_inventory) -> Path:
+    return write_inventory()
+
+
+def run_vms(inventory: Path, *, check=False, limit=None, prune=False) -> int:
+    return cli.vms(str(inventory), check, limit, prune, False)
+
+
+def run_json(fn, *args, capsys) -> tuple[int, dict]:
+    capsys.readouterr()
+    code = fn(*args, True)
+    out = capsys.readouterr().out
+    return code, json.loads(out.strip().splitlines()[-1])
+
+
+def inv(*args: str, env: dict | None = None, home: Path | None = None):
+    """The real `inv` command line, as a user types it."""
+    full_env = {**os.environ, **(env or {})}
+    if home:
+        full_env["HOME"] = str(home)
+    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=REPO,
+                          capture_output=True, text=True, env=full_env, timeout=120)
