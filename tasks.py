@@ -51,4 +51,29 @@ def fake(c, port=8089, operation_seconds=2.0):
     _exit(main(["--port", str(port), "--operation-seconds", str(operation_seconds)]))
 
 
-ns = Collection(vms, status, destroy, fake)
+@task(name="up", help={"json": JSON})
+def lab_up(c, json=False):
+    """Start the local lab: fake Compute Engine with container VMs, registry, docker engine."""
+    from provision import cli
+
+    _exit(cli.lab_up(json))
+
+
+@task(name="down", help={"json": JSON})
+def lab_down(c, json=False):
+    """Stop the lab and remove every lab container and volume (the image stays cached)."""
+    from provision import cli
+
+    _exit(cli.lab_down(json))
+
+
+@task(name="status", help={"json": JSON})
+def lab_status(c, json=False):
+    """Show the lab's processes and VM containers."""
+    from provision import cli
+
+    _exit(cli.lab_status(json))
+
+
+lab = Collection("lab", lab_up, lab_down, lab_status)
+ns = Collection(vms, status, destroy, fake, lab)

@@ -113,3 +113,54 @@ def _confirm(question: str) -> bool:
     if not sys.stdin.isatty():
         return False
     return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
+
+
+def lab_up(json_mode: bool) -> int:
+    reporter = Reporter(json_mode)
+
+    def body() -> int:
+        from .lab import control
+
+        info = control.up(reporter.say)
+        reporter.say(f"lab is up in {info['seconds']} s: Compute Engine at"
+                     f" {info['compute_endpoint']}, registry at {info['registry']};"
+                     f" state and logs in {info['state_dir']}")
+        if json_mode:
+            reporter.emit_json(info)
+        return 0
+
+    return _guard(reporter, body)
+
+
+def lab_down(json_mode: bool) -> int:
+    reporter = Reporter(json_mode)
+
+    def body() -> int:
+        from .lab import control
+
+        control.down(reporter.say)
+        reporter.say("lab is down: no lab process, container or volume is left")
+        if json_mode:
+            reporter.emit_json(control.status())
+        return 0
+
+    return _guard(reporter, body)
+
+
+def lab_status(json_mode: bool) -> int:
+    reporter = Reporter(json_mode)
+
+    def body() -> int:
+        from .lab import control
+
+        info = control.status()
+        rows = [[name, "running" if pid else "stopped", str(pid or "-")]
+                for name, pid in info["services"].items()]
+        reporter.table("lab", ["component", "state", "pid"], rows)
+        reporter.say(f"docker engine {info['docker']}; {info['vm_containers']} VM container(s)"
+                     f" running; Compute Engine at {info['compute_endpoint']}")
+        if json_mode:
+            reporter.emit_json(info)
+        return 0
+
+    return _guard(reporter, body)

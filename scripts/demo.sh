@@ -1,21 +1,18 @@
 #!/usr/bin/env bash
-# The main job, end to end on this machine: the fake Compute Engine on loopback, then
-# `inv vms` (create), again (converged: nothing changes), `inv status`, `inv destroy`.
+# The main job on this machine, no cloud account: the local lab (fake Compute Engine whose VMs
+# are Debian containers), then the farm's VMs from inventory/lab.yaml, a converged re-run,
+# status, and teardown. Set ARCHFARM_KEEP_LAB=1 to keep the lab and the VMs afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
-export PATH="$PWD/.venv/bin:$PATH"
-
-state=$(mktemp -d)
-export ARCHFARM_INVENTORY=inventory/lab.yaml
-python -m provision.fakegce --port 8089 --operation-seconds 2 > "$state/fake.log" 2>&1 &
-fake=$!
-trap 'kill $fake 2>/dev/null; wait $fake 2>/dev/null || true' EXIT
-for _ in $(seq 50); do grep -q listening "$state/fake.log" && break; sleep 0.1; done
-cat "$state/fake.log"
+export PATH="$PWD/.venv/bin:$PATH" ARCHFARM_INVENTORY=inventory/lab.yaml
 
 run() { echo; echo "\$ inv $*"; inv "$@"; }
+run lab.up
 run vms
-run vms
+run vms          # converged: nothing changes, two API calls
 run status
-run destroy --yes
+if [ -z "${ARCHFARM_KEEP_LAB:-}" ]; then
+    run destroy --yes
+    run lab.down
+fi

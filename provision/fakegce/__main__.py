@@ -18,13 +18,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--operation-seconds", type=float, default=2.0,
                         help="how long an operation takes (default: 2)")
     parser.add_argument("--boot-seconds", type=float, default=1.0,
-                        help="RUNNING to host keys in guest attributes (default: 1)")
+                        help="memory backend: RUNNING to host keys in guest attributes")
+    parser.add_argument("--backend", choices=["memory", "docker"], default="memory",
+                        help="what stands behind a VM: nothing, or a lab container")
+    parser.add_argument("--lab-image", help="docker backend: the lab VM image tag")
+    parser.add_argument("--registry-socket",
+                        help="docker backend: unix socket of the lab registry, for the VMs")
     args = parser.parse_args(argv)
+    backend = None
+    if args.backend == "docker":
+        if not args.lab_image:
+            parser.error("--backend docker needs --lab-image (inv lab.up builds it)")
+        from ..lab.backend import DockerBackend
+
+        backend = DockerBackend(args.lab_image, args.registry_socket)
     if not args.host.startswith("127."):
         parser.error("--host must be a loopback address (127.0.0.0/8)")
     try:
-        fake = FakeGCE(args.port, args.host, operation_seconds=args.operation_seconds,
-                       boot_seconds=args.boot_seconds)
+        fake = FakeGCE(args.port, args.host, backend=backend,
+                       operation_seconds=args.operation_seconds, boot_seconds=args.boot_seconds)
     except OSError as e:
         print(f"cannot listen on {args.host}:{args.port}: {e.strerror}", file=sys.stderr)
         return 1

@@ -17,9 +17,11 @@ import itertools
 import json
 import random
 import re
+import sys
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
@@ -64,10 +66,12 @@ def zone_url(project: str, zone: str) -> str:
 
 
 class Scheduler:
-    """One thread running callbacks at due times; `clear` drops everything pending."""
+    """One thread running callbacks at due times; `clear` drops everything pending.
 
-    def __init__(self, lock: threading.RLock):
-        self._lock = lock
+    Callbacks run without the state lock: each takes it itself (see ComputeState._steps).
+    """
+
+    def __init__(self) -> None:
         self._heap: list = []
         self._seq = itertools.count()
         self._wake = threading.Condition(threading.Lock())
@@ -100,8 +104,7 @@ class Scheduler:
                 if self._stopped:
                     return
                 _, _, fn = heapq.heappop(self._heap)
-            with self._lock:
-                fn()
+            fn()
 
 
 @dataclass
@@ -272,7 +275,9 @@ class ComputeState:
         self.faults = Faults(operation_seconds=operation_seconds, boot_seconds=boot_seconds)
         self.backend = backend or MemoryBackend(lambda: self.faults.boot_seconds)
         self.wait_seconds = wait_seconds
-        self.scheduler = Scheduler(self.lock)
+        self.scheduler = Scheduler()
+        # Backend calls (docker start/stop/rm) can take a second: never under the lock.
+        self._effects = ThreadPoolExecutor(max_workers=8, thread_name_prefix="fakegce-backend")
         self._projects: dict[str, Project] = {}
         self._nat_ips = AddressPool("127.0.0.2", "127.0.63.254")
         self._internal_ips = AddressPool("127.128.0.2", "127.128.255.254")
@@ -282,16 +287,19 @@ class ComputeState:
     def reset(self) -> None:
         with self.lock:
             self.scheduler.clear()
-            for project in self._projects.values():
-                for vm in project.instances.values():
-                    self._destroy(vm)
+            vms = [vm for p in self._projects.values() for vm in p.instances.values()]
+            for vm in vms:
+                self._release(vm)
             self._projects.clear()
             self.faults.configure({}, self.defaults)
             self.changed.notify_all()
+        for vm in vms:
+            self.backend.destroy(vm.view())
 
     def close(self) -> None:
         self.reset()
         self.scheduler.stop()
+        self._effects.shutdown(wait=True)
         self.backend.close()
 
     def project(self, name: str) -> Project:
@@ -306,14 +314,29 @@ class ComputeState:
             if seconds <= 0:
                 fn()
             else:
-                self.scheduler.later(seconds * fraction, self._notifying(fn))
+                self.scheduler.later(seconds * fraction, self._locked(fn))
         self.changed.notify_all()
 
-    def _notifying(self, fn: Callable[[], None]) -> Callable[[], None]:
+    def _locked(self, fn: Callable[[], None]) -> Callable[[], None]:
         def run() -> None:
-            fn()
-            self.changed.notify_all()
+            with self.lock:
+                fn()
+                self.changed.notify_all()
         return run
+
+    def _backend(self, method: Callable[[VmView], None], vm: Instance,
+                 then: Callable[[], None] | None = None) -> None:
+        """Call the backend off the lock with a snapshot of the VM, then `then` under it."""
+        view = vm.view()
+
+        def work() -> None:
+            try:
+                method(view)
+            except Exception as e:  # noqa: BLE001 (a broken VM must not break the fake)
+                print(f"fakegce: backend {self.backend.name}: {e}", file=sys.stderr, flush=True)
+            if then:
+                self._locked(then)()
+        self._effects.submit(work)
 
     def _operation(self, project: str, op_type: str, target_link: str, target_id: str,
                    zone: str | None, request_id: str | None) -> Operation:
@@ -461,6 +484,7 @@ class ComputeState:
             if failure:
                 for vm in live:  # a failed insert leaves nothing behind, as on GCE
                     self._forget(vm)
+                    self._backend(self.backend.destroy, vm)
             else:
                 for vm in live:
                     vm.busy = None
@@ -491,14 +515,13 @@ class ComputeState:
         proj.instances.pop((vm.zone, vm.name), None)
         if vm.disk["auto_delete"]:
             proj.disks.discard((vm.zone, vm.disk["name"]))
-        self._destroy(vm)
+        self._release(vm)
 
-    def _destroy(self, vm: Instance) -> None:
+    def _release(self, vm: Instance) -> None:
         vm.epoch += 1
         vm.busy = None
         self._nat_ips.release(vm.nat_ip)
         self._internal_ips.release(vm.network_ip)
-        self.backend.destroy(vm.view())
 
     def _mutate(self, project: str, zone: str, name: str, op_type: str,
                 request_id: str | None, allow_busy: bool = False) -> tuple[Instance, Operation]:
@@ -523,9 +546,14 @@ class ComputeState:
             vm.status = "STOPPING"
 
             def done() -> None:
-                if vm.busy is op:
+                if vm.busy is not op:
+                    return op.finish()
+
+                def gone() -> None:  # the address is free only once the host is gone
                     self._forget(vm)
-                op.finish()
+                    op.finish()
+
+                self._backend(self.backend.destroy, vm, gone)
 
             self._steps([(0.1, op.start), (1.0, done)])
             return op
@@ -543,11 +571,16 @@ class ComputeState:
             vm.busy, vm.status = op, "STOPPING"
 
             def done() -> None:
-                if vm.busy is op:
-                    vm.busy, vm.status = None, "TERMINATED"
-                    vm.guest_attributes.clear()
-                    self.backend.power_off(vm.view())
-                op.finish()
+                if vm.busy is not op:
+                    return op.finish()
+
+                def stopped() -> None:
+                    if vm.busy is op:
+                        vm.busy, vm.status = None, "TERMINATED"
+                        vm.guest_attributes.clear()
+                    op.finish()
+
+                self._backend(self.backend.power_off, vm, stopped)
 
             self._steps([(0.1, op.start), (1.0, done)])
             return op
@@ -607,7 +640,7 @@ class ComputeState:
             vm.metadata, vm.metadata_version = items, vm.metadata_version + 1
             op.finish()
             if vm.status == "RUNNING":
-                self.backend.metadata_changed(vm.view())
+                self._backend(self.backend.metadata_changed, vm)
             self.changed.notify_all()
             return op
 

@@ -1,0 +1,112 @@
+"""The fake's `docker` boot backend: each RUNNING VM is a systemd container of the lab image.
+
+The container's sshd is published on the VM's natIP (a 127.0.0.N address), so archfarm reaches
+it as it would a cloud VM. The backend plays the GCE guest agent: accounts from `ssh-keys`
+metadata (passwordless sudo), and the VM's own host keys published as guest attributes.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import sys
+import threading
+
+from ..fakegce.backends import BootBackend, Publish, VmView
+
+LAB_LABEL = "archfarm.lab=1"
+HOST_ARCH = {"x86_64": "X86_64", "aarch64": "ARM64"}.get(platform.machine(), platform.machine())
+
+# What a systemd container needs here (see shared/DESIGN.md, "The lab"): no --privileged.
+SYSTEMD_FLAGS = [
+    "--cap-add", "SYS_ADMIN", "--cap-add", "NET_ADMIN", "--cap-add", "MKNOD",
+    "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
+    "--security-opt", "systempaths=unconfined", "--device-cgroup-rule", "a *:* rwm",
+    "--tmpfs", "/run", "--tmpfs", "/run/lock", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
+    "--stop-signal", "SIGRTMIN+3",
+]
+
+
+def container_name(vm: VmView) -> str:
+    return f"archfarm-lab-{vm.name}-{vm.id[-6:]}"
+
+
+class DockerBackend(BootBackend):
+    name = "docker"
+
+    def __init__(self, image: str, registry_socket: str | None = None, docker: str = "docker"):
+        self.image = image
+        self.registry_socket = registry_socket
+        self.docker = docker
+        self._lock = threading.Lock()
+        self._booting: dict[str, threading.Thread] = {}
+
+    def _run(self, *args: str, input: str | None = None, check: bool = True,
+             timeout: float = 120) -> subprocess.CompletedProcess:
+        return subprocess.run([self.docker, *args], input=input, capture_output=True,
+                              text=True, check=check, timeout=timeout)
+
+    def _exists(self, name: str) -> bool:
+        return self._run("container", "inspect", name, check=False).returncode == 0
+
+    def power_on(self, vm: VmView, publish: Publish) -> None:
+        thread = threading.Thread(target=self._boot, args=(vm, publish), daemon=True,
+                                  name=f"lab-boot-{vm.name}")
+        with self._lock:
+            self._booting[vm.id] = thread
+        thread.start()
+
+    def _boot(self, vm: VmView, publish: Publish) -> None:
+        name = container_name(vm)
+        try:
+            if self._exists(name):
+                self._run("start", name)
+            else:
+                self._run("run", *self._run_args(vm, name))
+            agent = self._run("exec", "-i", name, "archfarm-guest-agent",
+                              input=json.dumps(vm.metadata))
+            publish("hostkeys", json.loads(agent.stdout))
+            emulated = vm.architecture != HOST_ARCH
+            publish("archfarm-lab", {"container": name, "emulated": str(emulated).upper(),
+                                     "host-architecture": HOST_ARCH})
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired, ValueError) as e:
+            # A VM that fails to boot stays RUNNING without host keys, as a broken one would.
+            detail = getattr(e, "stderr", "") or str(e)
+            print(f"fakegce: lab VM {vm.name} did not boot: {detail.strip()}", file=sys.stderr,
+                  flush=True)
+
+    def _run_args(self, vm: VmView, name: str) -> list[str]:
+        args = ["-d", "--name", name, "--hostname", vm.name,
+                "--label", LAB_LABEL, "--label", f"archfarm.lab.instance={vm.id}",
+                "--label", f"archfarm.lab.vm={vm.project}/{vm.zone}/{vm.name}",
+                *SYSTEMD_FLAGS,
+                "--mount", f"type=volume,source={name},target=/var/lib/docker,"
+                           f"volume-label={LAB_LABEL}"]
+        if vm.nat_ip:
+            args += ["-p", f"{vm.nat_ip}:22:22"]
+        if self.registry_socket:
+            args += ["-v", f"{self.registry_socket}:/run/archfarm-registry.sock"]
+        return [*args, self.image]
+
+    def _settle(self, vm: VmView) -> None:
+        """Let a boot still in progress finish before the VM is stopped or removed."""
+        with self._lock:
+            thread = self._booting.pop(vm.id, None)
+        if thread:
+            thread.join(timeout=120)
+
+    def power_off(self, vm: VmView) -> None:
+        self._settle(vm)
+        self._run("stop", "-t", "20", container_name(vm), check=False)
+
+    def destroy(self, vm: VmView) -> None:
+        self._settle(vm)
+        name = container_name(vm)
+        self._run("rm", "-f", "-v", name, check=False)
+        self._run("volume", "rm", "-f", name, check=False)
+
+    def metadata_changed(self, vm: VmView) -> None:
+        self._settle(vm)
+        self._run("exec", "-i", container_name(vm), "archfarm-guest-agent", "--accounts-only",
+                  input=json.dumps(vm.metadata), check=False)

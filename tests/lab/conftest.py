@@ -1,0 +1,102 @@
+"""The real lab: `inv lab.up` (host packages, docker engine, image, registry, fake in docker
+mode), VMs as containers, and the real OpenSSH client with strict host-key checking.
+
+Runs as root on Debian (as CI does); elsewhere skipped with the reason. If the lab was already
+up, it is left up; otherwise the session brings it down at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from google.api_core import exceptions
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import compute_v1
+
+from provision import cli
+from provision.lab import control
+
+ENDPOINT = f"http://127.0.0.1:{control.FAKE_PORT}"
+PROJECT = "archfarm-labtest"
+KW = {"credentials": AnonymousCredentials(), "transport": "rest",
+      "client_options": {"api_endpoint": ENDPOINT}}
+
+CAN_RUN = os.geteuid() == 0 and Path("/etc/debian_version").exists()
+pytestmark = pytest.mark.skipif(not CAN_RUN, reason="the lab needs root on a Debian host")
+
+
+@pytest.fixture(scope="session")
+def lab():
+    if not CAN_RUN:
+        pytest.skip("the lab needs root on a Debian host (CI runs it)")
+    was_up = control.SERVICES["fake-gce"].pid() is not None
+    control.up(print)
+    yield ENDPOINT
+    if not was_up:
+        control.down(print)
+
+
+@pytest.fixture
+def lab_inventory(lab, tmp_path) -> Path:
+    path = tmp_path / "lab.yaml"
+    path.write_text(f"""
+farm: labtest
+gcp:
+  project: {PROJECT}
+  zones: [us-central1-a, us-central1-b]
+  api_endpoint: {lab}
+  ssh_source_ranges: [127.0.0.1/32]
+ssh: {{user: builder, private_key: {tmp_path}/farm-key}}
+docker: {{package: docker.io}}
+nodes:
+  - {{name: arm64, platform: linux/arm64, machine_type: t2a-standard-2}}
+  - {{name: amd64, platform: linux/amd64, machine_type: n2-standard-2}}
+""")
+    yield path
+    cli.destroy(str(path), True, False, False)
+
+
+class Vm:
+    """A lab VM as a user reaches it: its natIP and the host keys Compute Engine published."""
+
+    def __init__(self, name: str, key: Path, workdir: Path, user: str = "builder"):
+        self.name, self.key, self.user = name, key, user
+        self.client = compute_v1.InstancesClient(**KW)
+        self.ip = self.instance().network_interfaces[0].access_configs[0].nat_i_p
+        self.known_hosts = workdir / f"known_hosts-{name}"
+        self.known_hosts.write_text("".join(f"{self.ip} {k} {v}\n"
+                                            for k, v in self.wait_for("hostkeys/").items()))
+
+    def instance(self) -> compute_v1.Instance:
+        return self.client.get(project=PROJECT, zone="us-central1-a", instance=self.name)
+
+    def wait_for(self, query_path: str, timeout: float = 90) -> dict[str, str]:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                attrs = self.client.get_guest_attributes(
+                    compute_v1.GetGuestAttributesInstanceRequest(
+                        project=PROJECT, zone="us-central1-a", instance=self.name,
+                        query_path=query_path))
+                return {i.key: i.value for i in attrs.query_value.items}
+            except exceptions.NotFound:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
+    def ssh(self, command: str, user: str | None = None, known_hosts: Path | None = None,
+            timeout: float = 300) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["ssh", "-i", str(self.key), "-o", "StrictHostKeyChecking=yes",
+             "-o", f"UserKnownHostsFile={known_hosts or self.known_hosts}",
+             "-o", "BatchMode=yes", "-o", "ConnectTimeout=5",
+             f"{user or self.user}@{self.ip}", command],
+            capture_output=True, text=True, timeout=timeout)
+
+
+def lab_containers(all_: bool = True) -> list[str]:
+    return control.lab_containers(all_)

@@ -1,0 +1,141 @@
+"""The lab end to end: fake Compute Engine VMs are Debian machines reachable over SSH."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from google.cloud import compute_v1
+
+from provision import cli
+from provision.lab import control
+
+from .conftest import KW, PROJECT, Vm, lab_containers
+
+REPO_INV = [sys.executable, "-m", "invoke"]
+
+
+def running(container: str) -> str:
+    return subprocess.run(["docker", "inspect", "-f", "{{.State.Running}}", container],
+                          capture_output=True, text=True).stdout.strip()
+
+
+def alive(pid: int) -> bool:
+    """A process that exists and is not a zombie awaiting its parent."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_lab_up_twice_is_harmless(lab):
+    before = {name: svc.pid() for name, svc in control.SERVICES.items()}
+    for _ in range(2):
+        result = subprocess.run([*REPO_INV, "lab.up"], capture_output=True, text=True,
+                                timeout=600)
+        assert result.returncode == 0, result.stderr
+    after = {name: svc.pid() for name, svc in control.SERVICES.items()}
+    assert after == before  # nothing restarted, nothing duplicated
+    assert "fake-gce: running" in result.stdout
+
+
+def test_vms_boot_as_debian_machines_reachable_with_pinned_host_keys(lab_inventory, tmp_path):
+    assert cli.vms(str(lab_inventory), False, None, False, False) == 0
+    vms = {n: Vm(f"labtest-{n}", tmp_path / "farm-key", tmp_path) for n in ("arm64", "amd64")}
+    for vm in vms.values():
+        result = vm.ssh("sudo -n systemctl is-system-running")
+        assert result.returncode == 0 or result.stdout.strip() == "degraded", result.stderr
+        assert result.stdout.strip() in ("running", "degraded")
+    # The keys are each VM's own: the other VM's keys do not pass strict checking.
+    wrong = tmp_path / "wrong"
+    wrong.write_text(vms["amd64"].known_hosts.read_text().replace(vms["amd64"].ip,
+                                                                  vms["arm64"].ip))
+    refused = vms["arm64"].ssh("true", known_hosts=wrong)
+    assert refused.returncode != 0
+    assert "REMOTE HOST IDENTIFICATION HAS CHANGED" in refused.stderr
+
+
+def test_arm64_vms_are_marked_emulated_and_see_the_qemu_handler(lab_inventory, tmp_path):
+    assert cli.vms(str(lab_inventory), False, None, False, False) == 0
+    arm = Vm("labtest-arm64", tmp_path / "farm-key", tmp_path)
+    amd = Vm("labtest-amd64", tmp_path / "farm-key", tmp_path)
+    assert arm.wait_for("archfarm-lab/")["emulated"] == "TRUE"
+    assert amd.wait_for("archfarm-lab/")["emulated"] == "FALSE"
+    result = arm.ssh("cat /proc/sys/fs/binfmt_misc/qemu-aarch64")
+    assert result.returncode == 0 and "enabled" in result.stdout
+
+
+def test_apt_get_install_and_the_registry_work_inside_a_vm(lab_inventory, tmp_path):
+    assert cli.vms(str(lab_inventory), False, "amd64", False, False) == 0
+    vm = Vm("labtest-amd64", tmp_path / "farm-key", tmp_path)
+    installed = vm.ssh("sudo -n apt-get update -qq && sudo -n DEBIAN_FRONTEND=noninteractive"
+                       " apt-get install -y -qq --no-install-recommends jq >/dev/null"
+                       " && jq --version")
+    assert installed.returncode == 0, installed.stderr
+    assert installed.stdout.startswith("jq-")
+    registry = vm.ssh("curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:5000/v2/")
+    assert registry.stdout == "200"
+
+
+def test_set_metadata_adds_an_account(lab_inventory, tmp_path):
+    assert cli.vms(str(lab_inventory), False, "amd64", False, False) == 0
+    vm = Vm("labtest-amd64", tmp_path / "farm-key", tmp_path)
+    current = vm.instance().metadata
+    items = list(current.items)
+    ssh_keys = next(i for i in items if i.key == "ssh-keys")
+    pub = ssh_keys.value.split(":", 1)[1]
+    ssh_keys.value += f"\nalice:{pub}"
+    op = vm.client.set_metadata_unary(
+        project=PROJECT, zone="us-central1-a", instance=vm.name,
+        metadata_resource=compute_v1.Metadata(items=items, fingerprint=current.fingerprint))
+    compute_v1.ZoneOperationsClient(**KW).wait(project=PROJECT, zone="us-central1-a",
+                                               operation=op.name)
+    for _ in range(50):
+        result = vm.ssh("id -un && sudo -n true && echo sudo-ok", user="alice")
+        if result.returncode == 0:
+            break
+    assert result.stdout.split() == ["alice", "sudo-ok"]
+
+
+def test_stop_and_start_keep_the_vm_and_its_host_keys(lab_inventory, tmp_path):
+    assert cli.vms(str(lab_inventory), False, "amd64", False, False) == 0
+    vm = Vm("labtest-amd64", tmp_path / "farm-key", tmp_path)
+    container = vm.wait_for("archfarm-lab/")["container"]
+    assert vm.ssh("sudo -n touch /var/was-here && echo ok").stdout.strip() == "ok"
+    ops = compute_v1.ZoneOperationsClient(**KW)
+    op = vm.client.stop_unary(project=PROJECT, zone="us-central1-a", instance=vm.name)
+    ops.wait(project=PROJECT, zone="us-central1-a", operation=op.name)
+    assert vm.instance().status == "TERMINATED"
+    assert running(container) == "false"
+    assert cli.vms(str(lab_inventory), False, "amd64", False, False) == 0  # starts it again
+    vm.wait_for("hostkeys/")
+    assert running(container) == "true"
+    result = vm.ssh("test -e /var/was-here && sudo -n systemctl is-system-running")
+    assert result.stdout.strip() in ("running", "degraded"), result.stderr  # same host keys
+
+
+def test_destroy_removes_the_containers_and_their_volumes(lab_inventory, tmp_path):
+    assert cli.vms(str(lab_inventory), False, None, False, False) == 0
+    Vm("labtest-arm64", tmp_path / "farm-key", tmp_path)
+    assert len(lab_containers()) >= 2
+    assert cli.destroy(str(lab_inventory), True, False, False) == 0
+    assert lab_containers() == []
+    volumes = subprocess.run(["docker", "volume", "ls", "-q", "--filter", "label=archfarm.lab=1"],
+                             capture_output=True, text=True).stdout.split()
+    assert volumes == []
+
+
+def test_lab_down_leaves_no_process_container_or_volume(lab_inventory, tmp_path):
+    assert cli.vms(str(lab_inventory), False, "amd64", False, False) == 0
+    Vm("labtest-amd64", tmp_path / "farm-key", tmp_path)
+    pids = [svc.pid() for svc in control.SERVICES.values()]
+    assert cli.lab_down(False) == 0
+    assert not [pid for pid in pids if pid and alive(pid)]
+    assert all(svc.pid() is None for svc in control.SERVICES.values())
+    # bring it back for whatever follows; the engine must hold no lab container or volume
+    assert cli.lab_up(False) == 0
+    assert lab_containers() == []
+    volumes = subprocess.run(["docker", "volume", "ls", "-q", "--filter", "label=archfarm.lab=1"],
+                             capture_output=True, text=True).stdout.split()
+    assert volumes == []
