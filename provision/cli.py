@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-from .errors import StageFailed, UserError
+from .errors import UserError
 from .report import NodeResult, Reporter
 
 
@@ -19,9 +19,6 @@ def _guard(reporter: Reporter, body: Callable[[], int]) -> int:
     try:
         return body()
     except UserError as e:
-        reporter.error(str(e))
-        return e.exit_code
-    except StageFailed as e:
         reporter.error(str(e))
         return e.exit_code
     except requests.exceptions.ConnectionError as e:

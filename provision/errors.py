@@ -18,9 +18,3 @@ class InventoryError(UserError):
 
 class CredentialsError(UserError):
     pass
-
-
-class StageFailed(Exception):
-    """Some node or resource failed: exit 1 (the recap says which)."""
-
-    exit_code = 1

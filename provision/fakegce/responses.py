@@ -73,10 +73,10 @@ def list_body(kind: str, list_id: str, self_link: str, items: list[dict], query:
     return out
 
 
-def _zone(zone: str) -> str:
-    if zone not in catalog.ALL_ZONES:
-        raise NotFound(f"projects/-/zones/{zone}")
-    return zone
+def _zone(p: dict) -> str:
+    if p["zone"] not in catalog.ALL_ZONES:
+        raise NotFound(f"projects/{p['project']}/zones/{p['zone']}")
+    return p["zone"]
 
 
 # -- instances --------------------------------------------------------------------------------
@@ -90,7 +90,7 @@ def instances_get(state: ComputeState, p: dict, q: dict, body: dict) -> dict:
 
 
 def instances_list(state: ComputeState, p: dict, q: dict, body: dict) -> dict:
-    project, zone = p["project"], _zone(p["zone"])
+    project, zone = p["project"], _zone(p)
     vms = [vm.to_json() for vm in state.list_instances(project, zone)]
     return list_body("compute#instanceList", f"projects/{project}/zones/{zone}/instances",
                      f"{zone_url(project, zone)}/instances", vms, q)
@@ -157,11 +157,11 @@ def instances_get_guest_attributes(state: ComputeState, p: dict, q: dict, body: 
 # -- operations -------------------------------------------------------------------------------
 
 def zone_operations_get(state: ComputeState, p: dict, q: dict, body: dict) -> dict:
-    return state.get_operation(p["project"], _zone(p["zone"]), p["operation"]).to_json()
+    return state.get_operation(p["project"], _zone(p), p["operation"]).to_json()
 
 
 def zone_operations_wait(state: ComputeState, p: dict, q: dict, body: dict) -> dict:
-    return state.wait_operation(p["project"], _zone(p["zone"]), p["operation"]).to_json()
+    return state.wait_operation(p["project"], _zone(p), p["operation"]).to_json()
 
 
 def global_operations_get(state: ComputeState, p: dict, q: dict, body: dict) -> dict:
@@ -225,7 +225,7 @@ def _machine_type_json(project: str, zone: str, mt: catalog.MachineType) -> dict
 
 
 def machine_types_get(state: ComputeState, p: dict, q: dict, body: dict) -> dict:
-    zone = _zone(p["zone"])
+    zone = _zone(p)
     mt = catalog.machine_type(p["machineType"], zone)
     if mt is None:
         raise NotFound(f"projects/{p['project']}/zones/{zone}/machineTypes/{p['machineType']}")
@@ -233,7 +233,7 @@ def machine_types_get(state: ComputeState, p: dict, q: dict, body: dict) -> dict
 
 
 def machine_types_list(state: ComputeState, p: dict, q: dict, body: dict) -> dict:
-    project, zone = p["project"], _zone(p["zone"])
+    project, zone = p["project"], _zone(p)
     items = [_machine_type_json(project, zone, mt) for mt in catalog.machine_types_in(zone)]
     return list_body("compute#machineTypeList", f"projects/{project}/zones/{zone}/machineTypes",
                      f"{zone_url(project, zone)}/machineTypes", items, q)

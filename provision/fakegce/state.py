@@ -439,8 +439,7 @@ class ComputeState:
             "deletionProtection": bool(body.get("deletionProtection")),
             "fingerprint": fingerprint(name, 1),
         }
-        return Instance(project, zone, name, resource, mt, disk, labels, metadata,
-                        network_ip=None)
+        return Instance(project, zone, name, resource, mt, disk, labels, metadata)
 
     def _outcome(self, project: str, zone: str, vm: Instance) -> OperationFailure | None:
         """Whether this insert ends in a stockout or quota failure (decided at insert time)."""

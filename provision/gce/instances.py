@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from google.api_core import exceptions
 from google.cloud import compute_v1
 
-from ..inventory import ARM64_ZONES, Farm, Node
+from ..inventory import ARM64_ZONES, Farm, Node, platform_of
 from .operations import OperationError, call, new_request_id, wait
 
 MANAGED_BY = "managed-by"
@@ -54,11 +54,7 @@ class FoundVm:
     @property
     def platform(self) -> str:
         label = self.labels.get(PLATFORM_LABEL)
-        if label:
-            return label.replace("-", "/", 1)
-        from ..inventory import platform_of
-
-        return platform_of(self.machine_type)
+        return label.replace("-", "/", 1) if label else platform_of(self.machine_type)
 
 
 def _found(vm) -> FoundVm:

@@ -104,7 +104,7 @@ class Service:
         except (OSError, ValueError):
             return None
         expected = os.path.basename(self.command()[0]).encode()
-        return pid if os.path.basename(cmdline) == expected or expected in cmdline else None
+        return pid if os.path.basename(cmdline) == expected else None
 
     def start(self) -> int:
         cmd = self.command()

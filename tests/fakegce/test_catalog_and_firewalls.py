@@ -74,6 +74,9 @@ def test_firewall_insert_get_list_delete_with_global_operations(gce):
     op = gce.firewalls.insert_unary(project=PROJECT, firewall_resource=firewall())
     assert not op.zone and op.operation_type == "insert"
     assert wait(gce, op).status == compute_v1.Operation.Status.DONE
+    again = gce.global_ops.get(project=PROJECT, operation=op.name)
+    assert again.status == compute_v1.Operation.Status.DONE and again.target_link.endswith(
+        "/global/firewalls/archfarm-demo-ssh")
     fw = gce.firewalls.get(project=PROJECT, firewall="archfarm-demo-ssh")
     assert list(fw.source_ranges) == ["127.0.0.1/32"]
     assert fw.allowed[0].I_p_protocol == "tcp" and list(fw.allowed[0].ports) == ["22"]

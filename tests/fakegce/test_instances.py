@@ -20,16 +20,17 @@ def test_insert_goes_provisioning_staging_running_while_the_operation_runs(gce):
     gce.fake.set_faults(operation_seconds=0.6)
     op = insert(gce, instance())
     assert op.status in (compute_v1.Operation.Status.PENDING, compute_v1.Operation.Status.RUNNING)
-    seen = []
+    seen, op_seen = [], [op.status]
     deadline = time.monotonic() + 3
     while time.monotonic() < deadline:
         seen.append(gce.instances.get(project=PROJECT, zone=ZONE, instance="vm1").status)
-        if seen[-1] == "RUNNING":
+        op_seen.append(gce.zone_ops.get(project=PROJECT, zone=ZONE, operation=op.name).status)
+        if seen[-1] == "RUNNING" and op_seen[-1] == DONE:
             break
         time.sleep(0.05)
-    ordered = list(dict.fromkeys(seen))
-    assert ordered == ["PROVISIONING", "STAGING", "RUNNING"]
-    assert gce.zone_ops.get(project=PROJECT, zone=ZONE, operation=op.name).status == DONE
+    assert list(dict.fromkeys(seen)) == ["PROVISIONING", "STAGING", "RUNNING"]
+    status = compute_v1.Operation.Status
+    assert list(dict.fromkeys(op_seen)) == [status.PENDING, status.RUNNING, DONE]
 
 
 def test_instance_json_has_full_links_string_int64_and_loopback_addresses(gce):
