@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from google.cloud import compute_v1
@@ -139,3 +141,23 @@ def test_lab_down_leaves_no_process_container_or_volume(lab_inventory, tmp_path)
     volumes = subprocess.run(["docker", "volume", "ls", "-q", "--filter", "label=archfarm.lab=1"],
                              capture_output=True, text=True).stdout.split()
     assert volumes == []
+
+
+def test_lab_up_as_a_normal_user_says_it_needs_root(monkeypatch, capsys):
+    monkeypatch.setattr("os.geteuid", lambda: 1000)
+    assert cli.lab_up(False) == 2
+    err = capsys.readouterr().err
+    assert "needs root" in err and "Fix: run `inv lab.up` as root" in err
+
+
+def test_host_setup_run_by_a_normal_user_says_it_needs_root():
+    script = Path(control.__file__).with_name("host-setup.sh")
+    with tempfile.TemporaryDirectory() as tmp:  # somewhere an unprivileged user can read
+        copy = Path(tmp) / "host-setup.sh"
+        shutil.copy(script, copy)
+        Path(tmp).chmod(0o755)
+        result = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                                 str(copy), "http://mirror.invalid"],
+                                capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "run it as root" in result.stderr
