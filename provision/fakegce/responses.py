@@ -82,7 +82,8 @@ def _zone(p: dict) -> str:
 # -- instances --------------------------------------------------------------------------------
 
 def instances_insert(state: ComputeState, p: dict, q: dict, body: dict) -> dict:
-    return state.insert_instance(p["project"], p["zone"], body, q.get("requestId")).to_json()
+    return state.insert_instance(p["project"], p["zone"], body,
+                                 request_id=q.get("requestId")).to_json()
 
 
 def instances_get(state: ComputeState, p: dict, q: dict, body: dict) -> dict:
@@ -122,31 +123,32 @@ def instances_aggregated_list(state: ComputeState, p: dict, q: dict, body: dict)
 
 def instances_delete(state: ComputeState, p: dict, q: dict, body: dict) -> dict:
     return state.delete_instance(p["project"], p["zone"], p["instance"],
-                                 q.get("requestId")).to_json()
+                                 request_id=q.get("requestId")).to_json()
 
 
 def instances_start(state: ComputeState, p: dict, q: dict, body: dict) -> dict:
     return state.start_instance(p["project"], p["zone"], p["instance"],
-                                q.get("requestId")).to_json()
+                                request_id=q.get("requestId")).to_json()
 
 
 def instances_stop(state: ComputeState, p: dict, q: dict, body: dict) -> dict:
     return state.stop_instance(p["project"], p["zone"], p["instance"],
-                               q.get("requestId")).to_json()
+                               request_id=q.get("requestId")).to_json()
 
 
 def instances_set_labels(state: ComputeState, p: dict, q: dict, body: dict) -> dict:
     return state.set_labels(p["project"], p["zone"], p["instance"], body,
-                            q.get("requestId")).to_json()
+                            request_id=q.get("requestId")).to_json()
 
 
 def instances_set_metadata(state: ComputeState, p: dict, q: dict, body: dict) -> dict:
     return state.set_metadata(p["project"], p["zone"], p["instance"], body,
-                              q.get("requestId")).to_json()
+                              request_id=q.get("requestId")).to_json()
 
 
 def instances_bulk_insert(state: ComputeState, p: dict, q: dict, body: dict) -> dict:
-    return state.bulk_insert(p["project"], p["zone"], body, q.get("requestId")).to_json()
+    return state.bulk_insert(p["project"], p["zone"], body,
+                             request_id=q.get("requestId")).to_json()
 
 
 def instances_get_guest_attributes(state: ComputeState, p: dict, q: dict, body: dict) -> dict:
@@ -269,7 +271,7 @@ def zones_list(state: ComputeState, p: dict, q: dict, body: dict) -> dict:
 # -- firewalls --------------------------------------------------------------------------------
 
 def firewalls_insert(state: ComputeState, p: dict, q: dict, body: dict) -> dict:
-    return state.insert_firewall(p["project"], body, q.get("requestId")).to_json()
+    return state.insert_firewall(p["project"], body, request_id=q.get("requestId")).to_json()
 
 
 def firewalls_get(state: ComputeState, p: dict, q: dict, body: dict) -> dict:
@@ -284,4 +286,5 @@ def firewalls_list(state: ComputeState, p: dict, q: dict, body: dict) -> dict:
 
 
 def firewalls_delete(state: ComputeState, p: dict, q: dict, body: dict) -> dict:
-    return state.delete_firewall(p["project"], p["firewall"], q.get("requestId")).to_json()
+    return state.delete_firewall(p["project"], p["firewall"],
+                                 request_id=q.get("requestId")).to_json()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import functools
 import hashlib
 import heapq
 import ipaddress
@@ -63,6 +64,22 @@ def fingerprint(value: object, version: int) -> str:
 
 def zone_url(project: str, zone: str) -> str:
     return f"{BASE}projects/{project}/zones/{zone}"
+
+
+def replayable(method):
+    """requestId de-duplication for a mutation, under the state lock.
+
+    A request repeated with the same requestId gets the first one's operation back instead of
+    acting twice. A request rejected before it made an operation left nothing under its id, so
+    a corrected retry with the same id acts: mutations validate before making the operation.
+    """
+    @functools.wraps(method)
+    def wrapper(self, project: str, *args, request_id: str | None = None):
+        with self.lock:
+            request_id = rules.request_id(request_id)
+            replay = self.project(project).request_ids.get(request_id) if request_id else None
+            return replay or method(self, project, *args, request_id=request_id)
+    return wrapper
 
 
 class Scheduler:
@@ -356,10 +373,6 @@ class ComputeState:
             proj.request_ids[request_id] = op
         return op
 
-    def _replayed(self, project: str, request_id: str | None) -> Operation | None:
-        request_id = rules.request_id(request_id)
-        return self.project(project).request_ids.get(request_id) if request_id else None
-
     @staticmethod
     def _zone(zone: str) -> str:
         if zone not in catalog.ALL_ZONES:
@@ -457,18 +470,14 @@ class ComputeState:
             return stockout(project, zone, vm.machine.name)
         return None
 
+    @replayable
     def insert_instance(self, project: str, zone: str, body: dict,
                         request_id: str | None = None) -> Operation:
-        with self.lock:
-            self._zone(zone)
-            replay = self._replayed(project, request_id)
-            if replay:
-                return replay
-            vm = self._build_instance(project, zone, body, "resource", set())
-            op = self._operation(project, "insert", vm.self_link, vm.resource["id"], zone,
-                                 rules.request_id(request_id))
-            self._create([vm], op, self._outcome(project, zone, vm))
-            return op
+        self._zone(zone)
+        vm = self._build_instance(project, zone, body, "resource", set())
+        op = self._vm_operation(vm, "insert", request_id)
+        self._create([vm], op, self._outcome(project, zone, vm))
+        return op
 
     def _create(self, vms: list[Instance], op: Operation,
                 failure: OperationFailure | None) -> None:
@@ -528,150 +537,139 @@ class ComputeState:
         self._nat_ips.release(vm.nat_ip)
         self._internal_ips.release(vm.network_ip)
 
-    def _mutate(self, project: str, zone: str, name: str, op_type: str,
-                request_id: str | None, allow_busy: bool = False) -> tuple[Instance, Operation]:
+    def _mutable(self, project: str, zone: str, name: str, allow_busy: bool = False) -> Instance:
+        """The VM a mutation acts on; 400 resourceNotReady while another operation runs."""
         self._zone(zone)
         vm = self._find(project, zone, name)
         if vm.busy and not allow_busy:
             raise ResourceNotReady(vm.path)
-        op = self._operation(project, op_type, vm.self_link, vm.resource["id"], zone,
-                             rules.request_id(request_id))
-        return vm, op
+        return vm
 
+    def _vm_operation(self, vm: Instance, op_type: str, request_id: str | None) -> Operation:
+        return self._operation(vm.project, op_type, vm.self_link, vm.resource["id"], vm.zone,
+                               request_id)
+
+    @replayable
     def delete_instance(self, project: str, zone: str, name: str,
                         request_id: str | None = None) -> Operation:
-        with self.lock:
-            replay = self._replayed(project, request_id)
-            if replay:
-                return replay
-            vm, op = self._mutate(project, zone, name, "delete", request_id, allow_busy=True)
-            if vm.busy and vm.busy.status != "DONE":
-                vm.busy.finish()  # an insert overtaken by delete ends without error
-            vm.busy = op
-            vm.status = "STOPPING"
+        vm = self._mutable(project, zone, name, allow_busy=True)
+        op = self._vm_operation(vm, "delete", request_id)
+        if vm.busy and vm.busy.status != "DONE":
+            vm.busy.finish()  # an insert overtaken by delete ends without error
+        vm.busy = op
+        vm.status = "STOPPING"
 
-            def done() -> None:
-                if vm.busy is not op:
-                    return op.finish()
+        def done() -> None:
+            if vm.busy is not op:
+                return op.finish()
 
-                def gone() -> None:  # the address is free only once the host is gone
-                    self._forget(vm)
-                    op.finish()
+            def gone() -> None:  # the address is free only once the host is gone
+                self._forget(vm)
+                op.finish()
 
-                self._backend(self.backend.destroy, vm, gone)
+            self._backend(self.backend.destroy, vm, gone)
 
-            self._steps([(0.1, op.start), (1.0, done)])
-            return op
+        self._steps([(0.1, op.start), (1.0, done)])
+        return op
 
+    @replayable
     def stop_instance(self, project: str, zone: str, name: str,
                       request_id: str | None = None) -> Operation:
-        with self.lock:
-            replay = self._replayed(project, request_id)
-            if replay:
-                return replay
-            vm, op = self._mutate(project, zone, name, "stop", request_id)
-            if vm.status == "TERMINATED":
-                op.finish()
-                return op
-            vm.busy, vm.status = op, "STOPPING"
-
-            def done() -> None:
-                if vm.busy is not op:
-                    return op.finish()
-
-                def stopped() -> None:
-                    if vm.busy is op:
-                        vm.busy, vm.status = None, "TERMINATED"
-                        vm.guest_attributes.clear()
-                    op.finish()
-
-                self._backend(self.backend.power_off, vm, stopped)
-
-            self._steps([(0.1, op.start), (1.0, done)])
+        vm = self._mutable(project, zone, name)
+        op = self._vm_operation(vm, "stop", request_id)
+        if vm.status == "TERMINATED":
+            op.finish()
             return op
+        vm.busy, vm.status = op, "STOPPING"
 
+        def done() -> None:
+            if vm.busy is not op:
+                return op.finish()
+
+            def stopped() -> None:
+                if vm.busy is op:
+                    vm.busy, vm.status = None, "TERMINATED"
+                    vm.guest_attributes.clear()
+                op.finish()
+
+            self._backend(self.backend.power_off, vm, stopped)
+
+        self._steps([(0.1, op.start), (1.0, done)])
+        return op
+
+    @replayable
     def start_instance(self, project: str, zone: str, name: str,
                        request_id: str | None = None) -> Operation:
-        with self.lock:
-            replay = self._replayed(project, request_id)
-            if replay:
-                return replay
-            vm, op = self._mutate(project, zone, name, "start", request_id)
-            if vm.status == "RUNNING":
-                op.finish()
-                return op
-            vm.busy, vm.status = op, "PROVISIONING"
-
-            def staging() -> None:
-                if vm.busy is op:
-                    vm.status = "STAGING"
-
-            def done() -> None:
-                if vm.busy is op:
-                    vm.busy = None
-                    self._power_on(vm)
-                op.finish()
-
-            self._steps([(0.1, op.start), (0.5, staging), (1.0, done)])
+        vm = self._mutable(project, zone, name)
+        op = self._vm_operation(vm, "start", request_id)
+        if vm.status == "RUNNING":
+            op.finish()
             return op
+        vm.busy, vm.status = op, "PROVISIONING"
 
+        def staging() -> None:
+            if vm.busy is op:
+                vm.status = "STAGING"
+
+        def done() -> None:
+            if vm.busy is op:
+                vm.busy = None
+                self._power_on(vm)
+            op.finish()
+
+        self._steps([(0.1, op.start), (0.5, staging), (1.0, done)])
+        return op
+
+    @replayable
     def set_labels(self, project: str, zone: str, name: str, body: dict,
                    request_id: str | None = None) -> Operation:
-        with self.lock:
-            replay = self._replayed(project, request_id)
-            if replay:
-                return replay
-            vm, op = self._mutate(project, zone, name, "setLabels", request_id)
-            labels = rules.labels("labels", body.get("labels"))
-            if body.get("labelFingerprint") != vm.label_fingerprint:
-                raise ConditionNotMet(
-                    "Labels fingerprint either invalid or resource labels have changed")
-            vm.labels, vm.label_version = labels, vm.label_version + 1
-            op.finish()
-            self.changed.notify_all()
-            return op
+        vm = self._mutable(project, zone, name)
+        labels = rules.labels("labels", body.get("labels"))
+        if body.get("labelFingerprint") != vm.label_fingerprint:
+            raise ConditionNotMet(
+                "Labels fingerprint either invalid or resource labels have changed")
+        op = self._vm_operation(vm, "setLabels", request_id)
+        vm.labels, vm.label_version = labels, vm.label_version + 1
+        op.finish()
+        self.changed.notify_all()
+        return op
 
+    @replayable
     def set_metadata(self, project: str, zone: str, name: str, body: dict,
                      request_id: str | None = None) -> Operation:
-        with self.lock:
-            replay = self._replayed(project, request_id)
-            if replay:
-                return replay
-            vm, op = self._mutate(project, zone, name, "setMetadata", request_id)
-            items = rules.metadata_items("metadata", body.get("items"))
-            if body.get("fingerprint") != vm.metadata_fingerprint:
-                raise ConditionNotMet(
-                    "Supplied fingerprint does not match current metadata fingerprint.")
-            vm.metadata, vm.metadata_version = items, vm.metadata_version + 1
-            op.finish()
-            if vm.status == "RUNNING":
-                self._backend(self.backend.metadata_changed, vm)
-            self.changed.notify_all()
-            return op
+        vm = self._mutable(project, zone, name)
+        items = rules.metadata_items("metadata", body.get("items"))
+        if body.get("fingerprint") != vm.metadata_fingerprint:
+            raise ConditionNotMet(
+                "Supplied fingerprint does not match current metadata fingerprint.")
+        op = self._vm_operation(vm, "setMetadata", request_id)
+        vm.metadata, vm.metadata_version = items, vm.metadata_version + 1
+        op.finish()
+        if vm.status == "RUNNING":
+            self._backend(self.backend.metadata_changed, vm)
+        self.changed.notify_all()
+        return op
 
+    @replayable
     def bulk_insert(self, project: str, zone: str, body: dict,
                     request_id: str | None = None) -> Operation:
-        with self.lock:
-            self._zone(zone)
-            replay = self._replayed(project, request_id)
-            if replay:
-                return replay
-            names = self._bulk_names(project, zone, body)
-            props = body.get("instanceProperties") or {}
-            taken: set[str] = set()
-            vms = []
-            for name in names:
-                spec = {**copy.deepcopy(props), "name": name,
-                        **(body.get("perInstanceProperties") or {}).get(name, {})}
-                spec["disks"] = spec.get("disks") or []
-                vms.append(self._build_instance(project, zone, spec,
-                                                "resource.instanceProperties", taken))
-                taken.add(name)
-            op = self._operation(project, "bulkInsert",
-                                 f"{zone_url(project, zone)}/instances/{names[0]}",
-                                 vms[0].resource["id"], zone, rules.request_id(request_id))
-            self._create(vms, op, self._outcome(project, zone, vms[0]))
-            return op
+        self._zone(zone)
+        names = self._bulk_names(project, zone, body)
+        props = body.get("instanceProperties") or {}
+        taken: set[str] = set()
+        vms = []
+        for name in names:
+            spec = {**copy.deepcopy(props), "name": name,
+                    **(body.get("perInstanceProperties") or {}).get(name, {})}
+            spec["disks"] = spec.get("disks") or []
+            vms.append(self._build_instance(project, zone, spec,
+                                            "resource.instanceProperties", taken))
+            taken.add(name)
+        op = self._operation(project, "bulkInsert",
+                             f"{zone_url(project, zone)}/instances/{names[0]}",
+                             vms[0].resource["id"], zone, request_id)
+        self._create(vms, op, self._outcome(project, zone, vms[0]))
+        return op
 
     def _bulk_names(self, project: str, zone: str, body: dict) -> list[str]:
         count = int(body.get("count") or 0)
@@ -741,47 +739,44 @@ class ComputeState:
 
     # -- firewalls ----------------------------------------------------------------------------
 
+    @replayable
     def insert_firewall(self, project: str, body: dict,
                         request_id: str | None = None) -> Operation:
-        with self.lock:
-            replay = self._replayed(project, request_id)
-            if replay:
-                return replay
-            name = rules.name("resource.name", body.get("name"))
-            proj = self.project(project)
-            if name in proj.firewalls or name in proj.pending_firewalls:
-                raise AlreadyExists(f"projects/{project}/global/firewalls/{name}")
-            if not body.get("allowed") and not body.get("denied"):
-                raise InvalidField("resource.allowed", "",
-                                   "A firewall rule must allow or deny some traffic.")
-            direction = body.get("direction", "INGRESS")
-            network = rules.last_segment(body.get("network") or "default")
-            resource = {
-                "kind": "compute#firewall", "id": new_id(), "creationTimestamp": now_rfc3339(),
-                "name": name, "description": body.get("description", ""),
-                "network": f"{BASE}projects/{project}/global/networks/{network}",
-                "priority": int(body.get("priority", 1000)), "direction": direction,
-                "logConfig": {"enable": False}, "disabled": bool(body.get("disabled")),
-                "selfLink": f"{BASE}projects/{project}/global/firewalls/{name}",
-            }
-            if direction == "INGRESS":
-                resource["sourceRanges"] = list(body.get("sourceRanges") or [])
-                if not resource["sourceRanges"] and not body.get("sourceTags"):
-                    resource["sourceRanges"] = ["0.0.0.0/0"]  # GCE's default, not archfarm's
-            for key in ("allowed", "denied", "sourceTags", "targetTags", "destinationRanges"):
-                if body.get(key):
-                    resource[key] = copy.deepcopy(body[key])
-            op = self._operation(project, "insert", resource["selfLink"], resource["id"], None,
-                                 rules.request_id(request_id))
-            proj.pending_firewalls.add(name)
+        name = rules.name("resource.name", body.get("name"))
+        proj = self.project(project)
+        if name in proj.firewalls or name in proj.pending_firewalls:
+            raise AlreadyExists(f"projects/{project}/global/firewalls/{name}")
+        if not body.get("allowed") and not body.get("denied"):
+            raise InvalidField("resource.allowed", "",
+                               "A firewall rule must allow or deny some traffic.")
+        direction = body.get("direction", "INGRESS")
+        network = rules.last_segment(body.get("network") or "default")
+        resource = {
+            "kind": "compute#firewall", "id": new_id(), "creationTimestamp": now_rfc3339(),
+            "name": name, "description": body.get("description", ""),
+            "network": f"{BASE}projects/{project}/global/networks/{network}",
+            "priority": int(body.get("priority", 1000)), "direction": direction,
+            "logConfig": {"enable": False}, "disabled": bool(body.get("disabled")),
+            "selfLink": f"{BASE}projects/{project}/global/firewalls/{name}",
+        }
+        if direction == "INGRESS":
+            resource["sourceRanges"] = list(body.get("sourceRanges") or [])
+            if not resource["sourceRanges"] and not body.get("sourceTags"):
+                resource["sourceRanges"] = ["0.0.0.0/0"]  # GCE's default, not archfarm's
+        for key in ("allowed", "denied", "sourceTags", "targetTags", "destinationRanges"):
+            if body.get(key):
+                resource[key] = copy.deepcopy(body[key])
+        op = self._operation(project, "insert", resource["selfLink"], resource["id"], None,
+                             request_id)
+        proj.pending_firewalls.add(name)
 
-            def done() -> None:
-                proj.pending_firewalls.discard(name)
-                proj.firewalls[name] = Firewall(project, resource)
-                op.finish()
+        def done() -> None:
+            proj.pending_firewalls.discard(name)
+            proj.firewalls[name] = Firewall(project, resource)
+            op.finish()
 
-            self._steps([(0.1, op.start), (1.0, done)])
-            return op
+        self._steps([(0.1, op.start), (1.0, done)])
+        return op
 
     def get_firewall(self, project: str, name: str) -> Firewall:
         with self.lock:
@@ -794,19 +789,16 @@ class ComputeState:
         with self.lock:
             return list(self.project(project).firewalls.values())
 
+    @replayable
     def delete_firewall(self, project: str, name: str,
                         request_id: str | None = None) -> Operation:
-        with self.lock:
-            replay = self._replayed(project, request_id)
-            if replay:
-                return replay
-            fw = self.get_firewall(project, name)
-            op = self._operation(project, "delete", fw.resource["selfLink"], fw.resource["id"],
-                                 None, rules.request_id(request_id))
+        fw = self.get_firewall(project, name)
+        op = self._operation(project, "delete", fw.resource["selfLink"], fw.resource["id"],
+                             None, request_id)
 
-            def done() -> None:
-                self.project(project).firewalls.pop(name, None)
-                op.finish()
+        def done() -> None:
+            self.project(project).firewalls.pop(name, None)
+            op.finish()
 
-            self._steps([(0.1, op.start), (1.0, done)])
-            return op
+        self._steps([(0.1, op.start), (1.0, done)])
+        return op

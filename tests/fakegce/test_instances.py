@@ -323,3 +323,20 @@ def test_bad_path_name_is_400_with_the_pattern(gce):
         gce.instances.get(project=PROJECT, zone=ZONE, instance="instance-")
     assert "Invalid value for field 'instance': 'instance-'. Must be a match of regex" \
         in e.value.message
+
+
+def test_a_rejected_mutation_leaves_no_operation_behind_its_request_id(gce):
+    vm = create(gce, instance(labels={"a": "1"}))
+    rid = str(uuid.uuid4())
+    stale = compute_v1.SetLabelsInstanceRequest(
+        project=PROJECT, zone=ZONE, instance="vm1", request_id=rid,
+        instances_set_labels_request_resource=compute_v1.InstancesSetLabelsRequest(
+            labels={"a": "2"}, label_fingerprint="stale000000="))
+    with pytest.raises(exceptions.PreconditionFailed):
+        gce.instances.set_labels_unary(stale)
+    # The retry, corrected, with the same requestId: it must act, not replay a phantom.
+    stale.instances_set_labels_request_resource.label_fingerprint = vm.label_fingerprint
+    op = gce.instances.set_labels_unary(stale)
+    assert wait(gce, op).status == DONE
+    assert dict(gce.instances.get(project=PROJECT, zone=ZONE, instance="vm1").labels) == \
+        {"a": "2"}
