@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import http.client
 import multiprocessing
 import socket
 import subprocess
@@ -50,6 +51,28 @@ def in_process():
         yield fake.endpoint
 
 
+def measure_bare(endpoint: str, seconds: float) -> float:
+    """One keep-alive connection with no client library: the fake's own request rate."""
+    host, port = endpoint.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port))
+    path = "/compute/v1/projects/bench/zones/us-central1-a/instances/vm-1"
+    count, stop = 0, time.monotonic() + seconds
+    while time.monotonic() < stop:
+        conn.request("GET", path, headers={"Content-Type": "application/json"})
+        conn.getresponse().read()
+        count += 1
+    return count / seconds
+
+
+def client_cpu_per_call(endpoint: str, calls: int = 500) -> float:
+    """CPU seconds the google-cloud-compute client itself spends on one instances.get."""
+    client = instances_client(endpoint)
+    before = time.process_time()
+    for _ in range(calls):
+        client.get(project="bench", zone="us-central1-a", instance="vm-1")
+    return (time.process_time() - before) / calls
+
+
 def measure(endpoint: str, threads: int, seconds: float) -> float:
     counts = [0] * threads
     stop = time.monotonic() + seconds
@@ -87,6 +110,12 @@ def main() -> None:
             print(f"instances.get ({mode}), {threads} client thread{'s' if threads > 1 else ''}:"
                   f" {rate:,.0f} requests/s")
         if not args.in_process:
+            rate = measure_bare(endpoint, args.seconds)
+            print(f"instances.get ({mode}), bare HTTP client, 1 connection: {rate:,.0f}"
+                  f" requests/s ({1e6 / rate:.0f} us per round trip)")
+            cpu = client_cpu_per_call(endpoint)
+            print(f"google-cloud-compute client CPU per instances.get: {cpu * 1e6:.0f} us"
+                  f" (caps one client thread near {1 / cpu:,.0f} requests/s)")
             # The client library costs more CPU per call than the fake does: several client
             # processes show what the fake itself can serve.
             with multiprocessing.Pool(4) as pool:
