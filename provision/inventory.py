@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -280,14 +279,10 @@ def parse_limit(limit: str | None, farm: Farm) -> set[str] | None:
     if not limit:
         return None
     wanted = {n.strip() for n in limit.split(",") if n.strip()}
-    nodes = farm.expanded()
-    chosen = {n.name for n in nodes
-              if n.name in wanted or re.sub(r"-\d+$", "", n.name) in wanted}
-    unknown = {w for w in wanted
-               if not any(n.name == w or re.sub(r"-\d+$", "", n.name) == w for n in nodes)}
+    base_of = {name: spec.name for spec in farm.nodes for name in spec.names()}
+    unknown = wanted - set(base_of) - set(base_of.values())
     if unknown:
         raise InventoryError("--limit", None, None,
                              f"no node named {', '.join(sorted(unknown))} in farm {farm.farm}",
-                             f"use node names from the inventory: "
-                             f"{', '.join(n.name for n in nodes)}")
-    return chosen
+                             f"use node names from the inventory: {', '.join(base_of)}")
+    return {name for name, base in base_of.items() if name in wanted or base in wanted}

@@ -12,7 +12,6 @@ from .inventory import Farm, Node
 
 RUNNING_SOON = {"PROVISIONING", "STAGING", "REPAIRING"}
 STOPPED = {"TERMINATED", "STOPPED", "STOPPING"}
-SUSPENDED = {"SUSPENDED", "SUSPENDING"}
 
 
 @dataclass(frozen=True)
@@ -27,6 +26,11 @@ class Action:
     @property
     def changes(self) -> bool:
         return self.kind in ("create", "start", "delete")
+
+    @property
+    def recap_name(self) -> str:
+        """A node's name, or the VM's for an orphan (which has no node in the inventory)."""
+        return self.node if self.spec else self.vm_name
 
 
 def vms(farm: Farm, found: list[FoundVm], limit: set[str] | None = None,

@@ -31,7 +31,6 @@ class Reporter:
     """Human output goes to stdout, or to stderr under --json so stdout holds only the JSON."""
 
     def __init__(self, json_mode: bool = False):
-        self.json_mode = json_mode
         stream = sys.stderr if json_mode else sys.stdout
         # Piped output (CI logs, `| tee`) gets room for whole zone names and IPs.
         self.console = Console(file=stream, highlight=False, soft_wrap=True,
@@ -43,20 +42,24 @@ class Reporter:
     def node(self, node: str, text: str, style: str = "") -> None:
         self.console.print(f"[bold]{escape(node)}[/bold] {escape(text)}", style=style or None)
 
+    @staticmethod
+    def _table(title: str, columns: list[str], right: tuple[str, ...] = ()) -> Table:
+        table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
+        for col in columns:
+            table.add_column(col, justify="right" if col in right else None)
+        return table
+
     def plan(self, title: str, rows: list[tuple[str, str, str, str]]) -> None:
         """Rows of (action, node, vm, detail)."""
-        table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
-        for col in ("action", "node", "vm", "detail"):
-            table.add_column(col)
+        table = self._table(title, ["action", "node", "vm", "detail"])
         for action, node, vm, detail in rows:
             table.add_row(f"[{STYLE.get(action, '')}]{action}[/]", escape(node), escape(vm),
                           escape(detail))
         self.console.print(table)
 
     def recap(self, results: dict[str, NodeResult]) -> None:
-        table = Table(title="recap", title_justify="left", show_edge=False, pad_edge=False)
-        for col in ("node", "ok", "changed", "failed", "note"):
-            table.add_column(col, justify="right" if col in ("ok", "changed", "failed") else None)
+        table = self._table("recap", ["node", "ok", "changed", "failed", "note"],
+                            right=("ok", "changed", "failed"))
         for name, r in sorted(results.items()):
             style = "red" if r.failed or r.unreachable else ("yellow" if r.changed else "green")
             table.add_row(f"[{style}]{escape(name)}[/]", str(r.ok), str(r.changed),
@@ -64,9 +67,7 @@ class Reporter:
         self.console.print(table)
 
     def table(self, title: str, columns: list[str], rows: list[list[str]]) -> None:
-        table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
-        for col in columns:
-            table.add_column(col)
+        table = self._table(title, columns)
         for row in rows:
             table.add_row(*(escape(cell) for cell in row))
         self.console.print(table)

@@ -16,7 +16,7 @@ from .errors import UserError
 from .gce import firewall, instances
 from .gce.operations import OperationError
 from .inventory import Farm
-from .keys import ensure_keypair, public_key
+from .keys import ensure_keypair
 from .report import NodeResult, Reporter
 
 RUNNING_DEADLINE = 600.0
@@ -100,23 +100,20 @@ def run(clients, farm: Farm, reporter: Reporter, check: bool = False,
     fw_action = _firewall_action(clients, farm)
     show_plan(reporter, farm, actions, fw_action)
     if check:
-        return {a.node if a.spec else a.vm_name: NodeResult(changed=int(a.changes))
-                for a in actions}
+        return {a.recap_name: NodeResult(changed=int(a.changes)) for a in actions}
 
-    key = None
+    key = None  # only a VM being created needs the public key, in its metadata
     if any(a.kind == "create" for a in actions):
         key, made = ensure_keypair(farm.key_path, f"archfarm-{farm.farm}")
         if made:
             reporter.say(f"generated SSH key {farm.key_path} (ed25519, 0600)")
-    elif farm.key_path.exists():
-        key = public_key(farm.key_path)
 
     with ThreadPoolExecutor(max_workers=max(1, min(32, len(actions) + 1))) as pool:
         fw_future = (pool.submit(firewall.create, clients, farm) if fw_action == "create"
                      else None)
         futures = [(a, pool.submit(guarded, _apply, clients, farm, a, key, reporter))
                    for a in actions]
-        results = {(a.node if a.spec else a.vm_name): f.result() for a, f in futures}
+        results = {a.recap_name: f.result() for a, f in futures}
         if fw_future:
             try:
                 fw_future.result()

@@ -159,16 +159,15 @@ def create(clients, farm: Farm, node: Node, public_key: str,
             placement.zone = zone
             return placement
         except OperationError as e:
+            delete(clients, project, zone, node.vm_name)  # a failed insert leaves nothing
             if e.code in ZONE_EXHAUSTED:
                 reason = f"{e.code} (no capacity)"
             elif e.code == "QUOTA_EXCEEDED":
                 dead_regions.add(region_of(zone))
                 reason = f"QUOTA_EXCEEDED in {region_of(zone)}: {e.message}"
             else:
-                delete(clients, project, zone, node.vm_name)  # a failed insert leaves nothing
                 placement.error = f"{zone}: {e.code}: {e.message}"
                 return placement
-            delete(clients, project, zone, node.vm_name)  # a failed insert leaves nothing
         except exceptions.BadRequest as e:
             text = e.message or str(e)
             reasons = {d.get("reason") for d in (e.errors or []) if isinstance(d, dict)}

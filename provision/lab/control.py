@@ -21,13 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UserError
+from .backend import LAB_LABEL
 
 HERE = Path(__file__).resolve().parent
 IMAGE_DIR = HERE / "image"
 IMAGE_REPO = "archfarm-lab-vm"
 FAKE_PORT = 8089
 REGISTRY = ("127.0.0.1", 5000)
-LAB_LABEL = "archfarm.lab=1"
 OPERATION_SECONDS = 1.0  # a lab VM is a container: no reason to make users wait
 
 
@@ -84,6 +84,7 @@ class Service:
     """A background process the lab owns, known by its pid file."""
 
     name: str
+    program: str  # what /proc/PID/cmdline starts with, to tell our process from a reused pid
     command: Callable[[], list[str]]
     ready: Callable[[], bool]
     timeout: float = 30.0
@@ -103,8 +104,8 @@ class Service:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]
         except (OSError, ValueError):
             return None
-        expected = os.path.basename(self.command()[0]).encode()
-        return pid if os.path.basename(cmdline) == expected else None
+        return pid if os.path.basename(cmdline) == os.path.basename(self.program).encode() \
+            else None
 
     def start(self) -> int:
         cmd = self.command()
@@ -171,22 +172,22 @@ http:
 
 
 SERVICES = {
-    "containerd": Service("containerd", lambda: ["containerd"],
+    "containerd": Service("containerd", "containerd", lambda: ["containerd"],
                           lambda: Path("/run/containerd/containerd.sock").exists()),
     # A unix socket only: the lab never exposes a Docker daemon over TCP.
-    "dockerd": Service("dockerd", lambda: ["dockerd", "--host", "unix:///var/run/docker.sock",
+    "dockerd": Service("dockerd", "dockerd", lambda: ["dockerd", "--host", "unix:///var/run/docker.sock",
                                            "--containerd", "/run/containerd/containerd.sock"],
                        docker_ready, timeout=60),
-    "registry": Service("registry",
+    "registry": Service("registry", "docker-registry",
                         lambda: ["docker-registry", "serve", str(_registry_config())],
                         lambda: _port_open(*REGISTRY)),
     "registry-socket": Service(
-        "registry-socket",
+        "registry-socket", "socat",
         lambda: ["socat", f"UNIX-LISTEN:{registry_socket()},fork,unlink-early,mode=666",
                  f"TCP:{REGISTRY[0]}:{REGISTRY[1]}"],
         lambda: registry_socket().exists()),
     "fake-gce": Service(
-        "fake-gce",
+        "fake-gce", sys.executable,
         lambda: [sys.executable, "-m", "provision.fakegce", "--port", str(FAKE_PORT),
                  "--backend", "docker", "--lab-image", image_tag(),
                  "--registry-socket", str(registry_socket()),
@@ -244,7 +245,7 @@ def up(say: Callable[[str], None]) -> dict:
             say(f"{name}: started (pid {svc.start()})")
     else:
         say("docker engine: running")
-    ensure_image(say)
+    image = ensure_image(say)
     for name in ("registry", "registry-socket", "fake-gce"):
         svc = SERVICES[name]
         pid = svc.pid()
@@ -258,7 +259,7 @@ def up(say: Callable[[str], None]) -> dict:
             (state_dir() / "fake-gce.log").unlink(missing_ok=True)  # readiness reads it
         say(f"{name}: running (pid {pid})" if pid else f"{name}: started (pid {svc.start()})")
     return {"compute_endpoint": f"http://127.0.0.1:{FAKE_PORT}",
-            "registry": f"{REGISTRY[0]}:{REGISTRY[1]}", "image": image_tag(),
+            "registry": f"{REGISTRY[0]}:{REGISTRY[1]}", "image": image,
             "state_dir": str(state_dir()), "seconds": round(time.monotonic() - started, 1)}
 
 
@@ -270,6 +271,13 @@ def lab_containers(all_: bool = True) -> list[str]:
                           text=True).stdout.split()
 
 
+def lab_volumes() -> list[str]:
+    if not shutil.which("docker") or not docker_ready():
+        return []
+    return subprocess.run(["docker", "volume", "ls", "-q", "--filter", f"label={LAB_LABEL}"],
+                          capture_output=True, text=True).stdout.split()
+
+
 def down(say: Callable[[str], None]) -> None:
     if SERVICES["fake-gce"].stop():
         say("fake-gce: stopped")
@@ -277,13 +285,10 @@ def down(say: Callable[[str], None]) -> None:
     if containers:
         subprocess.run(["docker", "rm", "-f", "-v", *containers], capture_output=True)
         say(f"removed {len(containers)} lab VM container(s)")
-    if docker_ready():
-        volumes = subprocess.run(["docker", "volume", "ls", "-q", "--filter",
-                                  f"label={LAB_LABEL}"], capture_output=True,
-                                 text=True).stdout.split()
-        if volumes:
-            subprocess.run(["docker", "volume", "rm", "-f", *volumes], capture_output=True)
-            say(f"removed {len(volumes)} lab volume(s)")
+    volumes = lab_volumes()
+    if volumes:
+        subprocess.run(["docker", "volume", "rm", "-f", *volumes], capture_output=True)
+        say(f"removed {len(volumes)} lab volume(s)")
     for name in ("registry-socket", "registry", "dockerd", "containerd"):
         if SERVICES[name].stop():
             say(f"{name}: stopped")
@@ -291,11 +296,8 @@ def down(say: Callable[[str], None]) -> None:
 
 
 def status() -> dict:
-    services = {}
-    for name, svc in SERVICES.items():
-        services[name] = svc.pid()
-    running = lab_containers(all_=False)
-    return {"services": services, "vm_containers": len(running),
+    return {"services": {name: svc.pid() for name, svc in SERVICES.items()},
+            "vm_containers": len(lab_containers(all_=False)),
             "compute_endpoint": f"http://127.0.0.1:{FAKE_PORT}",
             "registry": f"{REGISTRY[0]}:{REGISTRY[1]}", "state_dir": str(state_dir()),
             "docker": "running" if docker_ready() else "not running"}

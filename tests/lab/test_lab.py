@@ -123,9 +123,7 @@ def test_destroy_removes_the_containers_and_their_volumes(lab_inventory, tmp_pat
     assert len(lab_containers()) >= 2
     assert cli.destroy(str(lab_inventory), True, False, False) == 0
     assert lab_containers() == []
-    volumes = subprocess.run(["docker", "volume", "ls", "-q", "--filter", "label=archfarm.lab=1"],
-                             capture_output=True, text=True).stdout.split()
-    assert volumes == []
+    assert control.lab_volumes() == []
 
 
 def test_lab_down_leaves_no_process_container_or_volume(lab_inventory, tmp_path):
@@ -138,9 +136,7 @@ def test_lab_down_leaves_no_process_container_or_volume(lab_inventory, tmp_path)
     # bring it back for whatever follows; the engine must hold no lab container or volume
     assert cli.lab_up(False) == 0
     assert lab_containers() == []
-    volumes = subprocess.run(["docker", "volume", "ls", "-q", "--filter", "label=archfarm.lab=1"],
-                             capture_output=True, text=True).stdout.split()
-    assert volumes == []
+    assert control.lab_volumes() == []
 
 
 def test_lab_up_as_a_normal_user_says_it_needs_root(monkeypatch, capsys):
