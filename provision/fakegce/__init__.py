@@ -12,6 +12,7 @@ catalog (catalog.py), faults (faults.py), boot backends (backends.py), server (s
 
 from __future__ import annotations
 
+import signal
 import threading
 
 from .backends import BootBackend, MemoryBackend
@@ -19,7 +20,7 @@ from .server import FakeServer
 from .state import ComputeState
 from .urls import MUTATING
 
-__all__ = ["FakeGCE", "BootBackend", "MemoryBackend", "MUTATING"]
+__all__ = ["FakeGCE", "BootBackend", "MemoryBackend", "MUTATING", "serve"]
 
 
 class FakeGCE:
@@ -78,3 +79,20 @@ class FakeGCE:
     def client(self, cls):
         """A real compute_v1 client class, instantiated against this fake."""
         return cls(**self.client_kwargs())
+
+
+def serve(fake: FakeGCE) -> int:
+    """Run `fake` in the foreground: start it, print `listening on {endpoint}` (flushed),
+    block until SIGINT or SIGTERM, stop it and return 0. Call from the main thread."""
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set())
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with fake:
+            print(f"listening on {fake.endpoint}", flush=True)
+            while not stop.wait(0.5):  # a timed wait lets the handler run promptly
+                pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0
