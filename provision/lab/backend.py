@@ -14,11 +14,13 @@ import sys
 import threading
 
 from ..fakegce.backends import BootBackend, Publish, VmView
+from .containers import LAB_LABEL
 
-LAB_LABEL = "archfarm.lab=1"
 HOST_ARCH = {"x86_64": "X86_64", "aarch64": "ARM64"}.get(platform.machine(), platform.machine())
 
-# What a systemd container needs here (see shared/DESIGN.md, "The lab"): no --privileged.
+# What a systemd container needs on a Debian 12 docker.io host (README, "The lab"):
+# `--privileged` fails there (CAP_SYS_MODULE is not in the bounding set), and these suffice
+# for systemd as PID 1, sshd and an inner dockerd.
 SYSTEMD_FLAGS = [
     "--cap-add", "SYS_ADMIN", "--cap-add", "NET_ADMIN", "--cap-add", "MKNOD",
     "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",

@@ -33,7 +33,7 @@ pytestmark = pytest.mark.skipif(not CAN_RUN, reason="the lab needs root on a Deb
 def lab():
     if not CAN_RUN:
         pytest.skip("the lab needs root on a Debian host (CI runs it)")
-    was_up = control.SERVICES["fake-gce"].pid() is not None
+    was_up = control.status()["services"]["fake-gce"] is not None
     control.up(print)
     yield ENDPOINT
     if not was_up:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
+import urllib.request
 from pathlib import Path
 
 from google.cloud import compute_v1
@@ -31,13 +34,17 @@ def alive(pid: int) -> bool:
         return False
 
 
+def pids() -> dict[str, int | None]:
+    return control.status()["services"]
+
+
 def test_lab_up_twice_is_harmless(lab):
-    before = {name: svc.pid() for name, svc in control.SERVICES.items()}
+    before = pids()
     for _ in range(2):
         result = subprocess.run([*REPO_INV, "lab.up"], capture_output=True, text=True,
                                 timeout=600)
         assert result.returncode == 0, result.stderr
-    after = {name: svc.pid() for name, svc in control.SERVICES.items()}
+    after = pids()
     assert after == before  # nothing restarted, nothing duplicated
     assert "fake-gce: running" in result.stdout
 
@@ -78,6 +85,47 @@ def test_apt_get_install_and_the_registry_work_inside_a_vm(lab_inventory, tmp_pa
     assert installed.stdout.startswith("jq-")
     registry = vm.ssh("curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:5000/v2/")
     assert registry.stdout == "200"
+    # A blob pushed from inside the VM through 127.0.0.1:5000 is in the host's registry.
+    pushed = vm.ssh(PUSH_BLOB)
+    assert pushed.returncode == 0, pushed.stderr
+    digest = pushed.stdout.strip()
+    url = f"http://{control.REGISTRY_ADDRESS}/v2/labtest/blob/blobs/{digest}"
+    with urllib.request.urlopen(url, timeout=30) as pulled:
+        assert pulled.read() == b"lab-blob"
+
+
+# Push a blob with the registry API (no docker in the VM), pull it back; print its digest.
+PUSH_BLOB = r"""set -e
+printf lab-blob > /tmp/blob
+d=sha256:$(sha256sum /tmp/blob | cut -d' ' -f1)
+r=http://127.0.0.1:5000/v2/labtest/blob/blobs
+loc=$(curl -sf -X POST -D - -o /dev/null $r/uploads/ | tr -d '\r' | sed -n 's/^[Ll]ocation: //p')
+case $loc in http*) ;; *) loc=http://127.0.0.1:5000$loc ;; esac
+case $loc in *\?*) sep='&' ;; *) sep='?' ;; esac
+h='Content-Type: application/octet-stream'
+curl -sf -X PUT -H "$h" --data-binary @/tmp/blob "$loc${sep}digest=$d"
+test "$(curl -sf $r/$d)" = lab-blob
+echo $d
+"""
+
+
+def test_the_registry_socket_is_root_only(lab):
+    """The socket forwarded into every VM: owner root, no group or other bits (no local user
+    but root reaches the registry through it, on the host or in a VM)."""
+    info = os.stat(control.registry_socket())
+    assert stat.S_ISSOCK(info.st_mode)
+    assert info.st_uid == 0
+    assert stat.S_IMODE(info.st_mode) & 0o077 == 0, oct(info.st_mode)
+    assert stat.S_IMODE(os.stat(control.state_dir()).st_mode) & 0o077 == 0
+
+
+def test_inside_a_vm_only_root_uses_the_registry_socket(lab_inventory, tmp_path):
+    assert cli.vms(str(lab_inventory), False, "amd64", False, False) == 0
+    vm = Vm("labtest-amd64", tmp_path / "farm-key", tmp_path)
+    probe = ("curl -s -o /dev/null -w '%{http_code}' --unix-socket"
+             " /run/archfarm-registry.sock http://registry/v2/")
+    assert vm.ssh(probe).stdout == "000"  # builder: permission denied, no connection
+    assert vm.ssh(f"sudo -n {probe}").stdout == "200"  # root (the VM's forwarder) gets in
 
 
 def test_set_metadata_adds_an_account(lab_inventory, tmp_path):
@@ -129,10 +177,12 @@ def test_destroy_removes_the_containers_and_their_volumes(lab_inventory, tmp_pat
 def test_lab_down_leaves_no_process_container_or_volume(lab_inventory, tmp_path):
     assert cli.vms(str(lab_inventory), False, "amd64", False, False) == 0
     Vm("labtest-amd64", tmp_path / "farm-key", tmp_path)
-    pids = [svc.pid() for svc in control.SERVICES.values()]
+    before = pids()
+    assert before["fake-gce"] and before["registry"]
     assert cli.lab_down(False) == 0
-    assert not [pid for pid in pids if pid and alive(pid)]
-    assert all(svc.pid() is None for svc in control.SERVICES.values())
+    assert not [pid for pid in before.values() if pid and alive(pid)]
+    assert all(pid is None for pid in pids().values())
+    assert not control.registry_socket().exists()
     # bring it back for whatever follows; the engine must hold no lab container or volume
     assert cli.lab_up(False) == 0
     assert lab_containers() == []
@@ -147,7 +197,7 @@ def test_lab_up_as_a_normal_user_says_it_needs_root(monkeypatch, capsys):
 
 
 def test_host_setup_run_by_a_normal_user_says_it_needs_root():
-    script = Path(control.__file__).with_name("host-setup.sh")
+    script = control.HOST_SETUP
     with tempfile.TemporaryDirectory() as tmp:  # somewhere an unprivileged user can read
         copy = Path(tmp) / "host-setup.sh"
         shutil.copy(script, copy)
