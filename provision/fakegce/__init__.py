@@ -6,8 +6,9 @@
         gce.set_faults(stockouts=[{"zone": "us-central1-a", "machine_family": "t2a"}])
         gce.requests()  # [{"method": "instances.insert", "path": ..., "status": 200}, ...]
 
-State models (state.py), URL table (urls.py), handlers (responses.py), rules (rules.py),
-catalog (catalog.py), faults (faults.py), boot backends (backends.py), server (server.py).
+State per resource (state/), URL table (urls.py), handlers (responses.py), wire JSON
+(serializers.py), rules (rules.py), catalog (catalog.py), faults (faults.py), boot backends
+(backends.py), server (server.py), foreground server mode (`serve`, used by __main__).
 """
 
 from __future__ import annotations

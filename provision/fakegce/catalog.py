@@ -1,14 +1,19 @@
 """The fake's catalog: real zones, machine types (with architecture) and public image families.
 
-Zone availability follows the public catalog (T2A only where it exists: see
-shared/reference/gce-facts.md §6). Everything here is data; nothing speaks HTTP.
+Which families exist, their architecture and the zones offering the Arm ones come from
+`provision.gce.catalog`, the one table archfarm's client side uses too (docs/compute-engine.md,
+"Machine families and zones"). Added here: shapes, CPU platforms, disk types, images. Everything
+here is data; nothing speaks HTTP.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..gce import catalog as archfarm
+
 ARM64, X86_64 = "ARM64", "X86_64"
+ARCHITECTURE = {archfarm.ARM64: ARM64, archfarm.AMD64: X86_64}  # platform -> GCE's enum
 
 ZONES: dict[str, list[str]] = {
     "us-central1": ["us-central1-a", "us-central1-b", "us-central1-c", "us-central1-f"],
@@ -20,6 +25,7 @@ ZONES: dict[str, list[str]] = {
     "asia-southeast1": ["asia-southeast1-a", "asia-southeast1-b", "asia-southeast1-c"],
 }
 ALL_ZONES = [z for zones in ZONES.values() for z in zones]
+ZONE_SET = frozenset(ALL_ZONES)
 
 
 def region_of(zone: str) -> str:
@@ -46,29 +52,32 @@ def _shapes(prefix: str, gb_per_cpu: dict[str, float], sizes: list[int]) -> dict
             for kind, gb in gb_per_cpu.items() for n in sizes}
 
 
-T2A_ZONES = ("us-central1-a", "us-central1-b", "us-central1-f", "europe-west4-a",
-             "europe-west4-b", "europe-west4-c", "asia-southeast1-b", "asia-southeast1-c")
-C4A_ZONES = ("us-central1-a", "us-central1-b", "us-central1-c", "us-central1-f", "us-east1-b",
-             "us-east1-c", "us-east1-d", "us-east4-a", "us-east4-b", "us-east4-c",
-             "europe-west1-b", "europe-west1-c", "europe-west1-d", "europe-west4-a",
-             "europe-west4-b", "europe-west4-c", "asia-southeast1-a", "asia-southeast1-b",
-             "asia-southeast1-c")
-C3_ZONES = tuple(z for z in ALL_ZONES if not z.startswith("us-west1"))
+def _family(name: str, cpu_platform: str, disk_types: tuple[str, ...],
+            shapes: dict[str, tuple[int, int]]) -> Family:
+    """A family with archfarm's architecture and zones for it (all zones when not limited)."""
+    known = archfarm.FAMILIES[name]
+    zones = tuple(z for z in ALL_ZONES if known.offered_in(z))
+    missing = (known.zones or frozenset()) - ZONE_SET
+    assert not missing, f"zones of {name} missing from the fake's catalog: {sorted(missing)}"
+    return Family(name, ARCHITECTURE[known.platform], cpu_platform, zones, disk_types, shapes)
+
 
 FAMILIES = [
-    Family("e2", X86_64, "Intel Broadwell", tuple(ALL_ZONES), PD,
-           {"e2-micro": (2, 1024), "e2-small": (2, 2048), "e2-medium": (2, 4096),
-            **_shapes("e2", {"standard": 4, "highcpu": 1, "highmem": 8}, [2, 4, 8, 16, 32])}),
-    Family("n2", X86_64, "Intel Cascade Lake", tuple(ALL_ZONES), PD,
-           _shapes("n2", {"standard": 4, "highcpu": 1, "highmem": 8},
-                   [2, 4, 8, 16, 32, 48, 64, 80, 96, 128])),
-    Family("c3", X86_64, "Intel Sapphire Rapids", C3_ZONES, PD_NO_STANDARD,
-           _shapes("c3", {"standard": 4, "highcpu": 2, "highmem": 8}, [4, 8, 22, 44, 88, 176])),
-    Family("t2a", ARM64, "Ampere Altra", T2A_ZONES, PD,
-           _shapes("t2a", {"standard": 4}, [1, 2, 4, 8, 16, 32, 48])),
-    Family("c4a", ARM64, "Google Axion", C4A_ZONES, HYPERDISK,
-           _shapes("c4a", {"standard": 4, "highcpu": 2, "highmem": 8},
-                   [1, 2, 4, 8, 16, 32, 48, 64, 72])),
+    _family("e2", "Intel Broadwell", PD,
+            {"e2-micro": (2, 1024), "e2-small": (2, 2048), "e2-medium": (2, 4096),
+             **_shapes("e2", {"standard": 4, "highcpu": 1, "highmem": 8}, [2, 4, 8, 16, 32])}),
+    _family("n2", "Intel Cascade Lake", PD,
+            _shapes("n2", {"standard": 4, "highcpu": 1, "highmem": 8},
+                    [2, 4, 8, 16, 32, 48, 64, 80, 96, 128])),
+    _family("n2d", "AMD Milan", PD,
+            _shapes("n2d", {"standard": 4, "highcpu": 1, "highmem": 8},
+                    [2, 4, 8, 16, 32, 48, 64, 80, 96, 128, 224])),
+    _family("c3", "Intel Sapphire Rapids", PD_NO_STANDARD,
+            _shapes("c3", {"standard": 4, "highcpu": 2, "highmem": 8}, [4, 8, 22, 44, 88, 176])),
+    _family("t2a", "Ampere Altra", PD, _shapes("t2a", {"standard": 4}, [1, 2, 4, 8, 16, 32, 48])),
+    _family("c4a", "Google Axion", HYPERDISK,
+            _shapes("c4a", {"standard": 4, "highcpu": 2, "highmem": 8},
+                    [1, 2, 4, 8, 16, 32, 48, 64, 72])),
 ]
 FAMILY_BY_NAME = {f.name: f for f in FAMILIES}
 

@@ -1,8 +1,10 @@
-"""Compute Engine errors, one class per reason, with the wire bodies GCE returns.
+"""Compute Engine errors, one class per reason, as plain values.
 
-Two kinds exist: synchronous HTTP errors (`GceError`, raised by the state models and turned
-into `{"error": {...}}` bodies by the server) and operation errors (`OperationFailure`, stored on
-a DONE operation as `error.errors[]` plus `httpErrorStatusCode`/`httpErrorMessage`).
+Two kinds exist: synchronous HTTP errors (`GceError`, raised by the state and turned into
+`{"error": {...}}` bodies by `serializers.error_body`) and operation errors (`OperationFailure`,
+stored on a DONE operation, shown as `error.errors[]` plus `httpErrorStatusCode` and
+`httpErrorMessage` by `serializers.operation_json`). See docs/compute-engine.md, "Errors and
+retries".
 """
 
 from __future__ import annotations
@@ -38,10 +40,6 @@ class GceError(Exception):
         if domain is not None:
             self.domain = domain
         self.extra = extra
-
-    def body(self) -> dict:
-        item = {"message": self.message, "domain": self.domain, "reason": self.reason, **self.extra}
-        return {"error": {"code": self.status, "message": self.message, "errors": [item]}}
 
 
 class NotFound(GceError):
@@ -97,6 +95,12 @@ class ResourceNotReady(GceError):
         super().__init__(f"The resource '{resource_path}' is not ready")
 
 
+class UnsupportedOperation(GceError):
+    """A call the resource's state does not allow (suspend a stopped VM, start a suspended one)."""
+
+    status, reason = 400, "unsupportedOperation"
+
+
 class RateLimitExceeded(GceError):
     status, reason, domain = 403, "rateLimitExceeded", "usageLimits"
 
@@ -128,16 +132,6 @@ class OperationFailure:
         self.message = message
         self.http_status = http_status
         self.details = details or []
-
-    def fields(self) -> dict:
-        err = {"code": self.code, "message": self.message}
-        if self.details:
-            err["errorDetails"] = self.details
-        return {
-            "error": {"errors": [err]},
-            "httpErrorStatusCode": self.http_status,
-            "httpErrorMessage": HTTP_MESSAGES.get(self.http_status, "ERROR"),
-        }
 
 
 def stockout(project: str, zone: str, machine_type: str) -> OperationFailure:

@@ -40,10 +40,14 @@ class Faults:
             self.quota_exceeded = [dict(r) for r in spec.get("quota_exceeded", [])]
             self.http_errors = [dict(r) for r in spec.get("http_errors", [])]
 
-    def to_json(self) -> dict:
-        return {"operation_seconds": self.operation_seconds, "boot_seconds": self.boot_seconds,
-                "stockouts": self.stockouts, "quota_exceeded": self.quota_exceeded,
-                "http_errors": self.http_errors}
+    def spec(self) -> dict:
+        """The fault set in force, in the form `configure` takes."""
+        with self._lock:
+            return {"operation_seconds": self.operation_seconds,
+                    "boot_seconds": self.boot_seconds,
+                    "stockouts": [dict(r) for r in self.stockouts],
+                    "quota_exceeded": [dict(r) for r in self.quota_exceeded],
+                    "http_errors": [dict(r) for r in self.http_errors]}
 
     @staticmethod
     def _matches(rule: dict, family: str) -> bool:

@@ -1,8 +1,10 @@
 """The `filter` query parameter of Compute Engine list calls, evaluated on resource JSON.
 
 Two dialects, as on GCE: AIP-160 (`labels.app = "x" AND (status = RUNNING OR status = STAGING)`,
-operators `= != < > <= >= :`, `:*` for "has key") and the legacy regex form
-(`name eq 'web-.*'`, `ne`), which must not be mixed.
+operators `= != < > <= >= :`, `:*` for "has key") and the legacy regex form: one bare
+`name eq 'web-.*'` (or `ne`), or parenthesised terms side by side, all of which must hold:
+`(status eq RUNNING) (name ne "p.*")`. Values are quoted or bare; a regex must match the whole
+value. The two dialects must not be mixed. See docs/compute-engine.md, "Filters".
 """
 
 from __future__ import annotations
@@ -17,6 +19,10 @@ Predicate = Callable[[dict], bool]
 TOKEN = re.compile(r"""\s*(?:(?P<lp>\()|(?P<rp>\))|(?P<op>!=|<=|>=|=|<|>|:)
                       |(?P<str>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')|(?P<word>[^\s()=!<>:"']+))""",
                    re.X)
+
+
+QUOTED = re.compile(r""""(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'""")
+LEGACY_OP = re.compile(r"(?:^|[\s(])(?:eq|ne)\s")
 
 
 def _bad(text: str) -> InvalidField:
@@ -69,12 +75,15 @@ def _compare(actual, op: str, expected: str) -> bool:
     return {"=": a == e, "!=": a != e, "<": a < e, ">": a > e, "<=": a <= e, ">=": a >= e}[op]
 
 
-def _legacy(text: str) -> Predicate:
-    m = re.fullmatch(r"\s*([\w.]+)\s+(eq|ne)\s+(.+?)\s*", text)
+LEGACY_TERM = re.compile(r"\s*([\w.]+)\s+(eq|ne)\s+(.+?)\s*", re.S)
+
+
+def _legacy_term(term: str, text: str) -> Predicate:
+    m = LEGACY_TERM.fullmatch(term)
     if not m:
         raise _bad(text)
     path, op, raw = m.groups()
-    if raw[:1] in "'\"" and raw[-1:] == raw[:1]:
+    if len(raw) > 1 and raw[0] in "'\"" and raw[-1] == raw[0]:
         raw = raw[1:-1]
     try:
         regex = re.compile(raw)
@@ -82,6 +91,48 @@ def _legacy(text: str) -> Predicate:
         raise _bad(text) from None
     want = op == "eq"
     return lambda r: (regex.fullmatch(_text(_field(r, path) or "")) is not None) == want
+
+
+def _legacy_groups(text: str) -> list[str]:
+    """The insides of `(a eq x) (b ne "y(z)")`: balanced parentheses, quotes respected."""
+    groups, i, n = [], 0, len(text)
+    while i < n:
+        if text[i].isspace():
+            i += 1
+            continue
+        if text[i] != "(":
+            raise _bad(text)
+        depth, quote, j = 0, None, i
+        while j < n:
+            c = text[j]
+            if quote:
+                if c == "\\":
+                    j += 1
+                elif c == quote:
+                    quote = None
+            elif c in "'\"" and text[j - 1].isspace():  # a quote opens a value only
+                quote = c
+            elif c == "(":
+                depth += 1
+            elif c == ")":
+                depth -= 1
+                if depth == 0:
+                    break
+            j += 1
+        if j >= n:
+            raise _bad(text)
+        groups.append(text[i + 1:j])
+        i = j + 1
+    return groups
+
+
+def _legacy(text: str) -> Predicate:
+    if not text.lstrip().startswith("("):
+        return _legacy_term(text, text)
+    terms = [_legacy_term(group, text) for group in _legacy_groups(text)]
+    if not terms:
+        raise _bad(text)
+    return lambda r: all(t(r) for t in terms)
 
 
 class _Parser:
@@ -143,6 +194,6 @@ class _Parser:
 def compile_filter(text: str | None) -> Predicate:
     if not text or not text.strip():
         return lambda r: True
-    if re.search(r"\s(eq|ne)\s", text):
+    if LEGACY_OP.search(QUOTED.sub("''", text)):  # an eq/ne outside quotes: the regex dialect
         return _legacy(text)
     return _Parser(text).parse()

@@ -1,6 +1,6 @@
 """Compute Engine's validation rules, as pure functions that raise `errors.GceError`.
 
-Messages follow the real ones (shared/reference/gce-facts.md §4.3, §5).
+Messages follow the real ones: docs/compute-engine.md, "Errors and retries".
 """
 
 from __future__ import annotations
@@ -25,6 +25,13 @@ def name(field: str, value: object) -> str:
         raise Required(field)
     if not isinstance(value, str) or not NAME_RE.fullmatch(value):
         raise InvalidField(field, value, f"Must be a match of regex '(?:{NAME_RE.pattern})'")
+    return value
+
+
+def zone(value: str) -> str:
+    """A zone the catalog knows; any other is 400 on every zonal method (not 404)."""
+    if value not in catalog.ZONE_SET:
+        raise InvalidField("zone", value, "Unknown zone.")
     return value
 
 
@@ -122,21 +129,22 @@ def source_image(field: str, value: object, project: str) -> catalog.Image:
         img = catalog.image_from_family(img_project, m.group(3))
     else:
         img = catalog.image(img_project, m.group(3))
-    if img is None:
-        raise NotFound(f"projects/{img_project}/global/images/{m.group(2) or ''}{m.group(3)}")
+    if img is None:  # 400 on an insert, though images.get of the same name is 404
+        raise InvalidField(field, url, "The referenced image resource cannot be found.")
     return img
 
 
-def boot_disk(disks: object, project: str, zone: str, mt: catalog.MachineType) -> dict:
-    """Validate the boot disk of an insert; return its normalised description."""
+def boot_disk(prefix: str, disks: object, project: str, zone: str,
+              mt: catalog.MachineType) -> dict:
+    """Validate the boot disk of an insert (fields under `prefix`); return its description."""
     if not disks:
-        raise Required("resource.disks")
+        raise Required(f"{prefix}.disks")
     boots = [i for i, d in enumerate(disks) if d.get("boot")]
     if len(boots) != 1:
-        raise InvalidField("resource.disks", "", "Exactly one boot disk must be specified.")
+        raise InvalidField(f"{prefix}.disks", "", "Exactly one boot disk must be specified.")
     i = boots[0]
     params = disks[i].get("initializeParams") or {}
-    field = f"resource.disks[{i}].initializeParams"
+    field = f"{prefix}.disks[{i}].initializeParams"
     img = source_image(f"{field}.sourceImage", params.get("sourceImage"), project)
     size = int(params.get("diskSizeGb") or img.disk_size_gb)
     if size < img.disk_size_gb:

@@ -12,6 +12,8 @@ import pytest
 from google.api_core import exceptions
 from google.cloud import compute_v1
 
+from provision.fakegce import MUTATING
+
 from .conftest import PROJECT, ZONE, wait
 
 
@@ -123,3 +125,91 @@ def test_server_mode_refuses_a_non_loopback_host():
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
     assert "loopback" in result.stderr
+
+
+def _fw_get(gce, name="archfarm-demo-ssh"):
+    return gce.firewalls.get(project=PROJECT, firewall=name)
+
+
+def test_firewall_patch_replaces_the_fields_sent_and_keeps_the_rest(gce):
+    rule = firewall()
+    rule.description = "archfarm farm demo: ssh from the operator"
+    wait(gce, gce.firewalls.insert_unary(project=PROJECT, firewall_resource=rule))
+    before = _fw_get(gce)
+    assert before.description == "archfarm farm demo: ssh from the operator"
+    gce.fake.set_faults(operation_seconds=0.3)
+    patch = compute_v1.Firewall(source_ranges=["127.0.0.2/32", "127.0.0.3/32"],
+                                allowed=[compute_v1.Allowed(I_p_protocol="tcp",
+                                                            ports=["22", "2222"])])
+    op = gce.firewalls.patch_unary(project=PROJECT, firewall="archfarm-demo-ssh",
+                                   firewall_resource=patch)
+    assert not op.zone and op.operation_type == "patch"
+    assert op.target_link == before.self_link
+    assert list(_fw_get(gce).source_ranges) == ["127.0.0.1/32"]  # applies when DONE
+    assert wait(gce, op).status == compute_v1.Operation.Status.DONE
+    after = _fw_get(gce)
+    assert list(after.source_ranges) == ["127.0.0.2/32", "127.0.0.3/32"]
+    assert list(after.allowed[0].ports) == ["22", "2222"]
+    assert list(after.target_tags) == ["archfarm-demo"]  # not sent: kept
+    assert after.description == before.description and after.id == before.id
+    wait(gce, gce.firewalls.patch_unary(
+        project=PROJECT, firewall="archfarm-demo-ssh",
+        firewall_resource=compute_v1.Firewall(name="archfarm-demo-ssh", description="new",
+                                              target_tags=["a", "b"])))
+    again = _fw_get(gce)
+    assert again.description == "new" and list(again.target_tags) == ["a", "b"]
+    assert list(again.source_ranges) == ["127.0.0.2/32", "127.0.0.3/32"]
+
+
+def test_firewall_patch_refuses_another_name_and_missing_rules(gce):
+    wait(gce, gce.firewalls.insert_unary(project=PROJECT, firewall_resource=firewall()))
+    with pytest.raises(exceptions.BadRequest) as e:
+        gce.firewalls.patch_unary(project=PROJECT, firewall="archfarm-demo-ssh",
+                                  firewall_resource=compute_v1.Firewall(name="other"))
+    assert e.value.errors[0]["reason"] == "invalid"
+    assert "Invalid value for field 'resource.name': 'other'" in e.value.message
+    with pytest.raises(exceptions.BadRequest):
+        gce.firewalls.patch_unary(project=PROJECT, firewall="archfarm-demo-ssh",
+                                  firewall_resource=compute_v1.Firewall(direction="EGRESS"))
+    with pytest.raises(exceptions.NotFound) as e:
+        gce.firewalls.patch_unary(project=PROJECT, firewall="missing",
+                                  firewall_resource=compute_v1.Firewall(description="x"))
+    assert "projects/proj/global/firewalls/missing' was not found" in e.value.message
+    patches = [r for r in gce.fake.requests() if r["method"] == "firewalls.patch"]
+    assert [r["status"] for r in patches] == [400, 400, 404]
+
+
+def test_firewall_patch_replays_its_request_id_and_is_a_mutation(gce):
+    wait(gce, gce.firewalls.insert_unary(project=PROJECT, firewall_resource=firewall()))
+    gce.fake.set_faults(operation_seconds=0.5)
+    request = compute_v1.PatchFirewallRequest(
+        project=PROJECT, firewall="archfarm-demo-ssh",
+        request_id="0b6b1a52-7a0b-4c3e-9d0f-6a1f2b3c4d5e",
+        firewall_resource=compute_v1.Firewall(source_ranges=["127.0.0.9/32"]))
+    first = gce.firewalls.patch_unary(request)
+    second = gce.firewalls.patch_unary(request)  # a retry while the first runs: the same op
+    assert second.name == first.name
+    assert second.client_operation_id == request.request_id
+    with pytest.raises(exceptions.BadRequest) as e:  # another change meanwhile: not ready
+        gce.firewalls.patch_unary(project=PROJECT, firewall="archfarm-demo-ssh",
+                                  firewall_resource=compute_v1.Firewall(description="x"))
+    assert e.value.errors[0]["reason"] == "resourceNotReady"
+    wait(gce, first)
+    assert list(_fw_get(gce).source_ranges) == ["127.0.0.9/32"]
+    assert "firewalls.patch" in MUTATING
+    assert [r["method"] for r in gce.fake.mutating_requests()].count("firewalls.patch") == 3
+
+
+def test_fake_catalog_follows_archfarms_machine_families():
+    """One source of truth: provision/gce/catalog.py's families, platforms and Arm zones."""
+    from provision.fakegce import catalog as fake
+    from provision.gce import catalog as archfarm
+
+    assert {f.name for f in fake.FAMILIES} == set(archfarm.FAMILIES)
+    for family in fake.FAMILIES:
+        known = archfarm.FAMILIES[family.name]
+        assert family.architecture == {archfarm.ARM64: "ARM64",
+                                       archfarm.AMD64: "X86_64"}[known.platform]
+        assert set(family.zones) == {z for z in fake.ALL_ZONES if known.offered_in(z)}
+    assert set(fake.FAMILY_BY_NAME["t2a"].zones) == archfarm.T2A_ZONES
+    assert set(fake.FAMILY_BY_NAME["c4a"].zones) == archfarm.C4A_ZONES

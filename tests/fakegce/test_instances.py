@@ -145,10 +145,23 @@ def test_c4a_needs_hyperdisk(gce):
     assert vm.cpu_platform == "Google Axion"
 
 
-def test_unknown_image_family_is_404(gce):
-    with pytest.raises(exceptions.NotFound) as e:
+def test_unknown_source_image_is_400_invalid_naming_the_value_sent(gce):
+    """images.get of a missing image is 404; an insert naming one is 400 `invalid`."""
+    with pytest.raises(exceptions.BadRequest) as e:
         insert(gce, instance(family="debian-99"))
-    assert "projects/debian-cloud/global/images/family/debian-99" in e.value.message
+    assert e.value.errors[0]["reason"] == "invalid"
+    assert e.value.errors[0]["message"] == (
+        "Invalid value for field 'resource.disks[0].initializeParams.sourceImage': "
+        "'projects/debian-cloud/global/images/family/debian-99'. "
+        "The referenced image resource cannot be found.")
+    vm = instance()
+    vm.disks[0].initialize_params.source_image = (
+        "https://www.googleapis.com/compute/v1/projects/debian-cloud/global/images/nope-v1")
+    with pytest.raises(exceptions.BadRequest) as e:
+        insert(gce, vm)
+    assert ("'resource.disks[0].initializeParams.sourceImage': 'https://www.googleapis.com/"
+            "compute/v1/projects/debian-cloud/global/images/nope-v1'. The referenced image "
+            "resource cannot be found.") in e.value.message
 
 
 def test_same_request_id_returns_the_same_operation_and_one_vm(gce):

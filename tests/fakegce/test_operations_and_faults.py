@@ -181,3 +181,64 @@ def test_an_after_fault_applies_the_request_then_loses_the_answer(gce):
     retried = insert(gce, instance(), request_id=rid)  # the caller's retry, same requestId
     wait(gce, retried)
     assert [vm.name for vm in gce.instances.list(project=PROJECT, zone=ZONE)] == ["vm1"]
+
+
+def _bulk(gce, count=3, pattern="node-##"):
+    body = compute_v1.BulkInsertInstanceResource(
+        count=count, min_count=count, name_pattern=pattern,
+        instance_properties=compute_v1.InstanceProperties(
+            machine_type="t2a-standard-1", disks=instance().disks,
+            network_interfaces=instance().network_interfaces))
+    return gce.instances.bulk_insert_unary(project=PROJECT, zone=ZONE,
+                                           bulk_insert_instance_resource_resource=body)
+
+
+def test_bulk_insert_operation_carries_its_group_and_per_zone_status_once_done(gce):
+    gce.fake.set_faults(operation_seconds=0.3)
+    op = _bulk(gce)
+    assert op.operation_group_id
+    assert not op.instances_bulk_insert_operation_metadata.per_location_status  # not yet
+    done = wait(gce, op)
+    assert done.operation_group_id == op.operation_group_id
+    status = done.instances_bulk_insert_operation_metadata.per_location_status[f"zones/{ZONE}"]
+    assert (status.status, status.target_vm_count, status.created_vm_count,
+            status.failed_to_create_vm_count, status.deleted_vm_count) == ("DONE", 3, 3, 0, 0)
+    raw = requests.get(f"{gce.fake.endpoint}/compute/v1/projects/{PROJECT}/zones/{ZONE}/"
+                       f"operations/{op.name}", timeout=5).json()
+    assert raw["instancesBulkInsertOperationMetadata"] == {"perLocationStatus": {
+        f"zones/{ZONE}": {"status": "DONE", "targetVmCount": 3, "createdVmCount": 3,
+                          "failedToCreateVmCount": 0, "deletedVmCount": 0}}}
+
+
+def test_a_stocked_out_bulk_insert_counts_its_failures(gce):
+    gce.fake.set_faults(stockouts=[{"zone": ZONE}], operation_seconds=0)
+    done = wait(gce, _bulk(gce, count=2))
+    assert done.error.errors[0].code == "ZONE_RESOURCE_POOL_EXHAUSTED"
+    status = done.instances_bulk_insert_operation_metadata.per_location_status[f"zones/{ZONE}"]
+    assert (status.created_vm_count, status.failed_to_create_vm_count) == (0, 2)
+    assert list(gce.instances.list(project=PROJECT, zone=ZONE)) == []
+
+
+def test_zone_operations_list_finds_a_bulk_inserts_group_and_pages(gce):
+    gce.fake.set_faults(operation_seconds=0)
+    create(gce, instance(name="solo"))
+    op = _bulk(gce)
+    everything = list(gce.zone_ops.list(project=PROJECT, zone=ZONE))
+    assert len(everything) == 1 + 1 + 3  # solo's insert, the bulkInsert, one insert per VM
+    group = list(gce.zone_ops.list(compute_v1.ListZoneOperationsRequest(
+        project=PROJECT, zone=ZONE, filter=f"operationGroupId={op.operation_group_id}")))
+    assert sorted(o.operation_type for o in group) == ["bulkInsert", "insert", "insert",
+                                                       "insert"]
+    assert {o.target_link.rsplit("/", 1)[1] for o in group if o.operation_type == "insert"} \
+        == {"node-01", "node-02", "node-03"}
+    assert all(o.status == DONE for o in group)
+    paged = gce.zone_ops.list(compute_v1.ListZoneOperationsRequest(
+        project=PROJECT, zone=ZONE, max_results=2))
+    assert sorted(o.name for o in paged) == sorted(o.name for o in everything)
+    pages = [r for r in gce.fake.requests() if r["method"] == "zoneOperations.list"]
+    assert len(pages) == 1 + 1 + 3  # 5 operations, 2 a page
+    other = list(gce.zone_ops.list(project=PROJECT, zone="us-central1-b"))
+    assert other == []  # operations are per zone
+    global_op = gce.firewalls.insert_unary(project=PROJECT, firewall_resource=compute_v1.Firewall(
+        name="fw", allowed=[compute_v1.Allowed(I_p_protocol="tcp")]))
+    assert global_op.name not in {o.name for o in gce.zone_ops.list(project=PROJECT, zone=ZONE)}

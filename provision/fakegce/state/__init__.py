@@ -1,0 +1,64 @@
+"""State of the fake Compute Engine, split per resource as moto splits a backend.
+
+    clock.py       timestamps and the scheduler that advances operations
+    core.py        the lock, faults, boot backend, projects, loopback address pools
+    operations.py  Operation and the zone/global operation calls
+    vm.py          the Instance model
+    build.py       insert body -> Instance (validation)
+    instances.py   instances backend (lookup, insert, bulkInsert, delete, labels, metadata,
+                   guest attributes), with power.py (start, stop, suspend, resume)
+    firewalls.py   Firewall and its calls
+
+`ComputeState` composes them; the HTTP layer (responses.py) calls
+`state.instances.insert(...)`, `state.operations.wait(...)`, `state.firewalls.patch(...)`.
+Models hold plain Python values; wire JSON is made in `serializers.py`. No HTTP here.
+"""
+
+from __future__ import annotations
+
+from ..backends import BootBackend
+from .core import WAIT_SECONDS, Core
+from .firewalls import Firewall, Firewalls
+from .instances import Instances
+from .operations import BulkStatus, Operation, Operations
+from .vm import Instance
+
+__all__ = ["ComputeState", "Firewall", "Instance", "Operation", "BulkStatus"]
+
+
+class ComputeState:
+    """Everything the fake knows. All public methods are thread-safe."""
+
+    def __init__(self, backend: BootBackend | None = None, operation_seconds: float = 0.2,
+                 boot_seconds: float = 0.0, wait_seconds: float = WAIT_SECONDS):
+        self.core = Core(backend, operation_seconds, boot_seconds, wait_seconds)
+        self.operations = Operations(self.core)
+        self.instances = Instances(self.core, self.operations)
+        self.firewalls = Firewalls(self.core, self.operations)
+
+    @property
+    def faults(self):
+        return self.core.faults
+
+    @property
+    def defaults(self):
+        return self.core.defaults
+
+    @property
+    def backend(self) -> BootBackend:
+        return self.core.backend
+
+    def reset(self) -> None:
+        """Forget every resource, operation and fault; the boot backend destroys every VM."""
+        core = self.core
+        with core.lock:
+            vms = [vm for p in core.projects.values() for vm in p.instances.values()]
+            for vm in vms:
+                self.instances.release(vm)
+            core.clear()
+        for vm in vms:
+            core.backend.destroy(vm.view())
+
+    def close(self) -> None:
+        self.reset()
+        self.core.close()

@@ -1,0 +1,168 @@
+"""What every resource backend shares: the lock, the clock, faults, projects and addresses.
+
+One lock for the whole fake (GCE's consistency is per project; one lock is simplest and fast
+enough). No HTTP here: backends take plain values and request bodies as dicts, return model
+objects and raise `errors.GceError`.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+import ipaddress
+import json
+import random
+import sys
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from .. import rules
+from ..backends import BootBackend, MemoryBackend
+from ..errors import GceError
+from ..faults import Faults
+from .clock import Scheduler
+
+if TYPE_CHECKING:
+    from .firewalls import Firewall
+    from .instances import Instance
+    from .operations import Operation
+
+EMPTY_FINGERPRINT = "42WmSpB8rSM="  # what GCE returns for an empty label set or tag list
+WAIT_SECONDS = 120.0  # zoneOperations.wait returns after about two minutes, done or not
+
+
+def new_id() -> str:
+    """A resource id: uint64, sent as a decimal string."""
+    return str(random.randrange(10**18, 2**63))
+
+
+def fingerprint(value: object, version: int) -> str:
+    """8 bytes, base64url with padding, as GCE's fingerprints look; fixed for an empty set."""
+    if not value and version == 0:
+        return EMPTY_FINGERPRINT
+    data = json.dumps([value, version], sort_keys=True).encode()
+    return base64.urlsafe_b64encode(hashlib.sha256(data).digest()[:8]).decode()
+
+
+@dataclass
+class Project:
+    name: str
+    instances: dict[tuple[str, str], Instance] = field(default_factory=dict)  # (zone, name)
+    instances_by_id: dict[str, Instance] = field(default_factory=dict)
+    disks: set[tuple[str, str]] = field(default_factory=set)
+    firewalls: dict[str, Firewall] = field(default_factory=dict)
+    pending_firewalls: set[str] = field(default_factory=set)
+    operations: dict[str, Operation] = field(default_factory=dict)
+    request_ids: dict[str, Operation] = field(default_factory=dict)
+
+
+class AddressPool:
+    """Loopback addresses only: nothing a client is told may route off this machine."""
+
+    def __init__(self, first: str, last: str):
+        self._first = int(ipaddress.IPv4Address(first))
+        self._last = int(ipaddress.IPv4Address(last))
+        self._used: set[int] = set()
+
+    def take(self) -> str:
+        for n in range(self._first, self._last + 1):
+            if n not in self._used and (n & 0xFF) not in (0, 255):
+                self._used.add(n)
+                return str(ipaddress.IPv4Address(n))
+        raise GceError("No addresses left in the fake's loopback pool.", status=503,
+                       reason="backendError")
+
+    def release(self, address: str | None) -> None:
+        if address:
+            self._used.discard(int(ipaddress.IPv4Address(address)))
+
+    def clear(self) -> None:
+        self._used.clear()
+
+
+class Core:
+    """The shared machinery. `lock` guards all state; `changed` wakes operation waiters."""
+
+    def __init__(self, backend: BootBackend | None, operation_seconds: float,
+                 boot_seconds: float, wait_seconds: float):
+        self.lock = threading.RLock()
+        self.changed = threading.Condition(self.lock)
+        self.defaults = Faults(operation_seconds=operation_seconds, boot_seconds=boot_seconds)
+        self.faults = Faults(operation_seconds=operation_seconds, boot_seconds=boot_seconds)
+        self.backend = backend or MemoryBackend(lambda: self.faults.boot_seconds)
+        self.wait_seconds = wait_seconds
+        self.scheduler = Scheduler()
+        # Backend calls (a container start or stop can take a second): never under the lock.
+        self._effects = ThreadPoolExecutor(max_workers=8, thread_name_prefix="fakegce-backend")
+        self.projects: dict[str, Project] = {}
+        self.nat_ips = AddressPool("127.0.0.2", "127.0.63.254")
+        self.internal_ips = AddressPool("127.128.0.2", "127.128.255.254")
+
+    def project(self, name: str) -> Project:
+        proj = self.projects.get(name)
+        if proj is None:
+            proj = self.projects[name] = Project(name)
+        return proj
+
+    def steps(self, steps: list[tuple[float, Callable[[], None]]]) -> None:
+        """Run each step at its fraction of the operation time; all at once when it is 0."""
+        seconds = self.faults.operation_seconds
+        for fraction, fn in steps:
+            if seconds <= 0:
+                fn()
+            else:
+                self.scheduler.later(seconds * fraction, self.locked(fn))
+        self.changed.notify_all()
+
+    def locked(self, fn: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            with self.lock:
+                fn()
+                self.changed.notify_all()
+        return run
+
+    def off_lock(self, work: Callable[[], None], then: Callable[[], None] | None = None) -> None:
+        """Run `work` (a backend call) on the effects pool, then `then` under the lock."""
+        def run() -> None:
+            try:
+                work()
+            except Exception as e:  # noqa: BLE001 (a broken VM must not break the fake)
+                print(f"fakegce: backend {self.backend.name}: {e}", file=sys.stderr, flush=True)
+            if then:
+                self.locked(then)()
+        self._effects.submit(run)
+
+    def clear(self) -> None:
+        """Forget every project and pending step (under the lock)."""
+        self.scheduler.clear()
+        self.projects.clear()
+        self.nat_ips.clear()
+        self.internal_ips.clear()
+        self.faults.configure({}, self.defaults)
+        self.changed.notify_all()
+
+    def close(self) -> None:
+        self.scheduler.stop()
+        self._effects.shutdown(wait=True)
+        self.backend.close()
+
+
+def replayable(method):
+    """requestId de-duplication for a mutation of a resource backend, under the state lock.
+
+    A request repeated with the same requestId gets the first one's operation back instead of
+    acting twice. A request rejected before it made an operation left nothing under its id, so
+    a corrected retry with the same id acts: mutations validate before making the operation.
+    """
+    @functools.wraps(method)
+    def wrapper(self, project: str, *args, request_id: str | None = None):
+        core: Core = self.core
+        with core.lock:
+            request_id = rules.request_id(request_id)
+            replay = core.project(project).request_ids.get(request_id) if request_id else None
+            return replay or method(self, project, *args, request_id=request_id)
+    return wrapper
