@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
@@ -40,21 +41,64 @@ class RequestLog:
             self._entries.clear()
 
 
+class Headers(dict):
+    """Request headers by lower-cased name: all the handler reads is `get`."""
+
+    def get(self, name: str, default=None):
+        return super().get(name.lower(), default)
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: the client's session reuses one connection
-    disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms stall
+    disable_nagle_algorithm = True  # small writes go out at once: no 40 ms delayed-ACK stall
     server: FakeServer
 
     def log_message(self, fmt: str, *args) -> None:  # the request log replaces stderr noise
         pass
+
+    def parse_request(self) -> bool:
+        """The stdlib's request parsing, less its `email` header parser (40% of the fake's own
+        time per request): HTTP/1.0 and 1.1 with plain `Name: value` headers, as clients send.
+        """
+        self.command, self.close_connection = None, True
+        self.request_version = self.default_request_version
+        self.requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
+        words = self.requestline.split()
+        if len(words) != 3 or words[2] not in ("HTTP/1.0", "HTTP/1.1"):
+            if not words:
+                return False
+            self.request_version = "HTTP/1.1"  # so the error goes out with a status line
+            self.send_error(HTTPStatus.BAD_REQUEST, f"Bad request {self.requestline!r}")
+            return False
+        self.command, self.path, self.request_version = words
+        headers = Headers()
+        for _ in range(100):
+            line = self.rfile.readline(65537)
+            if len(line) > 65536:
+                self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Line too long")
+                return False
+            if line in (b"\r\n", b"\n", b""):
+                break
+            name, sep, value = str(line, "iso-8859-1").partition(":")
+            if sep:
+                headers[name.strip().lower()] = value.strip()
+        else:
+            self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Too many headers")
+            return False
+        self.headers = headers  # type: ignore[assignment]
+        connection = headers.get("connection", "").lower()
+        self.close_connection = (connection == "close"
+                                 or (self.request_version == "HTTP/1.0"
+                                     and connection != "keep-alive"))
+        return True
 
     def _send(self, status: int, body: object) -> None:
         data = ENCODER.encode(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json; charset=UTF-8")
         self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        self._headers_buffer.append(b"\r\n" + data)  # headers and body in one write
+        self.flush_headers()
 
     def _body(self) -> dict:
         length = int(self.headers.get("Content-Length") or 0)

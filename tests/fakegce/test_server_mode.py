@@ -61,3 +61,36 @@ def test_serve_is_exported_for_a_caller_with_its_own_backend():
                          timeout=30)
     assert run.returncode == 7, run.stderr
     assert run.stdout.startswith("listening on http://127.0.0.1:")
+
+
+def _raw(fake, data: bytes) -> bytes:
+    import socket
+
+    host, port = fake.endpoint.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(data)
+        chunks = []
+        while chunk := sock.recv(65536):  # the server closes: we read to the end
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_request_parsing_keeps_http_semantics(fake_gce):
+    zone = f"/compute/v1/projects/{PROJECT}/zones/{ZONE}"
+    # HTTP/1.0 without keep-alive: one answer, then the server closes
+    out = _raw(fake_gce, f"GET {zone} HTTP/1.0\r\nHost: x\r\n\r\n".encode())
+    assert out.startswith(b"HTTP/1.1 200 ") and out.count(b"HTTP/1.1") == 1
+    assert b'"name": "us-central1-a"' in out
+    # two requests on one HTTP/1.1 connection, a body on the first, then Connection: close
+    body = b'{"labels": {}, "labelFingerprint": "x"}'
+    out = _raw(fake_gce, (
+        f"POST {zone}/instances/nope/setLabels HTTP/1.1\r\nhost: x\r\n"
+        f"content-type: application/json\r\nCONTENT-LENGTH: {len(body)}\r\n\r\n").encode()
+        + body + f"GET {zone} HTTP/1.1\r\nConnection: close\r\n\r\n".encode())
+    assert out.startswith(b"HTTP/1.1 404 ") and out.count(b"HTTP/1.1 200 ") == 1
+    assert b"instances/nope' was not found" in out
+    # a malformed request line is 400 and ends the connection
+    assert _raw(fake_gce, b"NONSENSE\r\n\r\n").startswith(b"HTTP/1.1 400 ")
+    assert _raw(fake_gce, b"GET / HTTP/2.0\r\n\r\n").startswith(b"HTTP/1.1 400 ")
+    methods = [(r["method"], r["status"]) for r in fake_gce.requests()]
+    assert methods == [("zones.get", 200), ("instances.setLabels", 404), ("zones.get", 200)]
