@@ -9,11 +9,26 @@ class UserError(Exception):
     exit_code = 2
 
 
+def _sentence(problem: str, fix: str) -> str:
+    """`problem. Fix: fix.` on one line, without doubling a closing `?` or `.`."""
+    stop = "" if problem.endswith(("?", ".", "!")) else "."
+    text = f"{problem}{stop} Fix: {fix}{'' if fix.endswith('.') else '.'}"
+    return " ".join(text.split("\n"))
+
+
 class InventoryError(UserError):
     def __init__(self, file: str, line: int | None, key: str | None, problem: str, fix: str):
         self.file, self.line, self.key, self.problem, self.fix = file, line, key, problem, fix
         where = f"{file}:{line}" if line else file
-        super().__init__(f"{where}: {key + ': ' if key else ''}{problem}. Fix: {fix}.")
+        super().__init__(f"{where}: {key + ': ' if key else ''}{_sentence(problem, fix)}")
+
+
+class KeyFileError(UserError):
+    """The farm's SSH key pair (ssh.private_key) is unusable: `PATH: problem. Fix: fix.`"""
+
+    def __init__(self, path: str, problem: str, fix: str):
+        self.path, self.problem, self.fix = path, problem, fix
+        super().__init__(f"{path}: {_sentence(problem, fix)}")
 
 
 class CredentialsError(UserError):

@@ -1,36 +1,48 @@
 """The inventory: a farm described in YAML, validated into typed models before any API call.
 
 Every problem becomes one `InventoryError` naming the file, the line, the key and the fix.
+Machine families, their platforms and zones come from `gce.catalog` (one source of truth).
 """
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import os
+import re
+import stat
+import typing
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
     StringConstraints,
     ValidationError,
-    field_validator,
 )
 
 from .errors import InventoryError
+from .gce.catalog import (
+    AMD64,
+    ARM64,
+    DEFAULT_IMAGES,
+    FAMILIES,
+    family_of,
+    platform_of,
+    zones_offering,
+)
 
 DEFAULT_INVENTORY = "inventory/lab.yaml"
-IMAGES = {"linux/arm64": "projects/debian-cloud/global/images/family/debian-12-arm64",
-          "linux/amd64": "projects/debian-cloud/global/images/family/debian-12"}
-ARM64_FAMILIES = {"t2a", "c4a"}  # every other Compute Engine family is x86-64
-# Zones offering each arm64 family (shared/reference/gce-facts.md §6).
-ARM64_ZONES = {
-    "t2a": {"us-central1-a", "us-central1-b", "us-central1-f", "europe-west4-a",
-            "europe-west4-b", "europe-west4-c", "asia-southeast1-b", "asia-southeast1-c"},
-}
+MAX_BYTES = 1 << 20  # an inventory is a page of YAML; anything this big is the wrong file
+MAX_DEPTH = 32       # real inventories nest 4 deep; this stops runaway nesting before recursion
+# SSH from a range wider than this is refused unless gcp.allow_ssh_from_anywhere is true.
+# IPv4 /8 is 1/256 of the internet. For IPv6 the /8 "equivalent" is taken as /32, the
+# smallest block a regional registry hands an ISP: anything wider spans whole providers.
+WIDEST_SSH_PREFIX = {4: 8, 6: 32}
 
 FarmName = Annotated[str, StringConstraints(pattern=r"^[a-z][-a-z0-9]{0,19}$")]
 NodeName = Annotated[str, StringConstraints(pattern=r"^[a-z][-a-z0-9]{0,19}$")]
@@ -38,8 +50,21 @@ Zone = Annotated[str, StringConstraints(pattern=r"^[a-z]+-[a-z]+[0-9]+-[a-z]$")]
 Platform = Literal["linux/arm64", "linux/amd64"]
 
 
-def platform_of(machine_type: str) -> str:
-    return "linux/arm64" if machine_type.split("-", 1)[0] in ARM64_FAMILIES else "linux/amd64"
+def _cidr(text: str) -> str:
+    """One SSH source range: a network in CIDR form, host bits clear."""
+    try:
+        ipaddress.ip_network(text)
+    except ValueError:
+        try:
+            net = ipaddress.ip_network(text, strict=False)
+        except ValueError:
+            raise ValueError(f"{text!r} is not a CIDR range; write it like 203.0.113.7/32")\
+                from None
+        host = text.split("/", 1)[0]
+        single = f"{host}/{net.max_prefixlen}"
+        raise ValueError(f"{text} has host bits set; write the network, {net},"
+                         f" or {single} for that one address") from None
+    return text
 
 
 class Strict(BaseModel):
@@ -51,18 +76,9 @@ class Gcp(Strict):
     zones: list[Zone] = Field(min_length=1)
     api_endpoint: str | None = None
     network: str = "default"
-    ssh_source_ranges: list[str] = []
-
-    @field_validator("ssh_source_ranges")
-    @classmethod
-    def _cidrs(cls, ranges: list[str]) -> list[str]:
-        for r in ranges:
-            try:
-                ipaddress.ip_network(r)
-            except ValueError:
-                raise ValueError(f"'{r}' is not a CIDR range; write it like 203.0.113.7/32")\
-                    from None
-        return ranges
+    ssh_source_ranges: list[Annotated[str, AfterValidator(_cidr)]] = []
+    # Off: a range wider than WIDEST_SSH_PREFIX (0.0.0.0/0, ::/0, 10.0.0.0/7...) is an error.
+    allow_ssh_from_anywhere: bool = Field(default=False, strict=True)
 
 
 class Ssh(Strict):
@@ -78,12 +94,13 @@ class NodeSpec(Strict):
     name: NodeName
     platform: Platform
     machine_type: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9]*-[-a-z0-9]+$")]
-    count: int = Field(default=1, ge=1, le=100)
+    # Strict: YAML `true` is no count and "3" (quoted) is no number; no silent coercion.
+    count: int = Field(default=1, ge=1, le=100, strict=True)
     zones: list[Zone] | None = Field(default=None, min_length=1)
-    spot: bool = False
-    max_run_hours: int | None = Field(default=None, ge=1, le=720)
+    spot: bool = Field(default=False, strict=True)
+    max_run_hours: int | None = Field(default=None, ge=1, le=720, strict=True)
     image: str | None = None
-    disk_gb: int = Field(default=50, ge=10, le=65536)
+    disk_gb: int = Field(default=50, ge=10, le=65536, strict=True)
     disk_type: str = "pd-balanced"
 
     def names(self) -> list[str]:
@@ -126,7 +143,7 @@ class Farm(Strict):
                 nodes.append(Node(
                     name=name, vm_name=f"{self.farm}-{name}", platform=spec.platform,
                     machine_type=spec.machine_type, zones=spec.zones or self.gcp.zones,
-                    image=spec.image or IMAGES[spec.platform], disk_gb=spec.disk_gb,
+                    image=spec.image or DEFAULT_IMAGES[spec.platform], disk_gb=spec.disk_gb,
                     disk_type=spec.disk_type, spot=spec.spot, max_run_hours=spec.max_run_hours))
         return nodes
 
@@ -135,84 +152,242 @@ class Farm(Strict):
         return Path(os.path.expanduser(self.ssh.private_key or f"~/.ssh/archfarm-{self.farm}"))
 
 
-# -- loading with line numbers -----------------------------------------------------------------
+# -- YAML, strictly ------------------------------------------------------------------------------
 
-def _lines(node: yaml.Node, path: tuple = ()) -> dict[tuple, int]:
-    """Map each key path in a composed YAML document to its 1-based line."""
-    out = {path: node.start_mark.line + 1}
+class _Refused(Exception):
+    """A YAML construct archfarm does not accept, found while composing."""
+
+    def __init__(self, line: int, loc: tuple, problem: str, fix: str):
+        super().__init__(problem)
+        self.line, self.loc, self.problem, self.fix = line, loc, problem, fix
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader, stricter: no anchors or aliases, bounded nesting, keys kept as written.
+
+    Anchors (&a) and aliases (*a) are refused outright rather than expansion being limited:
+    an inventory is a page long and never needs them, a refusal is one clear rule with no
+    threshold to tune, it stops an alias bomb ("billion laughs") at its first anchor before
+    anything is expanded, and it keeps one line per value for the error messages (a shared
+    node would have one line for every place it is used). YAML merge keys (`<<: *base`) need
+    an alias, so they go too; without one `<<` is an ordinary, unknown key.
+    """
+
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self._path: list[Any] = []
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        if isinstance(index, yaml.ScalarNode):
+            part = index.value  # a mapping value, under its key
+        elif isinstance(index, int):
+            part = index        # a sequence item
+        else:
+            part = None         # the root, or a mapping key
+        self._path.append(part)
+        try:
+            loc = tuple(p for p in self._path if p is not None)
+            event = self.peek_event()
+            line = event.start_mark.line + 1
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+                sign = "*" if isinstance(event, yaml.AliasEvent) else "&"
+                what = "alias" if sign == "*" else "anchor"
+                raise _Refused(line, loc, f"YAML {what} {sign}{event.anchor} is not accepted",
+                               "write the value out in full wherever it is needed (archfarm"
+                               " refuses YAML anchors and aliases, and so merge keys)")
+            if len(self._path) > MAX_DEPTH:
+                raise _Refused(line, loc, f"nested more than {MAX_DEPTH} levels deep",
+                               "start from inventory/gcp-example.yaml")
+            return super().compose_node(parent, index)
+        finally:
+            self._path.pop()
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        # Keys are names, kept as written: YAML 1.1 would read `yes:` as True and `1:` as 1.
+        # _index() has already refused non-scalar and duplicate keys.
+        if not isinstance(node, yaml.MappingNode):
+            raise yaml.constructor.ConstructorError(
+                None, None, f"expected a mapping for {node.tag}", node.start_mark)
+        return {key.value: self.construct_object(value, deep=deep) for key, value in node.value}
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        # An explicit tag on a value it cannot read (`!!int x`, `!!timestamp y`) raises plain
+        # ValueError and the like from the constructor: make it a YAML error with its line.
+        try:
+            return super().construct_object(node, deep=deep)
+        except yaml.YAMLError:
+            raise
+        except Exception:  # noqa: BLE001 (any constructor failure is a bad value)
+            raise yaml.constructor.ConstructorError(
+                None, None, f"cannot read {_show(node.value)} as {node.tag}",
+                node.start_mark) from None
+
+
+def _index(node: yaml.Node, loc: tuple, lines: dict[tuple, int]) -> None:
+    """Map each key path to its 1-based line; refuse duplicate and non-scalar keys."""
+    lines[loc] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
         for key, value in node.value:
-            sub = (*path, key.value)
-            out.update(_lines(value, sub))
-            out[sub] = key.start_mark.line + 1
+            line = key.start_mark.line + 1
+            if not isinstance(key, yaml.ScalarNode):
+                raise _Refused(line, loc, "a key here is a list or a mapping",
+                               "use a plain name as the key, like the ones in"
+                               " inventory/gcp-example.yaml")
+            sub = (*loc, key.value)
+            if key.value in seen:
+                raise _Refused(line, sub, f"key {_part(key.value)} appears twice, on lines"
+                               f" {seen[key.value]} and {line}",
+                               "keep one of them (YAML would silently use the last)")
+            seen[key.value] = line
+            _index(value, sub, lines)
+            lines[sub] = line
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            out.update(_lines(item, (*path, i)))
-    return out
+            _index(item, (*loc, i), lines)
 
 
-def _key_text(loc: tuple) -> str:
+def _part(part: Any) -> str:
+    if isinstance(part, int):
+        return f"[{part}]"
+    text = str(part)
+    return text if re.fullmatch(r"[A-Za-z0-9_/-]+", text) else repr(text)
+
+
+def key_text(loc: tuple) -> str:
+    """`nodes[0].count` for ("nodes", 0, "count"); odd keys quoted so a message stays one line."""
     text = ""
     for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+        shown = _part(part)
+        text += shown if isinstance(part, int) or not text else f".{shown}"
     return text or "(top level)"
 
 
-FIXES = {
-    "extra_forbidden": "remove it, or check its spelling against inventory/gcp-example.yaml",
-    "missing": "add it",
-    "string_pattern_mismatch": "use lowercase letters, digits and dashes, starting with a letter",
-    "literal_error": "use one of the allowed values",
-    "bool_type": "use true or false",
-    "bool_parsing": "use true or false",
-    "int_type": "use a whole number",
-    "int_parsing": "use a whole number",
-    "int_from_float": "use a whole number",
-    "string_type": "use a string",
-    "list_type": "use a list, e.g. [a, b]",
-    "model_type": "use a mapping of keys to values",
-    "dict_type": "use a mapping of keys to values",
-    "too_short": "give at least one entry",
-}
+def _show(value: Any) -> str:
+    """A value as the user wrote it in YAML, briefly."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null (empty)"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+# -- messages --------------------------------------------------------------------------------
+
+def _model_at(loc: tuple) -> type[BaseModel] | None:
+    """The model validating the mapping at `loc` (list indexes skipped), if any."""
+    model: type[BaseModel] | None = Farm
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part) if model else None
+        model = _model_in(field.annotation) if field else None
+        if model is None:
+            return None
+    return model
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return next((m for m in map(_model_in, typing.get_args(annotation)) if m), None)
+
+
+def _unknown_key(loc: tuple) -> tuple[str, str]:
+    model = _model_at(loc[:-1])
+    allowed = list(model.model_fields) if model else []
+    name = _part(loc[-1])
+    close = difflib.get_close_matches(str(loc[-1]), allowed, n=1, cutoff=0.6)
+    if close:
+        return f"unknown key {name}; did you mean {close[0]}?", f"rename it to {close[0]}"
+    return f"unknown key {name}", f"remove it; the keys allowed here are {', '.join(allowed)}"
+
+
+def _looks_like(value: Any, kind: type) -> bool:
+    """Whether a string would have been an int / a bool had it not been quoted."""
+    if not isinstance(value, str):
+        return False
+    if kind is bool:
+        return value.strip().lower() in ("true", "false", "yes", "no", "on", "off")
+    return re.fullmatch(r"[-+]?[0-9][0-9_]*", value.strip()) is not None
 
 
 def _message(err: dict) -> tuple[str, str]:
-    kind, ctx = err["type"], err.get("ctx", {})
+    kind, ctx, value = err["type"], err.get("ctx", {}), err.get("input")
     if kind == "extra_forbidden":
-        return "unknown key", FIXES[kind]
+        return _unknown_key(tuple(err["loc"]))
     if kind == "missing":
-        return "required key is missing", FIXES[kind]
+        return "required key is missing", "add it (inventory/gcp-example.yaml shows each key)"
     if kind == "string_pattern_mismatch":
-        return f"{err['input']!r} does not match {ctx.get('pattern', '')}", FIXES[kind]
+        return (f"{_show(value)} does not match {ctx.get('pattern', '')}",
+                "use lowercase letters, digits and dashes, starting with a letter")
     if kind == "value_error":
         msg, _, fix = str(ctx.get("error", err["msg"])).partition("; ")
         return msg, fix or "correct the value"
     if kind in ("greater_than_equal", "less_than_equal"):
         bound = ctx.get("ge", ctx.get("le"))
         word = "at least" if kind == "greater_than_equal" else "at most"
-        return f"{err['input']!r} is out of range", f"use a value {word} {bound}"
-    return f"{err['msg'].rstrip('.')} (got {err.get('input')!r})", FIXES.get(kind,
-                                                                           "correct the value")
+        return f"{_show(value)} is out of range", f"use a value {word} {bound}"
+    if kind in ("int_type", "int_parsing", "int_from_float"):
+        if _looks_like(value, int):
+            return (f"expected a whole number, got the quoted string {_show(value)}",
+                    f"write it without quotes: {value.strip()}")
+        return f"expected a whole number, got {_show(value)}", "use a whole number, like 2"
+    if kind in ("bool_type", "bool_parsing"):
+        if _looks_like(value, bool):
+            return (f"expected true or false, got the quoted string {_show(value)}",
+                    "use true or false, without quotes")
+        return f"expected true or false, got {_show(value)}", "use true or false"
+    if kind == "string_type":
+        return (f"expected text, got {_show(value)}",
+                "write text (quote it if it looks like a number or true/false)")
+    if kind == "literal_error":
+        return (f"{_show(value)} is not one of {ctx.get('expected', 'the allowed values')}",
+                "use one of the allowed values")
+    if kind in ("list_type", "too_short"):
+        if kind == "too_short":
+            return "the list is empty", "give at least one entry"
+        return f"expected a list, got {_show(value)}", "use a list, e.g. [a, b]"
+    if kind in ("model_type", "dict_type", "model_attributes_type"):
+        return (f"expected a mapping of keys to values, got {_show(value)}",
+                "write it as indented `key: value` lines")
+    return f"{err['msg'].rstrip('.')} (got {_show(value)})", "correct the value"
+
+
+def _first_error(errors: list[dict]) -> dict:
+    """Pydantic's first error, except that a misspelt key explains the missing key it causes:
+    `zone:` under gcp reports "unknown key zone; did you mean zones?", not "zones missing"."""
+    first = errors[0]
+    if first["type"] == "missing":
+        parent = tuple(first["loc"][:-1])
+        for err in errors:
+            if err["type"] == "extra_forbidden" and tuple(err["loc"][:-1]) == parent:
+                return err
+    return first
 
 
 def semantic_problems(farm: Farm) -> list[tuple[tuple, str, str]]:
     """Cross-field problems as (key path, problem, fix): what a schema alone cannot say."""
     problems = []
+    arm = ", ".join(f"{f}-*" for f in FAMILIES if FAMILIES[f].platform == ARM64)
+    x86 = ", ".join(f for f in FAMILIES if FAMILIES[f].platform == AMD64)
     for i, spec in enumerate(farm.nodes):
         arch = platform_of(spec.machine_type)
         if arch != spec.platform:
-            kind = "a t2a-* or c4a-*" if spec.platform == "linux/arm64" else "an x86 (e2, n2, c3)"
+            kind = f"an Arm ({arm})" if spec.platform == ARM64 else f"an x86 ({x86})"
             problems.append((("nodes", i, "platform"),
                              f"platform {spec.platform} does not match machine type"
                              f" {spec.machine_type}, which is {arch}",
                              f"set platform: {arch}, or use {kind} machine type"))
-        family = spec.machine_type.split("-", 1)[0]
+        offering = zones_offering(spec.machine_type)
         zones = spec.zones or farm.gcp.zones
-        if family in ARM64_ZONES and not ARM64_ZONES[family] & set(zones):
+        if offering is not None and not offering & set(zones):
+            family = family_of(spec.machine_type)
             where = ("nodes", i, "zones") if spec.zones else ("gcp", "zones")
             problems.append((where, f"none of {', '.join(zones)} offers {family.upper()}"
                              f" (node {spec.name}, {spec.machine_type})",
-                             f"add one of {', '.join(sorted(ARM64_ZONES[family]))}"))
+                             f"add one of {', '.join(sorted(offering))}"))
     seen: set[str] = set()
     for i, spec in enumerate(farm.nodes):
         clash = seen & set(spec.names())
@@ -221,36 +396,67 @@ def semantic_problems(farm: Farm) -> list[tuple[tuple, str, str]]:
                              f"node name {sorted(clash)[0]} is used twice",
                              "give every node (after count expansion) its own name"))
         seen |= set(spec.names())
+    if not farm.gcp.allow_ssh_from_anywhere:
+        for i, text in enumerate(farm.gcp.ssh_source_ranges):
+            net = ipaddress.ip_network(text)
+            widest = WIDEST_SSH_PREFIX[net.version]
+            if net.prefixlen < widest:
+                whom = ("the whole internet" if net.prefixlen == 0
+                        else f"everyone in a range wider than a /{widest}")
+                problems.append((("gcp", "ssh_source_ranges", i),
+                                 f"{text} would open SSH on every node to {whom}",
+                                 "list only the addresses your SSH comes from, like"
+                                 " 203.0.113.7/32; to open it that wide on purpose, set"
+                                 " gcp.allow_ssh_from_anywhere: true"))
     return problems
 
 
+# -- loading ---------------------------------------------------------------------------------
+
 def parse(text: str, source: str) -> Farm:
     """Validate inventory text; raise InventoryError on the first problem."""
+    lines: dict[tuple, int] = {}
+
+    def error(loc: tuple, problem: str, fix: str) -> InventoryError:
+        line = next((lines[loc[:i]] for i in range(len(loc), -1, -1) if loc[:i] in lines), 1)
+        return InventoryError(source, line, key_text(loc) if loc else None, problem, fix)
+
+    loader = None
     try:
-        docs = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
-        data = yaml.safe_load(text) if docs else None
+        loader = _Loader(text)
+        root = loader.get_node() if loader.check_node() else None
+        if root is not None and loader.check_node():
+            raise _Refused(loader.peek_event().start_mark.line + 1, (),
+                           "more than one YAML document", "keep one farm per file")
+        if root is not None:
+            _index(root, (), lines)
+        data = loader.construct_document(root) if root is not None else None
+    except _Refused as e:
+        lines[e.loc] = e.line
+        raise error(e.loc, e.problem, e.fix) from None
+    except yaml.reader.ReaderError as e:
+        line = text[:e.position].count("\n") + 1
+        raise InventoryError(source, line, None, f"not valid YAML: character {chr(e.character)!r}"
+                             " is not allowed", "remove it (inside double quotes it can be"
+                             f' written as an escape, "\\x{e.character:02x}")') from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise InventoryError(source, mark.line + 1 if mark else None, None,
-                             f"not valid YAML: {problem}",
-                             "fix the YAML syntax (indentation, quotes, colons)") from None
-    if len(docs) > 1:
-        raise InventoryError(source, docs[1].start_mark.line + 1, None,
-                             "more than one YAML document", "keep one farm per file")
+        fix = ("remove the tag (the !... before the value), or write a value it accepts"
+               if isinstance(e, yaml.constructor.ConstructorError)
+               else "fix the YAML syntax (indentation, quotes, colons)")
+        raise InventoryError(source, mark.line + 1 if mark else 1, None,
+                             f"not valid YAML: {problem}", fix) from None
+    finally:
+        if loader is not None:
+            loader.dispose()
     if not isinstance(data, dict):
         raise InventoryError(source, 1, None, "the inventory must be a mapping with farm, gcp"
                              " and nodes", "start from inventory/gcp-example.yaml")
-    lines = _lines(docs[0])
-
-    def error(loc: tuple, problem: str, fix: str) -> InventoryError:
-        line = next((lines[loc[:i]] for i in range(len(loc), -1, -1) if loc[:i] in lines), None)
-        return InventoryError(source, line, _key_text(loc), problem, fix)
-
     try:
         farm = Farm.model_validate(data)
     except ValidationError as e:
-        err = e.errors()[0]
+        err = _first_error(e.errors())
         raise error(tuple(err["loc"]), *_message(err)) from None
     for loc, problem, fix in semantic_problems(farm)[:1]:
         raise error(loc, problem, fix)
@@ -258,28 +464,88 @@ def parse(text: str, source: str) -> Farm:
 
 
 def resolve_path(path: str | None) -> Path:
-    return Path(path or os.environ.get("ARCHFARM_INVENTORY") or DEFAULT_INVENTORY)
+    """-i PATH; None: $ARCHFARM_INVENTORY, else inventory/lab.yaml. An empty -i is an error,
+    never a silent fall back to the default (think `-i "$UNSET_VARIABLE"`)."""
+    if path is None:
+        return Path(os.environ.get("ARCHFARM_INVENTORY") or DEFAULT_INVENTORY)
+    if not path.strip():
+        raise InventoryError(f"-i {path!r}", None, None, "the inventory path is empty",
+                             "pass -i PATH naming an inventory file, or leave -i out to use"
+                             f" $ARCHFARM_INVENTORY or {DEFAULT_INVENTORY}")
+    return Path(path)
 
 
 def load(path: str | None = None) -> Farm:
     file = resolve_path(path)
+    return parse(_read(file), str(file))
+
+
+def _read(file: Path) -> str:
+    def fail(problem: str, fix: str) -> InventoryError:
+        return InventoryError(str(file), None, None, problem, fix)
+
     try:
-        text = file.read_text()
+        # O_NONBLOCK: a FIFO named as the inventory must not hang the open.
+        fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
-        raise InventoryError(str(file), None, None, "no such inventory file",
-                             "pass -i PATH or set ARCHFARM_INVENTORY") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise InventoryError(str(file), None, None, f"cannot read it ({e})",
-                             "check the path and its permissions") from None
-    return parse(text, str(file))
+        raise fail("no such inventory file", "pass -i PATH or set ARCHFARM_INVENTORY") from None
+    except NotADirectoryError:
+        raise fail("a parent of this path is a file, not a directory",
+                   "pass -i PATH naming the inventory file") from None
+    except IsADirectoryError:
+        raise _directory(file) from None
+    except OSError as e:
+        raise fail(f"cannot open it ({e.strerror})", "check the path and its permissions") \
+            from None
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise _directory(file)
+        if not stat.S_ISREG(st.st_mode):
+            raise fail("not a regular file", "pass -i PATH naming the inventory's YAML file")
+        if st.st_size > MAX_BYTES:
+            raise fail(f"{st.st_size} bytes is too big for an inventory",
+                       "pass -i PATH naming the inventory's YAML file")
+        chunks = []
+        while len(chunks) < 64 and (chunk := os.read(fd, MAX_BYTES + 1)):
+            chunks.append(chunk)  # bounded: /proc files say size 0, devices never end
+        data = b"".join(chunks)
+        if len(data) > MAX_BYTES:
+            raise fail("too big for an inventory", "pass -i PATH naming the inventory's YAML file")
+    except OSError as e:
+        raise fail(f"cannot read it ({e.strerror})", "check the path and its permissions") \
+            from None
+    finally:
+        os.close(fd)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        raise InventoryError(str(file), line, None, "not UTF-8 text",
+                             "save the inventory as UTF-8") from None
+
+
+def _directory(file: Path) -> InventoryError:
+    try:
+        found = sorted(p.name for p in file.iterdir() if p.suffix in (".yaml", ".yml"))[:3]
+    except OSError:
+        found = []
+    example = str(file / found[0]) if found else str(file / "farm.yaml")
+    return InventoryError(str(file), None, None, "is a directory, not an inventory file",
+                          f"pass -i with the YAML file itself, e.g. -i {example}")
 
 
 def parse_limit(limit: str | None, farm: Farm) -> set[str] | None:
-    """`--limit a,b`: node names, or a base name standing for all its counted nodes."""
-    if not limit:
+    """`--limit a,b`: node names, or a base name standing for all its counted nodes.
+    None means every node; an empty --limit is an error, never "every node"."""
+    if limit is None:
         return None
     wanted = {n.strip() for n in limit.split(",") if n.strip()}
     base_of = {name: spec.name for spec in farm.nodes for name in spec.names()}
+    if not wanted:
+        raise InventoryError("--limit", None, None, f"{limit!r} names no node",
+                             f"name nodes from the inventory ({', '.join(base_of)}), or leave"
+                             " --limit out to act on every node")
     unknown = wanted - set(base_of) - set(base_of.values())
     if unknown:
         raise InventoryError("--limit", None, None,

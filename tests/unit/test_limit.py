@@ -28,3 +28,11 @@ def test_a_name_that_merely_ends_in_a_number_is_no_base_name():
 
 def test_no_limit_means_every_node():
     assert parse_limit(None, FARM) is None
+
+
+@pytest.mark.parametrize("limit", ["", " ", ",", " , "])
+def test_an_empty_limit_is_an_error_not_every_node(limit):
+    """`--limit "$NODES"` with NODES unset must not act on the whole farm."""
+    with pytest.raises(InventoryError) as e:
+        parse_limit(limit, FARM)
+    assert "names no node" in str(e.value) and "leave --limit out" in str(e.value)
