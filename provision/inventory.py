@@ -196,7 +196,7 @@ class _Loader(yaml.SafeLoader):
                                "write the value out in full wherever it is needed (archfarm"
                                " refuses YAML anchors and aliases, and so merge keys)")
             if len(self._path) > MAX_DEPTH:
-                raise _Refused(line, loc, f"nested more than {MAX_DEPTH} levels deep",
+                raise _Refused(line, (), f"nested more than {MAX_DEPTH} levels deep",
                                "start from inventory/gcp-example.yaml")
             return super().compose_node(parent, index)
         finally:
