@@ -1,79 +1,165 @@
-"""What each task does between parsing flags and exiting: load, run a stage, report, exit code.
+"""What each task does between parsing flags and exiting: load, observe, plan, then in one
+place show / --check / confirm / apply under the runner, recap, exit code.
 
-Returns exit codes: 0 success, 1 a stage failed somewhere (the recap says where), 2 bad input.
+Exit codes: 0 success, 1 a stage failed somewhere (the recap says where), 2 bad input,
+130 interrupted.
 """
 
 from __future__ import annotations
 
+import os
 import sys
-from collections.abc import Callable
+import traceback
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from .errors import UserError
-from .report import NodeResult, Reporter
+from .report import Reporter
+from .runner import Cancel, Job, NodeResult, RunResult, interruptible, run
+
+if TYPE_CHECKING:
+    from .cloud.plan import Action
+    from .inventory import Farm
 
 
-def _guard(reporter: Reporter, body: Callable[[], int]) -> int:
-    import requests
-    from google.api_core import exceptions
-
+def _guard(reporter: Reporter, json_mode: bool, body: Callable[[Cancel], int],
+           stages: bool = True) -> int:
+    """Every way a task can fail ends here as one message and an exit code, never a traceback
+    (ARCHFARM_DEBUG=1 shows it). Stages take Ctrl-C through the runner's cancel flag; other
+    tasks get KeyboardInterrupt."""
+    cancel = Cancel()
     try:
-        return body()
+        if not stages:
+            return body(cancel)
+        with interruptible(cancel, reporter.say):
+            return body(cancel)
     except UserError as e:
-        reporter.error(str(e))
-        return e.exit_code
-    except requests.exceptions.ConnectionError as e:
-        url = getattr(e.request, "url", "") or ""
-        reporter.error(f"cannot reach the Compute Engine API ({url.split('/compute/')[0]}):"
-                       " connection failed. For the lab, start it with `inv lab.up`.")
-        return 1
-    except (exceptions.GoogleAPICallError, exceptions.RetryError) as e:
-        reporter.error(f"Compute Engine refused the request: {getattr(e, 'message', e)}")
-        return 1
+        return _fail(reporter, json_mode, str(e), e.exit_code)
     except KeyboardInterrupt:
-        reporter.error("interrupted; run the same task again to converge")
-        return 130
+        return _fail(reporter, json_mode, "interrupted; run the same task again to converge", 130)
+    except Exception as e:  # noqa: BLE001 (the API layer's errors, put in words)
+        from .runner import Interrupted
+
+        if isinstance(e, Interrupted):
+            return _fail(reporter, json_mode,
+                         "interrupted before any change; run the same task again", 130)
+        if os.environ.get("ARCHFARM_DEBUG"):
+            traceback.print_exc()
+        from .gce.operations import describe
+
+        hint = (" For the lab, start it with `inv lab.up`." if "cannot reach" in describe(e)
+                else "")
+        return _fail(reporter, json_mode, f"Compute Engine: {describe(e)}.{hint}", 1)
 
 
-def _setup(inventory: str | None):
+def _fail(reporter: Reporter, json_mode: bool, message: str, code: int) -> int:
+    reporter.error(message)
+    if json_mode:
+        reporter.emit_json({"error": message})
+    return code
+
+
+def _setup(inventory: str | None) -> tuple[Farm, Any]:
+    """Load and validate everything local (inventory, key) before the first API call."""
     from .gce.clients import Clients, resolve_endpoint
     from .inventory import load
+    from .keys import load_public_key
 
     farm = load(inventory)
+    load_public_key(farm.key_path)
     clients = Clients(resolve_endpoint(farm.gcp.api_endpoint))
     clients.check_credentials()
     return farm, clients
 
 
-def _finish(reporter: Reporter, results: dict[str, NodeResult], json_mode: bool) -> int:
-    if results:
-        reporter.recap(results)
+def _execute(reporter: Reporter, title: str, actions: Sequence[Action],
+             make_job: Callable[[Action], Job], cancel: Cancel, *, check: bool,
+             json_mode: bool, question: str | None = None, yes: bool = False) -> int:
+    """The one place every stage shows its plan, honours --check, asks, applies, recaps."""
+    from .gce.operations import describe
+
+    reporter.plan(title, [(a.verb, a.key, a.target, a.detail) for a in actions])
+    changes = [a for a in actions if a.changes]
+    if check:
+        reporter.say(f"check mode: nothing was changed ({len(changes)} change(s) planned)")
+        results = {a.key: NodeResult(changed=1) if a.changes else NodeResult(ok=1)
+                   for a in actions}
+        return _finish(reporter, RunResult(results, False), json_mode)
+    if question is not None:
+        if not changes:
+            return _finish(reporter, RunResult({}, False), json_mode)
+        if not yes and not _confirm(question):
+            raise UserError(f"{question.rstrip('?')}: not confirmed, nothing was changed."
+                            " Fix: answer y, or pass --yes.")
+    cancel.check()
+    outcome = run([(a.key, make_job(a)) for a in actions], cancel,
+                  say=lambda key, text: reporter.node(key, text), describe=describe)
+    return _finish(reporter, outcome, json_mode)
+
+
+def _finish(reporter: Reporter, outcome: RunResult, json_mode: bool) -> int:
+    if outcome.results:
+        reporter.recap(outcome.results)
+    if outcome.interrupted:
+        left = sorted(k for k, r in outcome.results.items() if r.interrupted)
+        reporter.say(f"interrupted: {len(left)} left in flight ({', '.join(left) or 'none'});"
+                     " run the same task again to converge")
     if json_mode:
-        reporter.emit_json({"nodes": {k: r.to_json() for k, r in results.items()}})
-    return 1 if any(r.failed or r.unreachable for r in results.values()) else 0
+        out: dict[str, Any] = {"nodes": {k: r.to_json() for k, r in outcome.results.items()}}
+        if outcome.interrupted:
+            out["interrupted"] = True
+        reporter.emit_json(out)
+    return outcome.exit_code
 
 
 def vms(inventory: str | None, check: bool, limit: str | None, prune: bool,
         json_mode: bool) -> int:
     reporter = Reporter(json_mode)
 
-    def body() -> int:
-        from . import vms as stage
+    def body(cancel: Cancel) -> int:
+        from .cloud import plan
+        from .cloud.apply import Apply
+        from .cloud.observe import observe
         from .inventory import parse_limit
 
         farm, clients = _setup(inventory)
-        results = stage.run(clients, farm, reporter, check=check,
-                            limit=parse_limit(limit, farm), prune=prune)
-        if check:
-            reporter.say("check mode: nothing was changed")
-        return _finish(reporter, results, json_mode)
+        nodes = parse_limit(limit, farm)
+        actions = plan.vms(farm, observe(clients, farm), nodes, prune)
+        return _execute(reporter, f"farm {farm.farm}: VMs in project {farm.gcp.project}",
+                        actions, Apply(clients, farm, reporter.say).job, cancel,
+                        check=check, json_mode=json_mode)
 
-    return _guard(reporter, body)
+    return _guard(reporter, json_mode, body)
+
+
+def destroy(inventory: str | None, yes: bool, check: bool, json_mode: bool) -> int:
+    reporter = Reporter(json_mode)
+
+    def body(cancel: Cancel) -> int:
+        from .cloud import plan
+        from .cloud.apply import Apply
+        from .cloud.observe import observe
+
+        farm, clients = _setup(inventory)
+        actions = plan.destroy(farm, observe(clients, farm, strangers=True))
+        if not actions:
+            reporter.say(f"farm {farm.farm}: nothing to destroy")
+            return _finish(reporter, RunResult({}, False), json_mode)
+        vms = sum(1 for a in actions if a.changes and a.vm is not None)
+        rule = any(a.changes and a.rule is not None for a in actions)
+        question = (f"Delete {vms} VM(s) of farm {farm.farm}"
+                    f"{' and its firewall rule' if rule else ''}?")
+        return _execute(reporter, f"farm {farm.farm}: destroy in project {farm.gcp.project}",
+                        actions, Apply(clients, farm, reporter.say).job, cancel, check=check,
+                        json_mode=json_mode, question=question, yes=yes)
+
+    return _guard(reporter, json_mode, body)
 
 
 def status(inventory: str | None, json_mode: bool) -> int:
     reporter = Reporter(json_mode)
 
-    def body() -> int:
+    def body(cancel: Cancel) -> int:
         from . import status as stage
 
         farm, clients = _setup(inventory)
@@ -83,27 +169,7 @@ def status(inventory: str | None, json_mode: bool) -> int:
             reporter.emit_json(state)
         return 0
 
-    return _guard(reporter, body)
-
-
-def destroy(inventory: str | None, yes: bool, check: bool, json_mode: bool) -> int:
-    reporter = Reporter(json_mode)
-
-    def body() -> int:
-        from . import destroy as stage
-
-        farm, clients = _setup(inventory)
-        owned, spared, rule = stage.plan(clients, farm)
-        stage.show(reporter, farm, owned, spared, rule)
-        doomed = len(owned) + int(rule is not None)
-        if check or not doomed:
-            return _finish(reporter, {}, json_mode)
-        if not yes and not _confirm(f"Delete {len(owned)} VM(s) of farm {farm.farm}"
-                                    f"{' and its firewall rule' if rule is not None else ''}?"):
-            raise UserError("destroy needs confirmation. Fix: answer y, or pass --yes.")
-        return _finish(reporter, stage.run(clients, farm, reporter, owned, rule), json_mode)
-
-    return _guard(reporter, body)
+    return _guard(reporter, json_mode, body)
 
 
 def _confirm(question: str) -> bool:
@@ -115,7 +181,7 @@ def _confirm(question: str) -> bool:
 def lab_up(json_mode: bool) -> int:
     reporter = Reporter(json_mode)
 
-    def body() -> int:
+    def body(cancel: Cancel) -> int:
         from .lab import control
 
         info = control.up(reporter.say)
@@ -126,13 +192,13 @@ def lab_up(json_mode: bool) -> int:
             reporter.emit_json(info)
         return 0
 
-    return _guard(reporter, body)
+    return _guard(reporter, json_mode, body, stages=False)
 
 
 def lab_down(json_mode: bool) -> int:
     reporter = Reporter(json_mode)
 
-    def body() -> int:
+    def body(cancel: Cancel) -> int:
         from .lab import control
 
         control.down(reporter.say)
@@ -141,13 +207,13 @@ def lab_down(json_mode: bool) -> int:
             reporter.emit_json(control.status())
         return 0
 
-    return _guard(reporter, body)
+    return _guard(reporter, json_mode, body, stages=False)
 
 
 def lab_status(json_mode: bool) -> int:
     reporter = Reporter(json_mode)
 
-    def body() -> int:
+    def body(cancel: Cancel) -> int:
         from .lab import control
 
         info = control.status()
@@ -160,4 +226,4 @@ def lab_status(json_mode: bool) -> int:
             reporter.emit_json(info)
         return 0
 
-    return _guard(reporter, body)
+    return _guard(reporter, json_mode, body, stages=False)

@@ -4,27 +4,19 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-STYLE = {"create": "yellow", "start": "yellow", "delete": "red", "keep": "green",
-         "wait": "cyan", "orphan": "magenta", "blocked": "red", "spare": "magenta"}
+if TYPE_CHECKING:
+    from .runner import NodeResult
 
-
-@dataclass
-class NodeResult:
-    ok: int = 0
-    changed: int = 0
-    failed: int = 0
-    unreachable: bool = False
-    note: str = ""
-
-    def to_json(self) -> dict:
-        return {"ok": self.ok, "changed": self.changed, "failed": self.failed,
-                "unreachable": self.unreachable}
+STYLE = {"create": "yellow", "start": "yellow", "resume": "yellow", "update": "yellow",
+         "delete": "red", "keep": "green", "wait": "cyan", "orphan": "magenta",
+         "blocked": "red", "spare": "magenta"}
 
 
 class Reporter:
@@ -57,11 +49,11 @@ class Reporter:
                           escape(detail))
         self.console.print(table)
 
-    def recap(self, results: dict[str, NodeResult]) -> None:
+    def recap(self, results: Mapping[str, NodeResult]) -> None:
         table = self._table("recap", ["node", "ok", "changed", "failed", "note"],
                             right=("ok", "changed", "failed"))
         for name, r in sorted(results.items()):
-            style = "red" if r.failed or r.unreachable else ("yellow" if r.changed else "green")
+            style = "red" if r.bad else ("yellow" if r.changed else "green")
             table.add_row(f"[{style}]{escape(name)}[/]", str(r.ok), str(r.changed),
                           str(r.failed), escape(r.note))
         self.console.print(table)

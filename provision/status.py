@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from .cloud import spec
 from .gce import instances
 from .inventory import Farm
 from .report import Reporter
 
 
-def collect(clients, farm: Farm) -> dict:
-    vms = instances.find_farm(clients, farm)
+def collect(clients: Any, farm: Farm) -> dict:
+    vms = instances.find(clients, farm.gcp.project, spec.farm_filter(farm.farm))
     return {"farm": farm.farm, "nodes": [{
-        "name": vm.node or vm.name, "vm": vm.name, "zone": vm.zone, "platform": vm.platform,
+        "name": spec.node_of(vm) or vm.name, "vm": vm.name, "zone": vm.zone,
+        "platform": spec.platform_of(vm),
         "machine_type": vm.machine_type, "status": vm.status, "external_ip": vm.external_ip,
         # filled in by the configure stage's facts once it exists
         "docker": None, "emulated": None,

@@ -95,6 +95,10 @@ class Clients:
         return self._make("GlobalOperationsClient")
 
     @cached_property
+    def machine_types(self):
+        return self._make("MachineTypesClient")
+
+    @cached_property
     def firewalls(self):
         return self._make("FirewallsClient")
 

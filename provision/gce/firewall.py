@@ -1,52 +1,105 @@
-"""The farm's one firewall rule: tcp:22 from the inventory's source ranges to the farm's tag."""
+"""Firewall rules: read one, create, patch to match a spec, delete.
+
+Rules carry no labels, so ownership is marked in the description (docs/compute-engine.md,
+"Firewall rules"); deciding what the mark is belongs to the caller.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
 
 from google.api_core import exceptions
 from google.cloud import compute_v1
 
-from ..inventory import Farm
-from .operations import call, new_request_id, wait
+from .operations import Cancel, call, new_request_id, wait
 
 
-def rule_name(farm: Farm) -> str:
-    return f"archfarm-{farm.farm}-ssh"
+@dataclass(frozen=True)
+class FirewallSpec:
+    """An ingress rule allowing tcp `ports` from `source_ranges` to VMs with `target_tags`."""
+
+    name: str
+    network: str
+    description: str
+    source_ranges: tuple[str, ...]
+    target_tags: tuple[str, ...]
+    ports: tuple[str, ...] = ("22",)
 
 
-def description(farm: Farm) -> str:
-    # Firewall rules carry no labels; the description marks the rule as this farm's.
-    return f"managed-by=archfarm archfarm-farm={farm.farm}"
+@dataclass(frozen=True)
+class FoundRule:
+    name: str
+    description: str
+    source_ranges: tuple[str, ...]
+    target_tags: tuple[str, ...]
+    ports: tuple[str, ...]
+    other_protocols: tuple[str, ...]  # anything allowed besides tcp (never by archfarm)
 
 
-def get(clients, farm: Farm) -> compute_v1.Firewall | None:
+def get(clients: Any, project: str, name: str) -> FoundRule | None:
     try:
-        return call(clients.firewalls.get, project=farm.gcp.project, firewall=rule_name(farm))
+        rule = call(clients.firewalls.get, project=project, firewall=name)
     except exceptions.NotFound:
         return None
+    tcp = [a for a in rule.allowed if a.I_p_protocol == "tcp"]
+    return FoundRule(name=rule.name, description=rule.description,
+                     source_ranges=tuple(rule.source_ranges),
+                     target_tags=tuple(rule.target_tags),
+                     ports=tuple(p for a in tcp for p in a.ports),
+                     other_protocols=tuple(a.I_p_protocol for a in rule.allowed
+                                           if a.I_p_protocol != "tcp"))
 
 
-def owned(rule: compute_v1.Firewall, farm: Farm) -> bool:
-    return rule.description == description(farm)
+def differences(found: FoundRule, spec: FirewallSpec) -> list[str]:
+    """What must change for the rule to match the spec, in words; empty when it does."""
+    out = []
+    for what, have, want in (("source ranges", found.source_ranges, spec.source_ranges),
+                             ("target tags", found.target_tags, spec.target_tags),
+                             ("tcp ports", found.ports, spec.ports)):
+        if sorted(have) != sorted(want):
+            out.append(f"{what} {', '.join(have) or '-'} -> {', '.join(want)}")
+    if found.other_protocols:
+        out.append(f"drop {', '.join(found.other_protocols)}")
+    return out
 
 
-def create(clients, farm: Farm) -> None:
-    rule = compute_v1.Firewall(
-        name=rule_name(farm), description=description(farm),
-        network=f"global/networks/{farm.gcp.network}", direction="INGRESS", priority=1000,
-        source_ranges=list(farm.gcp.ssh_source_ranges), target_tags=[f"archfarm-{farm.farm}"],
-        allowed=[compute_v1.Allowed(I_p_protocol="tcp", ports=["22"])])
+def _resource(spec: FirewallSpec) -> compute_v1.Firewall:
+    return compute_v1.Firewall(
+        name=spec.name, description=spec.description,
+        network=f"global/networks/{spec.network}", direction="INGRESS", priority=1000,
+        source_ranges=list(spec.source_ranges), target_tags=list(spec.target_tags),
+        allowed=[compute_v1.Allowed(I_p_protocol="tcp", ports=list(spec.ports))])
+
+
+def create(clients: Any, project: str, spec: FirewallSpec, cancel: Cancel | None = None) -> None:
     try:
-        op = call(clients.firewalls.insert_unary, request=compute_v1.InsertFirewallRequest(
-            project=farm.gcp.project, firewall_resource=rule, request_id=new_request_id()))
+        op = call(clients.firewalls.insert_unary, cancel=cancel,
+                  request=compute_v1.InsertFirewallRequest(
+                      project=project, firewall_resource=_resource(spec),
+                      request_id=new_request_id()))
     except exceptions.Conflict:
-        return  # created meanwhile by a concurrent run
-    wait(clients, farm.gcp.project, op)
+        return  # created meanwhile by a concurrent run; the next run compares it
+    wait(clients, project, op, cancel)
 
 
-def delete(clients, farm: Farm) -> None:
+def patch(clients: Any, project: str, spec: FirewallSpec, cancel: Cancel | None = None) -> None:
+    resource = compute_v1.Firewall(
+        name=spec.name, source_ranges=list(spec.source_ranges),
+        target_tags=list(spec.target_tags),
+        allowed=[compute_v1.Allowed(I_p_protocol="tcp", ports=list(spec.ports))])
+    op = call(clients.firewalls.patch_unary, cancel=cancel,
+              request=compute_v1.PatchFirewallRequest(
+                  project=project, firewall=spec.name, firewall_resource=resource,
+                  request_id=new_request_id()))
+    wait(clients, project, op, cancel)
+
+
+def delete(clients: Any, project: str, name: str, cancel: Cancel | None = None) -> None:
     try:
-        op = call(clients.firewalls.delete_unary, request=compute_v1.DeleteFirewallRequest(
-            project=farm.gcp.project, firewall=rule_name(farm), request_id=new_request_id()))
+        op = call(clients.firewalls.delete_unary, cancel=cancel,
+                  request=compute_v1.DeleteFirewallRequest(
+                      project=project, firewall=name, request_id=new_request_id()))
     except exceptions.NotFound:
         return
-    wait(clients, farm.gcp.project, op)
+    wait(clients, project, op, cancel)

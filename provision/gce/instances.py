@@ -1,37 +1,50 @@
-"""The farm's VMs on Compute Engine: find them by label, create with zone failover, delete.
+"""VMs on Compute Engine: find them, create one with zone failover, wait, start, resume, delete.
 
-Ownership is by labels, never by a local state file: a VM belongs to farm F only if it carries
-`managed-by=archfarm` and `archfarm-farm=F`.
+Takes its own small spec (`VmSpec`); what a VM means to a farm (labels, names) is the cloud
+stage's business. Error codes and states: docs/compute-engine.md, "Errors and retries" and
+"Instance states".
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from google.api_core import exceptions
 from google.cloud import compute_v1
 
-from ..inventory import ARM64_ZONES, Farm, Node, platform_of
-from .operations import OperationError, call, new_request_id, wait
-
-MANAGED_BY = "managed-by"
-FARM_LABEL = "archfarm-farm"
-NODE_LABEL = "archfarm-node"
-PLATFORM_LABEL = "archfarm-platform"
+from . import catalog
+from .operations import Cancel, NoCancel, OperationError, api_message, call, new_request_id, wait
 
 # Operation errors after which the next zone may still work.
 ZONE_EXHAUSTED = {"ZONE_RESOURCE_POOL_EXHAUSTED", "ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS",
                   "UNSUPPORTED_OPERATION"}
+RUNNING_DEADLINE = 600.0
+POLL_SECONDS = 2.0
 
 
 def region_of(zone: str) -> str:
     return zone.rsplit("-", 1)[0]
 
 
-def labels_for(farm: Farm, node: Node) -> dict[str, str]:
-    return {MANAGED_BY: "archfarm", FARM_LABEL: farm.farm, NODE_LABEL: node.name,
-            PLATFORM_LABEL: node.platform.replace("/", "-")}
+@dataclass(frozen=True)
+class VmSpec:
+    """Everything needed to create one VM; `zones` in order of preference."""
+
+    name: str
+    machine_type: str
+    zones: tuple[str, ...]
+    image: str
+    disk_gb: int
+    disk_type: str
+    network: str
+    labels: dict[str, str]
+    tags: tuple[str, ...]
+    metadata: dict[str, str]
+    spot: bool = False
+    max_run_hours: int | None = None
 
 
 @dataclass
@@ -44,20 +57,8 @@ class FoundVm:
     external_ip: str | None
     internal_ip: str | None
 
-    @property
-    def node(self) -> str | None:
-        return self.labels.get(NODE_LABEL)
 
-    def owned_by(self, farm: str) -> bool:
-        return self.labels.get(MANAGED_BY) == "archfarm" and self.labels.get(FARM_LABEL) == farm
-
-    @property
-    def platform(self) -> str:
-        label = self.labels.get(PLATFORM_LABEL)
-        return label.replace("-", "/", 1) if label else platform_of(self.machine_type)
-
-
-def _found(vm) -> FoundVm:
+def _found(vm: Any) -> FoundVm:
     nic = vm.network_interfaces[0] if vm.network_interfaces else None
     external = None
     if nic and nic.access_configs:
@@ -67,53 +68,42 @@ def _found(vm) -> FoundVm:
                    external_ip=external, internal_ip=nic.network_i_p if nic else None)
 
 
-def find(clients, project: str, filter_: str) -> list[FoundVm]:
+def find(clients: Any, project: str, filter_: str) -> list[FoundVm]:
     """One aggregated list across all zones (pages followed by the client's pager)."""
     request = compute_v1.AggregatedListInstancesRequest(project=project, filter=filter_)
     pages = call(clients.instances.aggregated_list, request=request)
     return sorted((_found(vm) for _, scope in pages for vm in scope.instances),
-                  key=lambda v: v.name)
+                  key=lambda v: (v.name, v.zone))
 
 
-def find_farm(clients, farm: Farm) -> list[FoundVm]:
-    return find(clients, farm.gcp.project,
-                f'(labels.{MANAGED_BY} = "archfarm") AND (labels.{FARM_LABEL} = "{farm.farm}")')
+def get(clients: Any, project: str, zone: str, name: str) -> FoundVm:
+    return _found(call(clients.instances.get, project=project, zone=zone, instance=name))
 
 
-def find_named_like_farm(clients, farm: Farm) -> list[FoundVm]:
-    """VMs whose names look like this farm's, owned or not (to report collisions)."""
-    return find(clients, farm.gcp.project, f"name eq '{farm.farm}-.*'")
-
-
-def instance_body(farm: Farm, node: Node, zone: str, public_key: str) -> compute_v1.Instance:
+def body(spec: VmSpec, zone: str) -> compute_v1.Instance:
     scheduling = compute_v1.Scheduling()
-    if node.spot:
+    if spec.spot:
         scheduling = compute_v1.Scheduling(provisioning_model="SPOT",
                                            instance_termination_action="DELETE",
                                            automatic_restart=False,
                                            on_host_maintenance="TERMINATE")
-    if node.max_run_hours:
-        scheduling.max_run_duration = compute_v1.Duration(seconds=node.max_run_hours * 3600)
+    if spec.max_run_hours:
+        scheduling.max_run_duration = compute_v1.Duration(seconds=spec.max_run_hours * 3600)
         scheduling.instance_termination_action = "DELETE"
-    metadata = {
-        "ssh-keys": f"{farm.ssh.user}:{public_key.strip()} archfarm-{farm.farm}",
-        "enable-guest-attributes": "TRUE",
-        "block-project-ssh-keys": "TRUE",
-    }
     return compute_v1.Instance(
-        name=node.vm_name,
-        machine_type=f"zones/{zone}/machineTypes/{node.machine_type}",
-        labels=labels_for(farm, node),
-        tags=compute_v1.Tags(items=[f"archfarm-{farm.farm}"]),
+        name=spec.name,
+        machine_type=f"zones/{zone}/machineTypes/{spec.machine_type}",
+        labels=dict(spec.labels),
+        tags=compute_v1.Tags(items=list(spec.tags)),
         metadata=compute_v1.Metadata(items=[compute_v1.Items(key=k, value=v)
-                                            for k, v in metadata.items()]),
+                                            for k, v in spec.metadata.items()]),
         disks=[compute_v1.AttachedDisk(
             boot=True, auto_delete=True, type_="PERSISTENT",
             initialize_params=compute_v1.AttachedDiskInitializeParams(
-                source_image=node.image, disk_size_gb=node.disk_gb,
-                disk_type=f"zones/{zone}/diskTypes/{node.disk_type}"))],
+                source_image=spec.image, disk_size_gb=spec.disk_gb,
+                disk_type=f"zones/{zone}/diskTypes/{spec.disk_type}"))],
         network_interfaces=[compute_v1.NetworkInterface(
-            network=f"global/networks/{farm.gcp.network}",
+            network=f"global/networks/{spec.network}",
             access_configs=[compute_v1.AccessConfig(name="External NAT",
                                                     type_="ONE_TO_ONE_NAT")])],
         scheduling=scheduling,
@@ -122,44 +112,71 @@ def instance_body(farm: Farm, node: Node, zone: str, public_key: str) -> compute
 
 @dataclass
 class Placement:
-    """Where a node landed, and why the zones before it were passed over."""
+    """Where a VM landed, and why the zones before it were passed over."""
 
     zone: str | None = None
     skipped: list[tuple[str, str]] = field(default_factory=list)
     error: str | None = None
+    adopted: bool = False  # made meanwhile by a concurrent run of the same spec
+
+    @property
+    def summary(self) -> str:
+        verb = "made by a concurrent run" if self.adopted else "created"
+        parts = [f"{verb} in {self.zone}"] if self.zone else []
+        parts += [f"skipped {z}: {why}" for z, why in self.skipped]
+        return "; ".join(parts)
 
 
-def _insert(clients, project: str, zone: str, body: compute_v1.Instance) -> None:
-    # One requestId for every retry of this insert: a retry after a lost response returns
-    # the first operation instead of creating a second VM.
-    request = compute_v1.InsertInstanceRequest(project=project, zone=zone,
-                                               instance_resource=body,
-                                               request_id=new_request_id())
-    op = call(clients.instances.insert_unary, request=request)
-    wait(clients, project, op)
+class MachineTypes:
+    """Which zones offer a machine type, asked only when an insert says it is not offered.
+
+    Shared by all the nodes of a run, so an unknown type costs one look-up per zone, once.
+    """
+
+    def __init__(self, clients: Any, project: str):
+        self._clients, self._project = clients, project
+        self._offered: dict[tuple[str, str], bool] = {}
+
+    def offered(self, machine_type: str, zone: str) -> bool:
+        key = (machine_type, zone)
+        if key not in self._offered:
+            try:
+                call(self._clients.machine_types.get, project=self._project, zone=zone,
+                     machine_type=machine_type)
+                self._offered[key] = True
+            except (exceptions.NotFound, exceptions.BadRequest):
+                self._offered[key] = False
+        return self._offered[key]
 
 
-def create(clients, farm: Farm, node: Node, public_key: str,
-           progress: Callable[[str], None]) -> Placement:
-    """Create the node's VM in the first zone that can take it."""
+def create(clients: Any, project: str, spec: VmSpec, progress: Callable[[str], None],
+           cancel: Cancel | None = None, machine_types: MachineTypes | None = None,
+           ) -> Placement:
+    """Create the VM in the first zone that can take it, and wait until it is RUNNING."""
+    cancel = cancel or NoCancel()
+    machine_types = machine_types or MachineTypes(clients, project)
     placement = Placement()
-    project = farm.gcp.project
-    family = node.machine_type.split("-", 1)[0]
+    offering = catalog.zones_offering(spec.machine_type)
+    family = catalog.family_of(spec.machine_type).upper()
     dead_regions: set[str] = set()
-    for zone in node.zones:
+    zones = list(spec.zones)
+    while zones:
+        zone = zones.pop(0)
         if region_of(zone) in dead_regions:
             placement.skipped.append((zone, f"quota exhausted in {region_of(zone)}"))
             continue
-        if family in ARM64_ZONES and zone not in ARM64_ZONES[family]:
-            placement.skipped.append((zone, f"{family.upper()} is not offered there"))
+        if offering is not None and zone not in offering:
+            placement.skipped.append((zone, f"{family} is not offered there"))
             continue
-        progress(f"creating in {zone}")
+        cancel.check()
+        progress(f"creating {spec.name} in {zone}")
         try:
-            _insert(clients, project, zone, instance_body(farm, node, zone, public_key))
+            _insert(clients, project, zone, body(spec, zone), cancel)
             placement.zone = zone
+            wait_running(clients, project, zone, spec.name, cancel)
             return placement
         except OperationError as e:
-            delete(clients, project, zone, node.vm_name)  # a failed insert leaves nothing
+            delete(clients, project, zone, spec.name, cancel)  # a failed insert leaves nothing
             if e.code in ZONE_EXHAUSTED:
                 reason = f"{e.code} (no capacity)"
             elif e.code == "QUOTA_EXCEEDED":
@@ -169,21 +186,30 @@ def create(clients, farm: Farm, node: Node, public_key: str,
                 placement.error = f"{zone}: {e.code}: {e.message}"
                 return placement
         except exceptions.BadRequest as e:
-            text = e.message or str(e)
-            reasons = {d.get("reason") for d in (e.errors or []) if isinstance(d, dict)}
-            if "resourceNotReady" in reasons:
+            if "resourceNotReady" in {d.get("reason") for d in e.errors or []
+                                      if isinstance(d, dict)}:
                 reason = "resourceNotReady"
-            elif "does not exist in zone" in text:
-                reason = f"{node.machine_type} is not offered there"
+            elif "does not exist in zone" in api_message(e):
+                zones = [z for z in zones if machine_types.offered(spec.machine_type, z)]
+                if not zones and placement.zone is None and not placement.skipped:
+                    placement.error = (f"machine type {spec.machine_type} is offered in none of"
+                                       f" {', '.join(spec.zones)}; check its name (gcloud"
+                                       " compute machine-types list) or the zones")
+                    return placement
+                reason = f"{spec.machine_type} is not offered there"
             else:
-                placement.error = f"{zone}: {_api_message(e)}"
+                placement.error = f"{zone}: {api_message(e)}"
                 return placement
         except exceptions.Conflict:
-            placement.error = (f"a VM named {node.vm_name} already exists in {zone} without"
-                               f" this farm's labels; rename the node or remove that VM")
-            return placement
-        except exceptions.GoogleAPICallError as e:
-            placement.error = f"{zone}: {_api_message(e)}"
+            found = get(clients, project, zone, spec.name)
+            if all(found.labels.get(k) == v for k, v in spec.labels.items()):
+                # A concurrent run of the same farm made it: wait for it, it is ours.
+                progress(f"{spec.name} was made meanwhile by another run; waiting for it")
+                wait_running(clients, project, zone, spec.name, cancel)
+                placement.zone, placement.adopted = zone, True
+                return placement
+            placement.error = (f"a VM named {spec.name} already exists in {zone} without"
+                               " this farm's labels; rename the node or remove that VM")
             return placement
         placement.skipped.append((zone, reason))
         progress(f"{zone}: {reason}; trying the next zone")
@@ -192,28 +218,62 @@ def create(clients, farm: Farm, node: Node, public_key: str,
     return placement
 
 
-def _api_message(e: exceptions.GoogleAPICallError) -> str:
-    """The server's message without the request line the client prepends."""
-    text = e.message or str(e)
-    return text.split(": ", 1)[1] if text.startswith(("GET ", "POST ", "DELETE ")) else text
+def _insert(clients: Any, project: str, zone: str, vm: compute_v1.Instance,
+            cancel: Cancel) -> None:
+    # One requestId for every retry of this insert: a retry after a lost response returns
+    # the first operation instead of creating a second VM.
+    request = compute_v1.InsertInstanceRequest(project=project, zone=zone, instance_resource=vm,
+                                               request_id=new_request_id())
+    wait(clients, project, call(clients.instances.insert_unary, request=request, cancel=cancel),
+         cancel)
 
 
-def start(clients, project: str, zone: str, name: str) -> None:
+def wait_status(clients: Any, project: str, zone: str, name: str, wanted: set[str],
+                cancel: Cancel | None = None, deadline: float = RUNNING_DEADLINE) -> FoundVm:
+    """Poll the VM until its status is one of `wanted`. NotFound propagates: it vanished."""
+    cancel = cancel or NoCancel()
+    stop = time.monotonic() + deadline
+    vm = get(clients, project, zone, name)
+    while vm.status not in wanted:
+        if time.monotonic() > stop:
+            raise TimeoutError(f"{name} still {vm.status} after {deadline:.0f} s")
+        cancel.sleep(POLL_SECONDS)
+        vm = get(clients, project, zone, name)
+    return vm
+
+
+def wait_running(clients: Any, project: str, zone: str, name: str,
+                 cancel: Cancel | None = None) -> FoundVm:
+    return wait_status(clients, project, zone, name, {"RUNNING"}, cancel)
+
+
+def _vm_call(method: Callable[..., Any], request: Any, clients: Any, project: str,
+             cancel: Cancel | None) -> None:
+    cancel = cancel or NoCancel()
+    cancel.check()
+    wait(clients, project, call(method, request=request, cancel=cancel), cancel)
+
+
+def start(clients: Any, project: str, zone: str, name: str,
+          cancel: Cancel | None = None) -> None:
     request = compute_v1.StartInstanceRequest(project=project, zone=zone, instance=name,
                                               request_id=new_request_id())
-    wait(clients, project, call(clients.instances.start_unary, request=request))
+    _vm_call(clients.instances.start_unary, request, clients, project, cancel)
 
 
-def delete(clients, project: str, zone: str, name: str) -> None:
+def resume(clients: Any, project: str, zone: str, name: str,
+           cancel: Cancel | None = None) -> None:
+    request = compute_v1.ResumeInstanceRequest(project=project, zone=zone, instance=name,
+                                               request_id=new_request_id())
+    _vm_call(clients.instances.resume_unary, request, clients, project, cancel)
+
+
+def delete(clients: Any, project: str, zone: str, name: str,
+           cancel: Cancel | None = None) -> None:
     """Delete a VM and wait; a VM already gone is fine (destroy is idempotent)."""
     request = compute_v1.DeleteInstanceRequest(project=project, zone=zone, instance=name,
                                                request_id=new_request_id())
     try:
-        op = call(clients.instances.delete_unary, request=request)
+        _vm_call(clients.instances.delete_unary, request, clients, project, cancel)
     except exceptions.NotFound:
         return
-    wait(clients, project, op)
-
-
-def get(clients, project: str, zone: str, name: str) -> FoundVm:
-    return _found(call(clients.instances.get, project=project, zone=zone, instance=name))

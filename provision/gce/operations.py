@@ -1,39 +1,71 @@
-"""Calling Compute Engine: one retry policy, and waiting on operations with our own clients.
+"""Calling Compute Engine: one retry policy, waiting on operations, and errors put in words.
 
 `ExtendedOperation.result()` polls a hard-coded endpoint and ignores errors that lack an HTTP
 status, so archfarm waits with `zoneOperations.wait` / `globalOperations.wait` and reads
-`error.errors` itself.
+`error.errors` itself (docs/compute-engine.md, "Operations").
 """
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
+from typing import TYPE_CHECKING, Any, Protocol
 
 from google.api_core import exceptions
 from google.api_core.retry import Retry
 
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 DONE_STATUS = 2104194  # compute_v1.Operation.Status.DONE (avoids importing the enum early)
 OPERATION_DEADLINE = 900.0
+# How long one call keeps retrying rate limits and server errors before it fails the node.
+RETRY_SECONDS = float(os.environ.get("ARCHFARM_API_RETRY_SECONDS", "120"))
+
+
+class Cancel(Protocol):
+    """What the driver needs of a run's cancellation flag (provision.runner.Cancel)."""
+
+    def check(self) -> None: ...
+
+    def sleep(self, seconds: float) -> None: ...
+
+
+class NoCancel:
+    def check(self) -> None:
+        pass
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+def reasons(exc: exceptions.GoogleAPICallError) -> set[str]:
+    return {e.get("reason") for e in (exc.errors or []) if isinstance(e, dict)}
 
 
 def _retryable(exc: Exception) -> bool:
     """Rate limits (403 rateLimitExceeded on GCE, never 429) and server-side failures."""
     if isinstance(exc, exceptions.Forbidden):
-        return any(e.get("reason") in ("rateLimitExceeded", "userRateLimitExceeded")
-                   for e in (exc.errors or []) if isinstance(e, dict))
+        return bool(reasons(exc) & {"rateLimitExceeded", "userRateLimitExceeded"})
     return isinstance(exc, (exceptions.TooManyRequests, exceptions.InternalServerError,
                             exceptions.BadGateway, exceptions.ServiceUnavailable,
                             exceptions.GatewayTimeout))
 
 
-# Exponential backoff with jitter under one deadline (api_core's own retry helper).
-RETRY = Retry(predicate=_retryable, initial=0.5, maximum=10.0, multiplier=2.0, timeout=120.0)
+def call(fn: Callable[..., Any], *args: Any, cancel: Cancel | None = None, **kwargs: Any) -> Any:
+    """Call a client method under the retry policy (exponential backoff with jitter, one
+    deadline). A cancelled run stops retrying. Inserts must carry a requestId, so a retry
+    after a lost response cannot act twice."""
+    def on_error(_: Exception) -> None:
+        if cancel is not None:
+            cancel.check()
 
+    on_error(Exception())  # a cancelled run starts no new call
 
-def call(fn, *args, **kwargs):
-    """Call a client method under the retry policy. Inserts must carry a requestId."""
-    return RETRY(fn)(*args, **kwargs)
+    retry = Retry(predicate=_retryable, initial=0.5, maximum=10.0, multiplier=2.0,
+                  timeout=RETRY_SECONDS, on_error=on_error)
+    return retry(fn)(*args, **kwargs)
 
 
 def new_request_id() -> str:
@@ -43,29 +75,62 @@ def new_request_id() -> str:
 class OperationError(Exception):
     """A DONE operation that carries errors; `code` is the first error's code."""
 
-    def __init__(self, op):
+    def __init__(self, op: Any):
         self.errors = [(e.code, e.message) for e in op.error.errors]
         self.code, self.message = self.errors[0]
         self.http_status = op.http_error_status_code or None
         super().__init__(f"{self.code}: {self.message}")
 
 
-def _zone_of(op) -> str | None:
-    return op.zone.rsplit("/", 1)[-1] if op.zone else None
-
-
-def wait(clients, project: str, op, deadline: float = OPERATION_DEADLINE):
+def wait(clients: Any, project: str, op: Any, cancel: Cancel | None = None,
+         deadline: float = OPERATION_DEADLINE) -> Any:
     """Block until the operation is DONE; raise OperationError if it failed."""
+    cancel = cancel or NoCancel()
     stop = time.monotonic() + deadline
-    zone = _zone_of(op)
+    zone = op.zone.rsplit("/", 1)[-1] if op.zone else None
     while op.status != DONE_STATUS:
+        cancel.check()
         if time.monotonic() > stop:
             raise TimeoutError(f"operation {op.name} not done after {deadline:.0f} s")
         if zone:
             op = call(clients.zone_operations.wait, project=project, zone=zone,
-                      operation=op.name)
+                      operation=op.name, cancel=cancel)
         else:
-            op = call(clients.global_operations.wait, project=project, operation=op.name)
+            op = call(clients.global_operations.wait, project=project, operation=op.name,
+                      cancel=cancel)
     if op.error.errors:
         raise OperationError(op)
     return op
+
+
+def api_message(exc: exceptions.GoogleAPICallError) -> str:
+    """The server's message without the request line the client prepends."""
+    text = exc.message or str(exc)
+    if text.startswith(("GET ", "POST ", "DELETE ", "PATCH ", "PUT ")):
+        text = text.split(": ", 1)[-1]
+    return text
+
+
+def describe(exc: BaseException) -> str:
+    """One line for the recap: status, reason and message; never a raw request URL."""
+    import requests
+
+    if isinstance(exc, exceptions.RetryError):
+        cause = exc.cause
+        last = describe(cause) if cause is not None else "no answer"
+        return f"gave up after retrying for {RETRY_SECONDS:.0f} s; last error: {last}"
+    if isinstance(exc, exceptions.GoogleAPICallError):
+        reason = ", ".join(sorted(r for r in reasons(exc) if r))
+        status = f"{exc.code} {reason}".strip() if exc.code else reason
+        return f"{status}: {api_message(exc)}" if status else api_message(exc)
+    if isinstance(exc, OperationError):
+        return f"{exc.code}: {exc.message}"
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        host = getattr(getattr(exc, "request", None), "url", "") or ""
+        where = host.split("/compute/")[0] or "the Compute Engine API"
+        return f"cannot reach {where}: connection failed"
+    if isinstance(exc, requests.exceptions.Timeout):
+        return "the Compute Engine API did not answer in time"
+    if isinstance(exc, TimeoutError):
+        return str(exc) or "timed out"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

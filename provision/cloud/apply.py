@@ -1,0 +1,114 @@
+"""Carry out one planned action of the cloud stage, as a runner job.
+
+A VM that vanishes while archfarm waits on it (deleted by hand, or a spot VM reclaimed) is
+created again, with zone failover, in the same run.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from google.api_core import exceptions
+
+from ..gce import firewall, instances
+from ..inventory import Farm
+from ..keys import ensure_keypair
+from ..runner import Job, NodeResult, Progress
+from . import spec
+from .plan import Action, Verb
+
+DONE = {Verb.CREATE: "created", Verb.UPDATE: "updated", Verb.DELETE: "deleted"}
+
+
+class Apply:
+    """Jobs for the cloud stage's actions, sharing clients, the farm key and look-ups."""
+
+    def __init__(self, clients: Any, farm: Farm, say: Any = None):
+        self.clients, self.farm, self.project = clients, farm, farm.gcp.project
+        self.machine_types = instances.MachineTypes(clients, self.project)
+        self._key: str | None = None
+        self._key_lock = threading.Lock()
+        self._say = say or (lambda text: None)
+
+    def job(self, action: Action) -> Job:
+        return lambda progress: self.run(action, progress)
+
+    def public_key(self) -> str:
+        """The farm key, generated on first need (only VMs being created need it)."""
+        with self._key_lock:
+            if self._key is None:
+                self._key, made = ensure_keypair(self.farm.key_path, f"archfarm-{self.farm.farm}")
+                if made:
+                    self._say(f"generated SSH key {self.farm.key_path} (ed25519, 0600)")
+            return self._key
+
+    def run(self, action: Action, progress: Progress) -> NodeResult:
+        cancel, verb = progress.cancel, action.verb
+        if action.rule is not None:
+            return self._firewall(action, progress)
+        if verb in (Verb.KEEP, Verb.SPARE):
+            return NodeResult(ok=1, note=action.detail)
+        if verb in (Verb.ORPHAN, Verb.BLOCKED):
+            note = (f"{action.detail}; --prune deletes it" if verb is Verb.ORPHAN
+                    else action.detail)
+            return NodeResult(failed=int(verb is Verb.BLOCKED), note=note)
+        if verb is Verb.DELETE:
+            vm = action.vm
+            assert vm is not None
+            progress(f"deleting {vm.name} in {vm.zone}")
+            instances.delete(self.clients, self.project, vm.zone, vm.name, cancel)
+            return NodeResult(changed=1, note=f"deleted {vm.name}")
+        if verb is Verb.CREATE:
+            return self._create(action, progress)
+        try:
+            return self._bring_up(action, progress)
+        except exceptions.NotFound:
+            progress(f"{action.target} vanished; creating it again")
+            return self._create(action, progress)
+
+    def _bring_up(self, action: Action, progress: Progress) -> NodeResult:
+        vm, cancel = action.vm, progress.cancel
+        assert vm is not None
+        args = (self.clients, self.project, vm.zone, vm.name)
+        if action.verb is Verb.WAIT:
+            progress(f"waiting for {vm.name} ({vm.status.lower()})")
+            instances.wait_running(*args, cancel)
+            return NodeResult(ok=1, note=f"running in {vm.zone}")
+        if action.verb is Verb.START:
+            progress(f"waiting for {vm.name} to stop, then starting it")
+            instances.wait_status(*args, {"TERMINATED", "STOPPED"}, cancel)
+            instances.start(*args, cancel)
+        else:
+            progress(f"waiting for {vm.name} to suspend, then resuming it")
+            instances.wait_status(*args, {"SUSPENDED"}, cancel)
+            instances.resume(*args, cancel)
+        instances.wait_running(*args, cancel)
+        done = "started" if action.verb is Verb.START else "resumed"
+        return NodeResult(changed=1, note=f"{done} in {vm.zone}")
+
+    def _create(self, action: Action, progress: Progress) -> NodeResult:
+        node = action.node
+        assert node is not None
+        vm = spec.vm_spec(self.farm, node, self.public_key())
+        placement = instances.create(self.clients, self.project, vm, progress, progress.cancel,
+                                     self.machine_types)
+        if placement.error:
+            return NodeResult(failed=1, note=placement.error)
+        if placement.adopted:
+            return NodeResult(ok=1, note=placement.summary, extra={"zone": placement.zone})
+        return NodeResult(changed=1, note=placement.summary, extra={"zone": placement.zone})
+
+    def _firewall(self, action: Action, progress: Progress) -> NodeResult:
+        rule, cancel = action.rule, progress.cancel
+        assert rule is not None
+        if action.verb is Verb.KEEP:
+            return NodeResult(ok=1, note=action.detail)
+        progress(f"{action.verb} firewall rule {rule.name}: {action.detail}")
+        if action.verb is Verb.CREATE:
+            firewall.create(self.clients, self.project, rule, cancel)
+        elif action.verb is Verb.UPDATE:
+            firewall.patch(self.clients, self.project, rule, cancel)
+        else:
+            firewall.delete(self.clients, self.project, rule.name, cancel)
+        return NodeResult(changed=1, note=f"{DONE[action.verb]}: {action.detail}")

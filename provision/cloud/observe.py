@@ -1,0 +1,21 @@
+"""What exists now: the farm's VMs (by label), its firewall rule, same-named strangers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..gce import firewall, instances
+from ..inventory import Farm
+from . import spec
+from .plan import Observed
+
+
+def observe(clients: Any, farm: Farm, strangers: bool = False) -> Observed:
+    project = farm.gcp.project
+    vms = instances.find(clients, project, spec.farm_filter(farm.farm))
+    rule = firewall.get(clients, project, spec.rule_name(farm.farm))
+    others = []
+    if strangers:
+        others = [vm for vm in instances.find(clients, project, spec.named_like_filter(farm.farm))
+                  if not spec.owned(vm, farm.farm)]
+    return Observed(vms, rule, others)
