@@ -76,12 +76,12 @@ def vms(farm: Farm, seen: Observed, limit: set[str] | None = None,
     by_node: dict[str, FoundVm] = {}
     actions = []
     for vm in seen.vms:
-        node = spec.node_of(vm)
-        if node in wanted and node not in by_node:
-            by_node[node] = vm
+        name = spec.node_of(vm)
+        if name is not None and name in wanted and name not in by_node:
+            by_node[name] = vm
         elif limit is None:  # --limit narrows the run to nodes; orphans stay untouched
-            why = ("not in the inventory" if node not in wanted
-                   else f"a second VM for node {node}")
+            why = ("not in the inventory" if name not in wanted
+                   else f"a second VM for node {name}")
             actions.append(Action(Verb.DELETE if prune else Verb.ORPHAN,
                                   vm_key(vm, seen.vms), vm.name, f"{why} (zone {vm.zone})",
                                   vm=vm))

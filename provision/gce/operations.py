@@ -41,7 +41,7 @@ class NoCancel:
 
 
 def reasons(exc: exceptions.GoogleAPICallError) -> set[str]:
-    return {e.get("reason") for e in (exc.errors or []) if isinstance(e, dict)}
+    return {str(e.get("reason")) for e in (exc.errors or []) if isinstance(e, dict)}
 
 
 def _retryable(exc: Exception) -> bool:
