@@ -177,7 +177,7 @@ class _Loader(yaml.SafeLoader):
         super().__init__(stream)
         self._path: list[Any] = []
 
-    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
         if isinstance(index, yaml.ScalarNode):
             part = index.value  # a mapping value, under its key
         elif isinstance(index, int):
@@ -332,7 +332,7 @@ def _message(err: dict) -> tuple[str, str]:
     if kind in ("int_type", "int_parsing", "int_from_float"):
         if _looks_like(value, int):
             return (f"expected a whole number, got the quoted string {_show(value)}",
-                    f"write it without quotes: {value.strip()}")
+                    f"write it without quotes: {str(value).strip()}")
         return f"expected a whole number, got {_show(value)}", "use a whole number, like 2"
     if kind in ("bool_type", "bool_parsing"):
         if _looks_like(value, bool):
@@ -355,7 +355,7 @@ def _message(err: dict) -> tuple[str, str]:
     return f"{err['msg'].rstrip('.')} (got {_show(value)})", "correct the value"
 
 
-def _first_error(errors: list[dict]) -> dict:
+def _first_error(errors: list[Any]) -> Any:
     """Pydantic's first error, except that a misspelt key explains the missing key it causes:
     `zone:` under gcp reports "unknown key zone; did you mean zones?", not "zones missing"."""
     first = errors[0]
@@ -369,7 +369,7 @@ def _first_error(errors: list[dict]) -> dict:
 
 def semantic_problems(farm: Farm) -> list[tuple[tuple, str, str]]:
     """Cross-field problems as (key path, problem, fix): what a schema alone cannot say."""
-    problems = []
+    problems: list[tuple[tuple, str, str]] = []
     arm = ", ".join(f"{f}-*" for f in FAMILIES if FAMILIES[f].platform == ARM64)
     x86 = ", ".join(f for f in FAMILIES if FAMILIES[f].platform == AMD64)
     for i, spec in enumerate(farm.nodes):
@@ -506,7 +506,7 @@ def _read(file: Path) -> str:
         if st.st_size > MAX_BYTES:
             raise fail(f"{st.st_size} bytes is too big for an inventory",
                        "pass -i PATH naming the inventory's YAML file")
-        chunks = []
+        chunks: list[bytes] = []
         while len(chunks) < 64 and (chunk := os.read(fd, MAX_BYTES + 1)):
             chunks.append(chunk)  # bounded: /proc files say size 0, devices never end
         data = b"".join(chunks)

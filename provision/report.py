@@ -38,7 +38,7 @@ class Reporter:
     def _table(title: str, columns: list[str], right: tuple[str, ...] = ()) -> Table:
         table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
         for col in columns:
-            table.add_column(col, justify="right" if col in right else None)
+            table.add_column(col, justify="right" if col in right else "default")
         return table
 
     def plan(self, title: str, rows: list[tuple[str, str, str, str]]) -> None:
