@@ -65,6 +65,8 @@ def call(fn: Callable[..., Any], *args: Any, cancel: Cancel | None = None, **kwa
 
     retry = Retry(predicate=_retryable, initial=0.5, maximum=10.0, multiplier=2.0,
                   timeout=RETRY_SECONDS, on_error=on_error)
+    # The client's own retry (up to 600 s on reads) would nest inside ours: ours alone decides.
+    kwargs.setdefault("retry", None)
     return retry(fn)(*args, **kwargs)
 
 

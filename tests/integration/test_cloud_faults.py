@@ -81,6 +81,17 @@ def test_an_unreachable_api_fails_cleanly_with_a_json_error(write_inventory, cap
     assert "Traceback" not in capsys.readouterr().err
 
 
+def test_a_permanent_503_on_a_read_gives_up_after_archfarms_deadline_not_the_clients(
+        fake_gce, inventory, capsys, short_retries):
+    # The client retries reads by itself for 600 s; nested in ours that was ten minutes.
+    fake_gce.set_faults(http_errors=[{"method": "instances.aggregatedList", "status": 503,
+                                      "reason": "backendError"}])
+    started = time.monotonic()
+    code, result = vms_json(inventory, capsys)
+    assert code == 1 and "503 backendError" in result["error"]
+    assert time.monotonic() - started < 20
+
+
 def test_destroy_still_deletes_the_rule_when_every_vm_delete_fails(
         fake_gce, inventory, capsys, short_retries):
     assert run_vms(inventory) == 0
