@@ -44,8 +44,9 @@ MAX_DEPTH = 32       # real inventories nest 4 deep; this stops runaway nesting 
 # smallest block a regional registry hands an ISP: anything wider spans whole providers.
 WIDEST_SSH_PREFIX = {4: 8, 6: 32}
 
-FarmName = Annotated[str, StringConstraints(pattern=r"^[a-z][-a-z0-9]{0,19}$")]
-NodeName = Annotated[str, StringConstraints(pattern=r"^[a-z][-a-z0-9]{0,19}$")]
+# Compute Engine names (and network tags) end in a letter or digit, never a dash.
+FarmName = Annotated[str, StringConstraints(pattern=r"^[a-z]([-a-z0-9]{0,18}[a-z0-9])?$")]
+NodeName = Annotated[str, StringConstraints(pattern=r"^[a-z]([-a-z0-9]{0,18}[a-z0-9])?$")]
 Zone = Annotated[str, StringConstraints(pattern=r"^[a-z]+-[a-z]+[0-9]+-[a-z]$")]
 Platform = Literal["linux/arm64", "linux/amd64"]
 
@@ -67,6 +68,38 @@ def _cidr(text: str) -> str:
     return text
 
 
+def _gce_name(text: str) -> str:
+    """A Compute Engine resource name (network, disk type): caught here, not by the API."""
+    if not re.fullmatch(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?", text):
+        raise ValueError(f"{text!r} is not a Compute Engine name; use lowercase letters, digits"
+                         " and dashes, starting with a letter and ending with a letter or digit")
+    return text
+
+
+def _image(text: str) -> str:
+    if not re.fullmatch(r"(https://www\.googleapis\.com/compute/v1/)?(projects/[a-z][-a-z0-9.:]*/)?"
+                        r"global/images/(family/)?[a-z]([-a-z0-9]*[a-z0-9])?", text):
+        raise ValueError(f"{text!r} is not an image; name one like"
+                         " projects/debian-cloud/global/images/family/debian-12, or leave image"
+                         " out for Debian 12 on the node's platform")
+    return text
+
+
+def _endpoint(text: str) -> str:
+    if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", text):
+        raise ValueError(f"{text!r} is not a URL; use one like http://127.0.0.1:8089 for the"
+                         " fake or the lab, or leave api_endpoint out for Compute Engine")
+    return text
+
+
+def _key_path(text: str) -> str:
+    if not text.strip() or text != text.strip():
+        raise ValueError(f"{text!r} is empty or has spaces at either end; write the private key"
+                         " file's path, like ~/.ssh/archfarm-demo, or leave private_key out for"
+                         " ~/.ssh/archfarm-<farm>")
+    return text
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -74,8 +107,8 @@ class Strict(BaseModel):
 class Gcp(Strict):
     project: Annotated[str, StringConstraints(pattern=r"^[a-z][-a-z0-9]{4,28}[a-z0-9]$")]
     zones: list[Zone] = Field(min_length=1)
-    api_endpoint: str | None = None
-    network: str = "default"
+    api_endpoint: Annotated[str, AfterValidator(_endpoint)] | None = None
+    network: Annotated[str, AfterValidator(_gce_name)] = "default"
     ssh_source_ranges: list[Annotated[str, AfterValidator(_cidr)]] = []
     # Off: a range wider than WIDEST_SSH_PREFIX (0.0.0.0/0, ::/0, 10.0.0.0/7...) is an error.
     allow_ssh_from_anywhere: bool = Field(default=False, strict=True)
@@ -83,7 +116,7 @@ class Gcp(Strict):
 
 class Ssh(Strict):
     user: Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_-]{0,31}$")] = "builder"
-    private_key: str | None = None  # default ~/.ssh/archfarm-<farm>
+    private_key: Annotated[str, AfterValidator(_key_path)] | None = None  # default below
 
 
 class Docker(Strict):
@@ -99,9 +132,9 @@ class NodeSpec(Strict):
     zones: list[Zone] | None = Field(default=None, min_length=1)
     spot: bool = Field(default=False, strict=True)
     max_run_hours: int | None = Field(default=None, ge=1, le=720, strict=True)
-    image: str | None = None
+    image: Annotated[str, AfterValidator(_image)] | None = None
     disk_gb: int = Field(default=50, ge=10, le=65536, strict=True)
-    disk_type: str = "pd-balanced"
+    disk_type: Annotated[str, AfterValidator(_gce_name)] = "pd-balanced"
 
     def names(self) -> list[str]:
         """Node names after `count` expansion: `name`, or `name-1` .. `name-N`."""
@@ -321,7 +354,8 @@ def _message(err: dict) -> tuple[str, str]:
         return "required key is missing", "add it (inventory/gcp-example.yaml shows each key)"
     if kind == "string_pattern_mismatch":
         return (f"{_show(value)} does not match {ctx.get('pattern', '')}",
-                "use lowercase letters, digits and dashes, starting with a letter")
+                "use lowercase letters, digits and dashes, starting with a letter and ending"
+                " with a letter or digit")
     if kind == "value_error":
         msg, _, fix = str(ctx.get("error", err["msg"])).partition("; ")
         return msg, fix or "correct the value"

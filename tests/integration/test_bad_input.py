@@ -177,7 +177,7 @@ INVENTORIES: dict[str, tuple[str | bytes, str]] = {
     "api_endpoint a number": (sub(("api_endpoint: {endpoint}", "api_endpoint: 8089")),
                               "gcp.api_endpoint: expected text"),
     "api_endpoint not a URL": (sub(("api_endpoint: {endpoint}", "api_endpoint: ftp://x")),
-                               "api_endpoint 'ftp://x' is not a URL"),
+                               "gcp.api_endpoint: 'ftp://x' is not a URL"),
     "plain http off loopback": (sub(("{endpoint}", "http://example.invalid:8089")),
                                 "plain http"),
     "network a list": (gcp("network: [default]"), "gcp.network: expected text"),
@@ -275,51 +275,26 @@ def test_the_line_is_named(fake_gce, write_inventory, capsys, record_property):
     assert f"{path}:17: nodes[1].spot:" in err and "Fix: use true or false" in err
 
 
-# Defects: bad input that today gets past the checks (xfail strict: they pass once fixed).
-EMPTY_MEANS_DEFAULT = (
-    "DEFECT provision/inventory.py Farm.key_path (and Ssh.private_key): an empty or blank"
-    " ssh.private_key is not refused: '' silently falls back to ~/.ssh/archfarm-<farm> (and a"
-    " key is generated there), '   ' is a relative path, so a key pair named '   ' and"
-    " '   .pub' is generated in the current directory; should be exit 2 naming"
-    " ssh.private_key, as an empty -i is")
-TRAILING_DASH = (
-    "DEFECT provision/inventory.py FarmName/NodeName: the pattern ^[a-z][-a-z0-9]{0,19}$ allows"
-    " a trailing dash, but Compute Engine names and network tags must end in a letter or digit:"
-    " node 'arm-' makes VM 't-arm-' (insert refused with 400, exit 1 after mutating calls),"
-    " farm 't-' makes tag 'archfarm-t-' (refused by GCE; the fake does not check tags, so the"
-    " run 'succeeds'); should be exit 2 before any API call")
+# Once defects: bad input that got past the checks (each now refused before any API call).
 DEFECTS = {
-    "private_key empty": pytest.param(
-        sub(("private_key: {key}", 'private_key: ""')), "ssh.private_key",
-        marks=pytest.mark.xfail(strict=True, reason=EMPTY_MEANS_DEFAULT)),
-    "private_key blank": pytest.param(
-        sub(("private_key: {key}", 'private_key: "   "')), "ssh.private_key",
-        marks=pytest.mark.xfail(strict=True, reason=EMPTY_MEANS_DEFAULT)),
-    "api_endpoint empty": pytest.param(
-        sub(("api_endpoint: {endpoint}", 'api_endpoint: ""')), "gcp.api_endpoint",
-        marks=pytest.mark.xfail(strict=True, reason=(
-            "DEFECT provision/gce/clients.py resolve_endpoint() / inventory Gcp.api_endpoint:"
-            " api_endpoint: \"\" is taken as unset, i.e. Google's production endpoint with"
-            " the user's real credentials (here: exit 2 about credentials that names neither"
-            " the file nor the key); should be exit 2 naming gcp.api_endpoint"))),
-    "node name ends in a dash": pytest.param(
-        sub(("name: arm", "name: arm-")), "nodes[0].name",
-        marks=pytest.mark.xfail(strict=True, reason=TRAILING_DASH)),
-    "farm name ends in a dash": pytest.param(
-        sub(("farm: t", "farm: t-")), "farm",
-        marks=pytest.mark.xfail(strict=True, reason=TRAILING_DASH)),
-    "disk_type junk": pytest.param(
-        arm('disk_type: "SSD!"'), "nodes[0].disk_type",
-        marks=pytest.mark.xfail(strict=True, reason=(
-            "DEFECT provision/inventory.py NodeSpec.disk_type (also gcp.network, image): any"
-            " string is accepted, so disk_type 'SSD!' reaches Compute Engine: the firewall rule"
-            " and the other VMs are made, the node fails with 404 (exit 1); should be exit 2"
-            " before any API call, like machine_type's pattern"))),
+    # '' fell back to ~/.ssh/archfarm-<farm>; '   ' made key files named '   ' in the cwd
+    "private_key empty": (sub(("private_key: {key}", 'private_key: ""')), "ssh.private_key"),
+    "private_key blank": (sub(("private_key: {key}", 'private_key: "   "')), "ssh.private_key"),
+    # '' meant Google's production endpoint with the user's real credentials
+    "api_endpoint empty": (sub(("api_endpoint: {endpoint}", 'api_endpoint: ""')),
+                           "gcp.api_endpoint"),
+    # Compute Engine names and network tags end in a letter or digit
+    "node name ends in a dash": (sub(("name: arm", "name: arm-")), "nodes[0].name"),
+    "farm name ends in a dash": (sub(("farm: t", "farm: t-")), "farm"),
+    # reached the API after the rule and the other VMs were made
+    "disk_type junk": (arm('disk_type: "SSD!"'), "nodes[0].disk_type"),
+    "network junk": (gcp('network: "Default Net"'), "gcp.network"),
+    "image empty": (arm('image: ""'), "nodes[0].image"),
 }
 
 
 @pytest.mark.parametrize(("text", "key"), list(DEFECTS.values()), ids=list(DEFECTS))
-def test_bad_input_that_gets_past_the_checks(fake_gce, tmp_path, capsys, record_property,
+def test_bad_input_that_once_got_past_the_checks(fake_gce, tmp_path, capsys, record_property,
                                              text, key):
     path = tmp_path / "farm.yaml"
     path.write_text(text_of(text, fake_gce.endpoint, tmp_path / "ssh" / "farm-key"))

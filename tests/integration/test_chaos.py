@@ -26,34 +26,12 @@ from google.cloud import compute_v1
 
 from provision import cli
 
-from .conftest import count_tracebacks, inv
+from .conftest import PROJECT, SIX, count_tracebacks, inv
 
-PROJECT = "test-project"
 ZONES = ["us-central1-a", "us-central1-b", "us-central1-f"]
 NODES = ["arm-1", "arm-2", "arm-3", "x86-1", "x86-2", "x86-3"]
 RULE = "archfarm-t-ssh"
 FAST = 0.05  # seconds per fake operation
-
-SIX = """
-farm: t
-gcp:
-  project: test-project
-  zones: [us-central1-a, us-central1-b, us-central1-f]
-  api_endpoint: {endpoint}
-  ssh_source_ranges: [127.0.0.1/32]
-ssh:
-  private_key: {key}
-nodes:
-  - name: arm
-    platform: linux/arm64
-    machine_type: t2a-standard-2
-    count: 3
-  - name: x86
-    platform: linux/amd64
-    machine_type: n2-standard-2
-    count: 3
-"""
-
 
 @dataclass(frozen=True)
 class Scenario:

@@ -19,28 +19,7 @@ from provision.gce.clients import Clients
 from provision.inventory import load
 from provision.runner import Cancel, Progress
 
-from .conftest import REPO, run_json, run_vms
-from .test_vms import PROJECT, mutations, vms_of
-
-SIX = """
-farm: t
-gcp:
-  project: test-project
-  zones: [us-central1-a, us-central1-b, us-central1-f]
-  api_endpoint: {endpoint}
-  ssh_source_ranges: [127.0.0.1/32]
-ssh:
-  private_key: {key}
-nodes:
-  - name: arm
-    platform: linux/arm64
-    machine_type: t2a-standard-2
-    count: 3
-  - name: x86
-    platform: linux/amd64
-    machine_type: n2-standard-2
-    count: 3
-"""
+from .conftest import PROJECT, REPO, SIX, mutations, run_json, run_vms, vms_of
 
 
 @pytest.fixture

@@ -6,8 +6,7 @@ from google.cloud import compute_v1
 
 from provision import cli
 
-from .conftest import inv, run_json, run_vms
-from .test_vms import PROJECT, mutations, vms_of
+from .conftest import PROJECT, inv, mutations, run_json, run_vms, vms_of
 
 
 def test_status_json_lists_every_node(fake_gce, inventory, capsys):

@@ -6,21 +6,7 @@ import stat
 
 from google.cloud import compute_v1
 
-from provision.fakegce import MUTATING
-
-from .conftest import run_json, run_vms
-
-PROJECT = "test-project"
-
-
-def vms_of(fake):
-    client = fake.client(compute_v1.InstancesClient)
-    return {vm.name: vm for _, scope in client.aggregated_list(project=PROJECT)
-            for vm in scope.instances}
-
-
-def mutations(fake):
-    return [r for r in fake.requests() if r["method"] in MUTATING]
+from .conftest import PROJECT, mutations, run_json, run_vms, vms_of
 
 
 def test_creates_every_node_with_labels_metadata_key_and_firewall(fake_gce, inventory, tmp_path,
