@@ -30,6 +30,7 @@ def vms_of(fake) -> dict:
 def mutations(fake) -> list[dict]:
     return [r for r in fake.requests() if r["method"] in MUTATING]
 
+
 LAB_LIKE = """
 farm: t
 gcp:
@@ -49,25 +50,8 @@ nodes:
 """
 
 # Six nodes, three of each platform, failing over across three zones.
-SIX = """
-farm: t
-gcp:
-  project: test-project
-  zones: [us-central1-a, us-central1-b, us-central1-f]
-  api_endpoint: {endpoint}
-  ssh_source_ranges: [127.0.0.1/32]
-ssh:
-  private_key: {key}
-nodes:
-  - name: arm
-    platform: linux/arm64
-    machine_type: t2a-standard-2
-    count: 3
-  - name: x86
-    platform: linux/amd64
-    machine_type: n2-standard-2
-    count: 3
-"""
+SIX = LAB_LIKE.replace("-standard-2\n", "-standard-2\n    count: 3\n")
+
 
 @pytest.fixture
 def write_inventory(tmp_path, fake_gce):
