@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import Any, TypeVar
 
 from .errors import InvalidField
 
 Predicate = Callable[[dict], bool]
+Token = tuple[str, str]  # (kind, text): kind is a TOKEN group name
+_Ordered = TypeVar("_Ordered", str, float)
 
 TOKEN = re.compile(r"""\s*(?:(?P<lp>\()|(?P<rp>\))|(?P<op>!=|<=|>=|=|<|>|:)
                       |(?P<str>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')|(?P<word>[^\s()=!<>:"']+))""",
@@ -29,13 +32,14 @@ def _bad(text: str) -> InvalidField:
     return InvalidField("filter", text, "Invalid list filter expression.")
 
 
-def _tokens(text: str) -> list[tuple[str, str]]:
-    out, pos = [], 0
+def _tokens(text: str) -> list[Token]:
+    out: list[Token] = []
+    pos = 0
     while pos < len(text):
         if text[pos:].strip() == "":
             break
         m = TOKEN.match(text, pos)
-        if not m:
+        if not m or m.lastgroup is None:  # every alternative is a named group
             raise _bad(text)
         kind = m.lastgroup
         val = m.group(kind)
@@ -46,8 +50,8 @@ def _tokens(text: str) -> list[tuple[str, str]]:
     return out
 
 
-def _field(resource: dict, path: str):
-    value = resource
+def _field(resource: dict, path: str) -> Any:
+    value: Any = resource
     for part in path.split("."):
         if not isinstance(value, dict) or part not in value:
             return None
@@ -55,13 +59,17 @@ def _field(resource: dict, path: str):
     return value
 
 
-def _text(value) -> str:
+def _text(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
 
 
-def _compare(actual, op: str, expected: str) -> bool:
+def _order(a: _Ordered, op: str, e: _Ordered) -> bool:
+    return {"=": a == e, "!=": a != e, "<": a < e, ">": a > e, "<=": a <= e, ">=": a >= e}[op]
+
+
+def _compare(actual: object, op: str, expected: str) -> bool:
     if actual is None:
         return op == "!="
     if op == ":":
@@ -69,10 +77,9 @@ def _compare(actual, op: str, expected: str) -> bool:
     a, e = _text(actual), expected
     try:
         a_num, e_num = float(a), float(e)
-        a, e = a_num, e_num
     except ValueError:
-        pass
-    return {"=": a == e, "!=": a != e, "<": a < e, ">": a > e, "<=": a <= e, ">=": a >= e}[op]
+        return _order(a, op, e)
+    return _order(a_num, op, e_num)
 
 
 LEGACY_TERM = re.compile(r"\s*([\w.]+)\s+(eq|ne)\s+(.+?)\s*", re.S)
@@ -95,14 +102,16 @@ def _legacy_term(term: str, text: str) -> Predicate:
 
 def _legacy_groups(text: str) -> list[str]:
     """The insides of `(a eq x) (b ne "y(z)")`: balanced parentheses, quotes respected."""
-    groups, i, n = [], 0, len(text)
+    groups: list[str] = []
+    i, n = 0, len(text)
     while i < n:
         if text[i].isspace():
             i += 1
             continue
         if text[i] != "(":
             raise _bad(text)
-        depth, quote, j = 0, None, i
+        depth, j = 0, i
+        quote: str | None = None
         while j < n:
             c = text[j]
             if quote:
@@ -139,10 +148,10 @@ class _Parser:
     def __init__(self, text: str):
         self.text, self.toks, self.i = text, _tokens(text), 0
 
-    def peek(self):
+    def peek(self) -> tuple[str, str] | tuple[None, None]:
         return self.toks[self.i] if self.i < len(self.toks) else (None, None)
 
-    def take(self):
+    def take(self) -> tuple[str, str] | tuple[None, None]:
         tok = self.peek()
         self.i += 1
         return tok
@@ -182,13 +191,14 @@ class _Parser:
             if self.take()[0] != "rp":
                 raise _bad(self.text)
             return inner
-        if kind != "word":
+        if kind != "word" or val is None:  # a token's text is None only past the end
             raise _bad(self.text)
         op_kind, op = self.take()
         value_kind, value = self.take()
-        if op_kind != "op" or value_kind not in ("word", "str"):
+        if op_kind != "op" or value_kind not in ("word", "str") or op is None or value is None:
             raise _bad(self.text)
-        return lambda r, path=val: _compare(_field(r, path), op, value)
+        path = val
+        return lambda r: _compare(_field(r, path), op, value)
 
 
 def compile_filter(text: str | None) -> Predicate:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from typing import Any
 
 from . import catalog, rules
 from . import serializers as s
@@ -69,7 +70,7 @@ def _select(items: list[dict], query: dict) -> list[dict]:
 def list_body(kind: str, list_id: str, self_link: str, items: list[dict], query: dict) -> dict:
     selected = _select(items, query)
     start, end = _page_bounds(query, len(selected))
-    out = {"kind": kind, "id": list_id, "selfLink": self_link}
+    out: dict[str, Any] = {"kind": kind, "id": list_id, "selfLink": self_link}
     if selected[start:end]:
         out["items"] = selected[start:end]
     if end < len(selected):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from typing import Any
 
 from . import catalog
 from .errors import BadRequest, InvalidField, InvalidResourceUsage, NotFound, Required
@@ -65,9 +66,11 @@ def labels(field: str, value: object) -> dict[str, str]:
     return dict(value)
 
 
-def metadata_items(field: str, items: object) -> list[dict]:
+def metadata_items(field: str, items: Any) -> list[dict]:
+    """`items` is the request's JSON as sent: a list of `{"key", "value"}` objects, or null."""
     items = items or []
-    seen, size = set(), 0
+    seen: set[str] = set()
+    size = 0
     for i, item in enumerate(items):
         key, val = item.get("key"), item.get("value", "")
         if not key or not METADATA_KEY_RE.fullmatch(key):
@@ -134,9 +137,12 @@ def source_image(field: str, value: object, project: str) -> catalog.Image:
     return img
 
 
-def boot_disk(prefix: str, disks: object, project: str, zone: str,
+def boot_disk(prefix: str, disks: Any, project: str, zone: str,
               mt: catalog.MachineType) -> dict:
-    """Validate the boot disk of an insert (fields under `prefix`); return its description."""
+    """Validate the boot disk of an insert (fields under `prefix`); return its description.
+
+    `disks` is the request's JSON as sent: a list of attached-disk objects, or null.
+    """
     if not disks:
         raise Required(f"{prefix}.disks")
     boots = [i for i, d in enumerate(disks) if d.get("boot")]
@@ -166,7 +172,8 @@ def boot_disk(prefix: str, disks: object, project: str, zone: str,
             "auto_delete": disks[i].get("autoDelete", True)}
 
 
-def scheduling(value: object) -> dict:
+def scheduling(value: Any) -> dict:
+    """`value` is the request's `scheduling` JSON as sent: an object, or null."""
     sched = dict(value or {})
     if sched.get("provisioningModel") == "SPOT":
         if sched.get("automaticRestart", False):

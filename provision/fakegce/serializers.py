@@ -8,6 +8,7 @@ int64 fields are strings, as on the wire. See docs/compute-engine.md.
 from __future__ import annotations
 
 import zlib
+from typing import Any
 
 from . import catalog
 from .errors import HTTP_MESSAGES, GceError, OperationFailure
@@ -15,6 +16,8 @@ from .faults import Faults
 from .state import Firewall, Instance, Operation
 
 BASE = "https://www.googleapis.com/compute/v1/"
+
+Json = dict[str, Any]  # a JSON object as it goes on the wire
 
 
 def link(path: str) -> str:
@@ -28,27 +31,27 @@ def zone_url(project: str, zone: str) -> str:
 
 # -- errors -----------------------------------------------------------------------------------
 
-def error_body(e: GceError) -> dict:
-    item = {"message": e.message, "domain": e.domain, "reason": e.reason, **e.extra}
+def error_body(e: GceError) -> Json:
+    item: Json = {"message": e.message, "domain": e.domain, "reason": e.reason, **e.extra}
     return {"error": {"code": e.status, "message": e.message, "errors": [item]}}
 
 
-def failure_fields(f: OperationFailure) -> dict:
-    err = {"code": f.code, "message": f.message}
+def failure_fields(f: OperationFailure) -> Json:
+    err: Json = {"code": f.code, "message": f.message}
     if f.details:
         err["errorDetails"] = f.details
     return {"error": {"errors": [err]}, "httpErrorStatusCode": f.http_status,
             "httpErrorMessage": HTTP_MESSAGES.get(f.http_status, "ERROR")}
 
 
-def faults_json(faults: Faults) -> dict:
+def faults_json(faults: Faults) -> Json:
     return faults.spec()
 
 
 # -- operations -------------------------------------------------------------------------------
 
-def operation_json(op: Operation) -> dict:
-    out = {
+def operation_json(op: Operation) -> Json:
+    out: Json = {
         "kind": "compute#operation", "id": op.id, "name": op.name,
         "operationType": op.operation_type, "targetLink": link(op.target),
         "targetId": op.target_id, "status": op.status, "user": "archfarm@fake",
@@ -74,14 +77,14 @@ def operation_json(op: Operation) -> dict:
 
 # -- instances --------------------------------------------------------------------------------
 
-def instance_json(vm: Instance) -> dict:
+def instance_json(vm: Instance) -> Json:
     project, zone = vm.project, vm.zone
     zurl = zone_url(project, zone)
     running = vm.status == "RUNNING"
     region = catalog.region_of(zone)
-    nics = []
+    nics: list[Json] = []
     for i, nic in enumerate(vm.nics):
-        out = {
+        nic_out: Json = {
             "kind": "compute#networkInterface",
             "network": f"{BASE}projects/{project}/global/networks/{nic.network}",
             "subnetwork": f"{BASE}projects/{project}/regions/{region}/subnetworks/{nic.network}",
@@ -89,20 +92,20 @@ def instance_json(vm: Instance) -> dict:
             "stackType": "IPV4_ONLY",
         }
         if nic.access_configs:
-            out["accessConfigs"] = [
+            nic_out["accessConfigs"] = [
                 {"kind": "compute#accessConfig", "type": ac.type, "name": ac.name,
                  "networkTier": ac.network_tier,
                  **({"natIP": vm.nat_ip} if running and vm.nat_ip else {})}
                 for ac in nic.access_configs]
-        nics.append(out)
+        nics.append(nic_out)
     disk, img = vm.disk, vm.disk.image
-    tags: dict = {"fingerprint": vm.tags_fingerprint}
+    tags: Json = {"fingerprint": vm.tags_fingerprint}
     if vm.tags:
         tags = {"items": list(vm.tags), **tags}
-    metadata: dict = {"kind": "compute#metadata", "fingerprint": vm.metadata_fingerprint}
+    metadata: Json = {"kind": "compute#metadata", "fingerprint": vm.metadata_fingerprint}
     if vm.metadata:
         metadata["items"] = [dict(item) for item in vm.metadata]
-    out = {
+    out: Json = {
         "kind": "compute#instance", "id": vm.id, "creationTimestamp": vm.created,
         "name": vm.name, "description": vm.description, "tags": tags,
         "machineType": f"{zurl}/machineTypes/{vm.machine.name}", "status": vm.status,
@@ -129,14 +132,14 @@ def instance_json(vm: Instance) -> dict:
     return out
 
 
-def guest_attribute_json(vm: Instance, variable_key: str, value: str) -> dict:
+def guest_attribute_json(vm: Instance, variable_key: str, value: str) -> Json:
     return {"kind": "compute#guestAttributes", "variableKey": variable_key,
             "variableValue": value,
             "selfLink": f"{link(vm.path)}/guestAttributes/{variable_key}"}
 
 
 def guest_attributes_json(vm: Instance, query_path: str,
-                          items: list[tuple[str, str, str]]) -> dict:
+                          items: list[tuple[str, str, str]]) -> Json:
     return {"kind": "compute#guestAttributes", "queryPath": query_path,
             "queryValue": {"items": [{"namespace": ns, "key": k, "value": v}
                                      for ns, k, v in items]},
@@ -145,8 +148,8 @@ def guest_attributes_json(vm: Instance, query_path: str,
 
 # -- firewalls --------------------------------------------------------------------------------
 
-def firewall_json(fw: Firewall) -> dict:
-    out = {
+def firewall_json(fw: Firewall) -> Json:
+    out: Json = {
         "kind": "compute#firewall", "id": fw.id, "creationTimestamp": fw.created,
         "name": fw.name, "description": fw.description,
         "network": f"{BASE}projects/{fw.project}/global/networks/{fw.network}",
@@ -172,8 +175,8 @@ def _stable_id(name: str) -> str:
     return str(10**18 + zlib.crc32(name.encode()))
 
 
-def image_json(img: catalog.Image) -> dict:
-    out = {
+def image_json(img: catalog.Image) -> Json:
+    out: Json = {
         "kind": "compute#image", "id": _stable_id(img.name),
         "creationTimestamp": "2025-11-11T00:00:00.000-08:00", "name": img.name,
         "description": img.description, "family": img.family,
@@ -185,12 +188,15 @@ def image_json(img: catalog.Image) -> dict:
         "selfLink": f"{BASE}projects/{img.project}/global/images/{img.name}",
     }
     if img.deprecated:
+        current = catalog.image_from_family(img.project, img.family)
+        if current is None:  # the catalog gives every family a current image
+            raise RuntimeError(f"image family {img.project}/{img.family} has no current image")
         out["deprecated"] = {"state": "DEPRECATED", "replacement": out["selfLink"].replace(
-            img.name, catalog.image_from_family(img.project, img.family).name)}
+            img.name, current.name)}
     return out
 
 
-def machine_type_json(project: str, zone: str, mt: catalog.MachineType) -> dict:
+def machine_type_json(project: str, zone: str, mt: catalog.MachineType) -> Json:
     gb = mt.memory_mb / 1024
     return {
         "kind": "compute#machineType", "id": _stable_id(mt.name),
@@ -204,7 +210,7 @@ def machine_type_json(project: str, zone: str, mt: catalog.MachineType) -> dict:
     }
 
 
-def zone_json(project: str, zone: str) -> dict:
+def zone_json(project: str, zone: str) -> Json:
     platforms = sorted({f.cpu_platform for f in catalog.FAMILIES if zone in f.zones})
     return {
         "kind": "compute#zone", "id": str(2000 + catalog.ALL_ZONES.index(zone)),

@@ -52,6 +52,9 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: the client's session reuses one connection
     disable_nagle_algorithm = True  # small writes go out at once: no 40 ms delayed-ACK stall
     server: FakeServer
+    # Set by the stdlib's handle_one_request and send_header, though typeshed omits them.
+    raw_requestline: bytes
+    _headers_buffer: list[bytes]
 
     def log_message(self, fmt: str, *args) -> None:  # the request log replaces stderr noise
         pass
@@ -60,7 +63,9 @@ class Handler(BaseHTTPRequestHandler):
         """The stdlib's request parsing, less its `email` header parser (40% of the fake's own
         time per request): HTTP/1.0 and 1.1 with plain `Name: value` headers, as clients send.
         """
-        self.command, self.close_connection = None, True
+        # No command until the request line parses ("" as the stdlib's handler sets it when the
+        # line is too long; typeshed declares `command: str`).
+        self.command, self.close_connection = "", True
         self.request_version = self.default_request_version
         self.requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
         words = self.requestline.split()
@@ -85,6 +90,7 @@ class Handler(BaseHTTPRequestHandler):
         else:
             self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Too many headers")
             return False
+        # Headers is the dict-backed stand-in for email.message.Message: only `get` is read.
         self.headers = headers  # type: ignore[assignment]
         connection = headers.get("connection", "").lower()
         self.close_connection = (connection == "close"
@@ -185,4 +191,6 @@ class FakeServer(ThreadingHTTPServer):
     @property
     def endpoint(self) -> str:
         host, port = self.server_address[:2]
+        if isinstance(host, bytes):  # typeshed allows it (AF_UNIX); an AF_INET address is str
+            host = host.decode()
         return f"http://{host}:{port}"

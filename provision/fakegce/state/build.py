@@ -66,7 +66,7 @@ def bulk_names(body: dict, existing: list[str]) -> list[str]:
     names = list(per)
     if len(names) < count:
         runs = re.findall(r"#+", pattern or "")
-        if len(runs) != 1 or len(runs[0]) > 18:
+        if pattern is None or len(runs) != 1 or len(runs[0]) > 18:
             raise InvalidField("resource.namePattern", pattern or "",
                                "Name pattern must contain one run of at most 18 '#'.")
         prefix, suffix = pattern.split(runs[0])

@@ -72,7 +72,7 @@ def _apply(fw: Firewall, body: dict) -> None:
         fw.log_enabled = bool((body["logConfig"] or {}).get("enable"))
 
 
-def _check_traffic(allowed: list, denied: list) -> None:
+def _check_traffic(allowed: list[dict] | None, denied: list[dict] | None) -> None:
     if not allowed and not denied:
         raise InvalidField("resource.allowed", "",
                            "A firewall rule must allow or deny some traffic.")

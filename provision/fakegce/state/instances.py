@@ -7,6 +7,7 @@ Power changes (start, stop, suspend, resume) are in `power.py`; turning an inser
 
 from __future__ import annotations
 
+import builtins
 import copy
 
 from .. import catalog, rules
@@ -112,7 +113,8 @@ class Instances(PowerTransitions):
             return stockout(project, zone, vm.machine.name)
         return None
 
-    def _create(self, vms: list[Instance], ops: list[Operation], failure: OperationFailure | None,
+    def _create(self, vms: builtins.list[Instance], ops: builtins.list[Operation],
+                failure: OperationFailure | None,
                 bulk: Operation | None = None) -> None:
         core = self.core
         proj = core.project(vms[0].project)
@@ -242,8 +244,9 @@ class Instances(PowerTransitions):
                 raise NotFound(variable_key)
             return vm, value
 
-    def guest_attributes(self, project: str, zone: str, ref: str,
-                         query_path: str) -> tuple[Instance, list[tuple[str, str, str]]]:
+    def guest_attributes(
+            self, project: str, zone: str, ref: str, query_path: str,
+    ) -> tuple[Instance, builtins.list[tuple[str, str, str]]]:
         """(namespace, key, value) under `query_path` (a namespace, `hostkeys/`, or all)."""
         with self.core.lock:
             vm = self.get(project, zone, ref)
