@@ -69,10 +69,22 @@ def load_public_key(path: Path) -> str | None:
     return line
 
 
+class _Appeared(KeyFileError):
+    """Something took the name between archfarm's check and its write."""
+
+
 def ensure_keypair(path: Path, comment: str) -> tuple[str, bool]:
     """(public key line, created?). Checks the pair as load_public_key does; generates an
     ed25519 pair when neither file exists, writes a missing .pub for a good private key."""
-    path = Path(path)
+    try:
+        return _ensure_keypair(Path(path), comment)
+    except _Appeared:
+        # Most likely a concurrent run of this farm made the pair first: check everything
+        # again from the start, and use what is there only if it passes.
+        return _ensure_keypair(Path(path), comment)
+
+
+def _ensure_keypair(path: Path, comment: str) -> tuple[str, bool]:
     pub = pub_path(path)
     line = load_public_key(path)
     comment = " ".join(comment.split())
@@ -250,7 +262,7 @@ def _create(path: Path, data: bytes, mode: int) -> os.stat_result:
         try:
             os.link(tmp, path, follow_symlinks=False)
         except FileExistsError:
-            raise KeyFileError(str(path), "something (a symbolic link?) appeared here while"
+            raise _Appeared(str(path), "something (a symbolic link?) appeared here while"
                                " archfarm was creating the file, and was left alone",
                                f"look at what is at {path}, remove it if it is not yours,"
                                " and run again") from None
@@ -271,7 +283,7 @@ def _create_in_place(path: Path, data: bytes, mode: int) -> os.stat_result:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                      mode)
     except FileExistsError:
-        raise KeyFileError(str(path), "something (a symbolic link?) appeared here while"
+        raise _Appeared(str(path), "something (a symbolic link?) appeared here while"
                            " archfarm was creating the file, and was left alone",
                            f"look at what is at {path}, remove it if it is not yours, and run"
                            " again") from None

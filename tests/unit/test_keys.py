@@ -281,13 +281,31 @@ def test_a_symlink_planted_between_the_check_and_the_write(tmp_path, victim, mon
     """The race: nothing there when checked, a symlink there when written. The link(2) to
     the final name fails, the victim is untouched and no half pair is left behind."""
     def check_then_plant(path):
-        (tmp_path / name).symlink_to(victim)
+        if not (tmp_path / name).is_symlink():
+            (tmp_path / name).symlink_to(victim)
         return None
     monkeypatch.setattr(keys, "load_public_key", check_then_plant)
     message = refused(tmp_path / "id", call=ensure_keypair)
     assert "appeared here while archfarm was creating the file" in message
     assert victim.read_text() == "precious\n" and modes(victim) == 0o640
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["victim", name])
+
+
+def test_a_pair_made_meanwhile_by_a_concurrent_run_is_used(tmp_path, monkeypatch):
+    """Two `inv vms` of one farm at once: the second finds the first's key at write time."""
+    real_check = keys.load_public_key
+    other: dict[str, str] = {}
+
+    def check_then_other_run_writes(path):
+        if not other:
+            monkeypatch.setattr(keys, "load_public_key", real_check)
+            other["line"], _ = ensure_keypair(path, "other run")
+            return None  # what this run saw before the other run's write
+        return real_check(path)
+    monkeypatch.setattr(keys, "load_public_key", check_then_other_run_writes)
+    line, created = ensure_keypair(tmp_path / "id", "this run")
+    assert (line, created) == (other["line"], False)
+    assert modes(tmp_path / "id") == 0o600
 
 
 def test_where_hard_links_are_refused_the_final_name_is_still_opened_exclusively(
