@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import UserError
 from .report import Reporter
-from .runner import Cancel, Job, NodeResult, RunResult, interruptible, run
+from .runner import Cancel, Job, NodeResult, RunResult, interruptible, plain_ctrl_c, run
 
 if TYPE_CHECKING:
     from .cloud.plan import Action
@@ -31,25 +31,26 @@ def _guard(reporter: Reporter, json_mode: bool, body: Callable[[Cancel], int],
     try:
         if not stages:
             return body(cancel)
-        with interruptible(cancel, reporter.say):
+        with interruptible(cancel):
             return body(cancel)
     except UserError as e:
         return _fail(reporter, json_mode, str(e), e.exit_code)
     except KeyboardInterrupt:
         return _fail(reporter, json_mode, "interrupted; run the same task again to converge", 130)
     except Exception as e:  # noqa: BLE001 (the API layer's errors, put in words)
-        from .runner import Interrupted
-
-        if isinstance(e, Interrupted):
+        if cancel.is_set():  # whatever the interrupted call raised, this was Ctrl-C
             return _fail(reporter, json_mode,
                          "interrupted before any change; run the same task again", 130)
         if os.environ.get("ARCHFARM_DEBUG"):
             traceback.print_exc()
-        from .gce.operations import describe
+        from .gce.operations import describe, is_api_error
 
-        hint = (" For the lab, start it with `inv lab.up`." if "cannot reach" in describe(e)
-                else "")
-        return _fail(reporter, json_mode, f"Compute Engine: {describe(e)}.{hint}", 1)
+        what = describe(e).rstrip(".")
+        if not is_api_error(e):
+            return _fail(reporter, json_mode, f"internal error: {what}. Please report it, with"
+                         " the output of the same command under ARCHFARM_DEBUG=1.", 1)
+        hint = " For the lab, start it with `inv lab.up`." if "cannot reach" in what else ""
+        return _fail(reporter, json_mode, f"Compute Engine: {what}.{hint}", 1)
 
 
 def _fail(reporter: Reporter, json_mode: bool, message: str, code: int) -> int:
@@ -82,9 +83,9 @@ def _execute(reporter: Reporter, title: str, actions: Sequence[Action],
     changes = [a for a in actions if a.changes]
     if check:
         reporter.say(f"check mode: nothing was changed ({len(changes)} change(s) planned)")
-        results = {a.key: NodeResult(changed=1) if a.changes else NodeResult(ok=1)
-                   for a in actions}
-        return _finish(reporter, RunResult(results, False), json_mode)
+        results = {a.key: NodeResult(changed=int(a.changes), ok=int(not a.changes),
+                                     note=a.detail) for a in actions}
+        return _finish(reporter, RunResult(results, cancel.is_set()), json_mode)
     if question is not None:
         if not changes:
             return _finish(reporter, RunResult({}, False), json_mode)
@@ -124,7 +125,7 @@ def vms(inventory: str | None, check: bool, limit: str | None, prune: bool,
 
         farm, clients = _setup(inventory)
         nodes = parse_limit(limit, farm)
-        actions = plan.vms(farm, observe(clients, farm), nodes, prune)
+        actions = plan.vms(farm, observe(clients, farm, cancel), nodes, prune)
         return _execute(reporter, f"farm {farm.farm}: VMs in project {farm.gcp.project}",
                         actions, Apply(clients, farm, reporter.say).job, cancel,
                         check=check, json_mode=json_mode)
@@ -141,7 +142,7 @@ def destroy(inventory: str | None, yes: bool, check: bool, json_mode: bool) -> i
         from .cloud.observe import observe
 
         farm, clients = _setup(inventory)
-        actions = plan.destroy(farm, observe(clients, farm, strangers=True))
+        actions = plan.destroy(farm, observe(clients, farm, cancel, strangers=True))
         if not actions:
             reporter.say(f"farm {farm.farm}: nothing to destroy")
             return _finish(reporter, RunResult({}, False), json_mode)
@@ -163,7 +164,7 @@ def status(inventory: str | None, json_mode: bool) -> int:
         from . import status as stage
 
         farm, clients = _setup(inventory)
-        state = stage.collect(clients, farm)
+        state = stage.collect(clients, farm, cancel)
         stage.show(reporter, state)
         if json_mode:
             reporter.emit_json(state)
@@ -173,9 +174,11 @@ def status(inventory: str | None, json_mode: bool) -> int:
 
 
 def _confirm(question: str) -> bool:
+    """Ask on a terminal; Ctrl-C at the prompt interrupts at once (exit 130)."""
     if not sys.stdin.isatty():
         return False
-    return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
+    with plain_ctrl_c():
+        return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
 
 
 def lab_up(json_mode: bool) -> int:

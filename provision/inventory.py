@@ -424,6 +424,9 @@ def semantic_problems(farm: Farm) -> list[tuple[tuple, str, str]]:
                              f"add one of {', '.join(sorted(offering))}"))
     seen: set[str] = set()
     for i, spec in enumerate(farm.nodes):
+        if spec.name.startswith("archfarm-"):  # archfarm's own resources (the SSH rule)
+            problems.append((("nodes", i, "name"), f"node names starting with archfarm- are"
+                             f" reserved (got {spec.name})", "rename the node"))
         clash = seen & set(spec.names())
         if clash:
             problems.append((("nodes", i, "name"),

@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import queue
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -84,10 +83,12 @@ class Progress:
     def __init__(self, key: str, say: Callable[[str, str], None], cancel: Cancel):
         self.key, self._say, self.cancel = key, say, cancel
         self.last = ""
+        self.closed = False  # a job abandoned after the recap must not print under it
 
     def __call__(self, text: str) -> None:
         self.last = text
-        self._say(self.key, text)
+        if not self.closed:
+            self._say(self.key, text)
 
 
 Job = Callable[[Progress], NodeResult]
@@ -122,15 +123,17 @@ def run(jobs: Sequence[tuple[str, Job]], cancel: Cancel,
     progress = {key: Progress(key, say, cancel) for key, _ in jobs}
 
     def work(key: str, job: Job) -> None:
-        with slots:
-            try:
+        result = NodeResult(failed=1, note="internal error: the job ended without a result")
+        try:
+            with slots:
                 cancel.check()
                 result = job(progress[key])
-            except Interrupted:
-                result = NodeResult(interrupted=True, note=_in_flight(progress[key]))
-            except Exception as e:  # noqa: BLE001 (one job's failure is that job's alone)
-                result = NodeResult(failed=1, note=describe(e))
-        done.put((key, result))
+        except Interrupted:
+            result = NodeResult(interrupted=True, note=_in_flight(progress[key]))
+        except Exception as e:  # noqa: BLE001 (one job's failure is that job's alone)
+            result = NodeResult(failed=1, note=_safely(describe, e))
+        finally:
+            done.put((key, result))  # always: the wait below counts on one result per job
 
     for key, job in jobs:
         threading.Thread(target=work, args=(key, job), name=f"job-{key}", daemon=True).start()
@@ -147,8 +150,16 @@ def run(jobs: Sequence[tuple[str, Job]], cancel: Cancel,
                 if time.monotonic() >= give_up:
                     break
     for key, _ in jobs:  # still in flight after the grace period
+        progress[key].closed = True
         results.setdefault(key, NodeResult(interrupted=True, note=_in_flight(progress[key])))
     return RunResult(results, cancel.is_set())
+
+
+def _safely(describe: Callable[[BaseException], str], exc: BaseException) -> str:
+    try:
+        return describe(exc)
+    except Exception:  # noqa: BLE001 (a broken description must not lose the result)
+        return default_describe(exc)
 
 
 def _in_flight(progress: Progress) -> str:
@@ -157,7 +168,7 @@ def _in_flight(progress: Progress) -> str:
 
 
 @contextmanager
-def interruptible(cancel: Cancel, say: Callable[[str], None]) -> Iterator[None]:
+def interruptible(cancel: Cancel) -> Iterator[None]:
     """First Ctrl-C (or SIGTERM) cancels the run; a second exits at once with 130.
 
     Signal handlers can only be set from the main thread; elsewhere (a test's worker thread)
@@ -168,12 +179,14 @@ def interruptible(cancel: Cancel, say: Callable[[str], None]) -> Iterator[None]:
         return
 
     def handler(signum: int, frame: object) -> None:
+        # A raw write: the main thread may be inside a print of its own, and rich (like
+        # Python's streams) must not be re-entered from a signal handler.
         if cancel.is_set():
-            sys.stderr.write("\ninterrupted again: exiting now\n")
-            sys.stderr.flush()
+            os.write(2, b"\ninterrupted again: exiting now\n")
             os._exit(130)
         cancel.set()
-        say("interrupted: no new changes will be started; Ctrl-C again to exit at once")
+        os.write(2, b"\ninterrupted: no new changes will be started;"
+                    b" Ctrl-C again to exit at once\n")
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -181,3 +194,16 @@ def interruptible(cancel: Cancel, say: Callable[[str], None]) -> Iterator[None]:
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+@contextmanager
+def plain_ctrl_c() -> Iterator[None]:
+    """While a prompt waits for the user, Ctrl-C raises KeyboardInterrupt at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -10,8 +10,8 @@ from .inventory import Farm
 from .report import Reporter
 
 
-def collect(clients: Any, farm: Farm) -> dict:
-    vms = instances.find(clients, farm.gcp.project, spec.farm_filter(farm.farm))
+def collect(clients: Any, farm: Farm, cancel: Any = None) -> dict:
+    vms = instances.find(clients, farm.gcp.project, spec.farm_filter(farm.farm), cancel)
     return {"farm": farm.farm, "nodes": [{
         "name": spec.node_of(vm) or vm.name, "vm": vm.name, "zone": vm.zone,
         "platform": spec.platform_of(vm),

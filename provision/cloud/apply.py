@@ -18,6 +18,8 @@ from ..runner import Job, NodeResult, Progress
 from . import spec
 from .plan import Action, Verb
 
+UP = {"RUNNING", "PROVISIONING", "STAGING"}
+VANISH_RETRIES = 3
 DONE = {Verb.CREATE: "created", Verb.UPDATE: "updated", Verb.DELETE: "deleted"}
 
 
@@ -59,13 +61,18 @@ class Apply:
             progress(f"deleting {vm.name} in {vm.zone}")
             instances.delete(self.clients, self.project, vm.zone, vm.name, cancel)
             return NodeResult(changed=1, note=f"deleted {vm.name}")
-        if verb is Verb.CREATE:
-            return self._create(action, progress)
-        try:
-            return self._bring_up(action, progress)
-        except exceptions.NotFound:
-            progress(f"{action.target} vanished; creating it again")
-            return self._create(action, progress)
+        if verb is not Verb.CREATE:
+            try:
+                return self._bring_up(action, progress)
+            except exceptions.NotFound:
+                progress(f"{action.target} vanished; creating it again")
+        for _ in range(VANISH_RETRIES):
+            try:
+                return self._create(action, progress)
+            except exceptions.NotFound:  # deleted (or reclaimed) while it was coming up
+                progress(f"{action.target} vanished while coming up; creating it again")
+        return NodeResult(failed=1, note=f"{action.target} vanished {VANISH_RETRIES} times"
+                                         " while coming up; look for what deletes it")
 
     def _bring_up(self, action: Action, progress: Progress) -> NodeResult:
         vm, cancel = action.vm, progress.cancel
@@ -76,15 +83,18 @@ class Apply:
             instances.wait_running(*args, cancel)
             return NodeResult(ok=1, note=f"running in {vm.zone}")
         if action.verb is Verb.START:
+            down, bring_up, done = {"TERMINATED", "STOPPED"}, instances.start, "started"
             progress(f"waiting for {vm.name} to stop, then starting it")
-            instances.wait_status(*args, {"TERMINATED", "STOPPED"}, cancel)
-            instances.start(*args, cancel)
         else:
+            down, bring_up, done = {"SUSPENDED"}, instances.resume, "resumed"
             progress(f"waiting for {vm.name} to suspend, then resuming it")
-            instances.wait_status(*args, {"SUSPENDED"}, cancel)
-            instances.resume(*args, cancel)
+        # Someone (a concurrent run, a person) may bring it up meanwhile: then only wait.
+        now = instances.wait_status(*args, down | UP, cancel)
+        if now.status in down:
+            bring_up(*args, cancel)
         instances.wait_running(*args, cancel)
-        done = "started" if action.verb is Verb.START else "resumed"
+        if now.status not in down:
+            return NodeResult(ok=1, note=f"brought up meanwhile by someone else, in {vm.zone}")
         return NodeResult(changed=1, note=f"{done} in {vm.zone}")
 
     def _create(self, action: Action, progress: Progress) -> NodeResult:

@@ -5,17 +5,19 @@ from __future__ import annotations
 from typing import Any
 
 from ..gce import firewall, instances
+from ..gce.operations import Cancel
 from ..inventory import Farm
 from . import spec
 from .plan import Observed
 
 
-def observe(clients: Any, farm: Farm, strangers: bool = False) -> Observed:
+def observe(clients: Any, farm: Farm, cancel: Cancel, strangers: bool = False) -> Observed:
     project = farm.gcp.project
-    vms = instances.find(clients, project, spec.farm_filter(farm.farm))
-    rule = firewall.get(clients, project, spec.rule_name(farm.farm))
+    vms = instances.find(clients, project, spec.farm_filter(farm.farm), cancel)
+    rule = firewall.get(clients, project, spec.rule_name(farm.farm), cancel)
     others = []
     if strangers:
-        others = [vm for vm in instances.find(clients, project, spec.named_like_filter(farm.farm))
+        others = [vm for vm in instances.find(clients, project,
+                                              spec.named_like_filter(farm.farm), cancel)
                   if not spec.owned(vm, farm.farm)]
     return Observed(vms, rule, others)

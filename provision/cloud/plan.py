@@ -75,7 +75,8 @@ def vms(farm: Farm, seen: Observed, limit: set[str] | None = None,
     wanted = {n.name for n in nodes}
     by_node: dict[str, FoundVm] = {}
     actions = []
-    for vm in seen.vms:
+    # With two VMs for one node, the node keeps the running one; the other is the orphan.
+    for vm in sorted(seen.vms, key=lambda v: v.status != "RUNNING"):
         name = spec.node_of(vm)
         if name is not None and name in wanted and name not in by_node:
             by_node[name] = vm
@@ -132,6 +133,11 @@ def firewall(farm: Farm, found: FoundRule | None) -> Action:
             " not made by archfarm for this farm (its description lacks"
             f" '{want.description}'), so archfarm will not take it over. Fix: delete or"
             " rename that rule, or give this farm another name (farm: in the inventory).")
+    if found.network != want.network:  # a rule's network cannot be changed in place
+        raise UserError(
+            f"The firewall rule {want.name} is on network {found.network}, but the inventory"
+            f" says gcp.network: {want.network}. Fix: set gcp.network back to"
+            f" {found.network}, or run `inv destroy` (or delete the rule) and then `inv vms`.")
     if not want.source_ranges:  # nothing to compare against: leave the rule as it is
         return Action(Verb.KEEP, want.name, want.name,
                       f"tcp:22 from {', '.join(found.source_ranges)}", rule=want)

@@ -15,6 +15,10 @@ from google.cloud import compute_v1
 from .operations import Cancel, call, new_request_id, wait
 
 
+class RuleConflict(Exception):
+    """A same-named rule without the caller's description appeared while creating ours."""
+
+
 @dataclass(frozen=True)
 class FirewallSpec:
     """An ingress rule allowing tcp `ports` from `source_ranges` to VMs with `target_tags`."""
@@ -35,11 +39,14 @@ class FoundRule:
     target_tags: tuple[str, ...]
     ports: tuple[str, ...]
     other_protocols: tuple[str, ...]  # anything allowed besides tcp (never by archfarm)
+    network: str = "default"
+    disabled: bool = False
 
 
-def get(clients: Any, project: str, name: str) -> FoundRule | None:
+def get(clients: Any, project: str, name: str, cancel: Cancel | None = None
+        ) -> FoundRule | None:
     try:
-        rule = call(clients.firewalls.get, project=project, firewall=name)
+        rule = call(clients.firewalls.get, project=project, firewall=name, cancel=cancel)
     except exceptions.NotFound:
         return None
     tcp = [a for a in rule.allowed if a.I_p_protocol == "tcp"]
@@ -48,7 +55,8 @@ def get(clients: Any, project: str, name: str) -> FoundRule | None:
                      target_tags=tuple(rule.target_tags),
                      ports=tuple(p for a in tcp for p in a.ports),
                      other_protocols=tuple(a.I_p_protocol for a in rule.allowed
-                                           if a.I_p_protocol != "tcp"))
+                                           if a.I_p_protocol != "tcp"),
+                     network=rule.network.rsplit("/", 1)[-1], disabled=rule.disabled)
 
 
 def differences(found: FoundRule, spec: FirewallSpec) -> list[str]:
@@ -61,6 +69,8 @@ def differences(found: FoundRule, spec: FirewallSpec) -> list[str]:
             out.append(f"{what} {', '.join(have) or '-'} -> {', '.join(want)}")
     if found.other_protocols:
         out.append(f"drop {', '.join(found.other_protocols)}")
+    if found.disabled:
+        out.append("enable it")
     return out
 
 
@@ -79,13 +89,18 @@ def create(clients: Any, project: str, spec: FirewallSpec, cancel: Cancel | None
                       project=project, firewall_resource=_resource(spec),
                       request_id=new_request_id()))
     except exceptions.Conflict:
-        return  # created meanwhile by a concurrent run; the next run compares it
+        # Made meanwhile: by a concurrent run of this farm (fine), or by someone else.
+        found = get(clients, project, spec.name, cancel)
+        if found is not None and found.description != spec.description:
+            raise RuleConflict(f"a rule named {spec.name} was made meanwhile, not by archfarm"
+                               " for this farm; delete or rename it, then run again") from None
+        return
     wait(clients, project, op, cancel)
 
 
 def patch(clients: Any, project: str, spec: FirewallSpec, cancel: Cancel | None = None) -> None:
     resource = compute_v1.Firewall(
-        name=spec.name, source_ranges=list(spec.source_ranges),
+        name=spec.name, disabled=False, source_ranges=list(spec.source_ranges),
         target_tags=list(spec.target_tags),
         allowed=[compute_v1.Allowed(I_p_protocol="tcp", ports=list(spec.ports))])
     op = call(clients.firewalls.patch_unary, cancel=cancel,

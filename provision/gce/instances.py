@@ -68,16 +68,19 @@ def _found(vm: Any) -> FoundVm:
                    external_ip=external, internal_ip=nic.network_i_p if nic else None)
 
 
-def find(clients: Any, project: str, filter_: str) -> list[FoundVm]:
+def find(clients: Any, project: str, filter_: str, cancel: Cancel | None = None
+         ) -> list[FoundVm]:
     """One aggregated list across all zones (pages followed by the client's pager)."""
     request = compute_v1.AggregatedListInstancesRequest(project=project, filter=filter_)
-    pages = call(clients.instances.aggregated_list, request=request)
+    pages = call(clients.instances.aggregated_list, request=request, cancel=cancel)
     return sorted((_found(vm) for _, scope in pages for vm in scope.instances),
                   key=lambda v: (v.name, v.zone))
 
 
-def get(clients: Any, project: str, zone: str, name: str) -> FoundVm:
-    return _found(call(clients.instances.get, project=project, zone=zone, instance=name))
+def get(clients: Any, project: str, zone: str, name: str, cancel: Cancel | None = None
+        ) -> FoundVm:
+    return _found(call(clients.instances.get, project=project, zone=zone, instance=name,
+                       cancel=cancel))
 
 
 def body(spec: VmSpec, zone: str) -> compute_v1.Instance:
@@ -176,7 +179,7 @@ def create(clients: Any, project: str, spec: VmSpec, progress: Callable[[str], N
             wait_running(clients, project, zone, spec.name, cancel)
             return placement
         except OperationError as e:
-            delete(clients, project, zone, spec.name, cancel)  # a failed insert leaves nothing
+            _remove_leftover(clients, project, zone, spec, cancel)
             if e.code in ZONE_EXHAUSTED:
                 reason = f"{e.code} (no capacity)"
             elif e.code == "QUOTA_EXCEEDED":
@@ -201,8 +204,7 @@ def create(clients: Any, project: str, spec: VmSpec, progress: Callable[[str], N
                 placement.error = f"{zone}: {api_message(e)}"
                 return placement
         except exceptions.Conflict:
-            found = get(clients, project, zone, spec.name)
-            if all(found.labels.get(k) == v for k, v in spec.labels.items()):
+            if _made_from(get(clients, project, zone, spec.name, cancel), spec):
                 # A concurrent run of the same farm made it: wait for it, it is ours.
                 progress(f"{spec.name} was made meanwhile by another run; waiting for it")
                 wait_running(clients, project, zone, spec.name, cancel)
@@ -216,6 +218,23 @@ def create(clients: Any, project: str, spec: VmSpec, progress: Callable[[str], N
     placement.error = "no zone could take it: " + "; ".join(f"{z}: {r}"
                                                             for z, r in placement.skipped)
     return placement
+
+
+def _made_from(vm: FoundVm, spec: VmSpec) -> bool:
+    """The VM carries every label the spec gives: made from this spec, by this or another run."""
+    return all(vm.labels.get(k) == v for k, v in spec.labels.items())
+
+
+def _remove_leftover(clients: Any, project: str, zone: str, spec: VmSpec,
+                     cancel: Cancel) -> None:
+    """A failed insert normally leaves nothing; if it left a VM made from this spec, delete it
+    (never a same-named VM of someone else's). The insert's own error is what the recap says,
+    so a failure here is not reported over it."""
+    try:
+        if _made_from(get(clients, project, zone, spec.name, cancel), spec):
+            delete(clients, project, zone, spec.name, cancel)
+    except exceptions.GoogleAPICallError:
+        pass
 
 
 def _insert(clients: Any, project: str, zone: str, vm: compute_v1.Instance,
@@ -233,12 +252,12 @@ def wait_status(clients: Any, project: str, zone: str, name: str, wanted: set[st
     """Poll the VM until its status is one of `wanted`. NotFound propagates: it vanished."""
     cancel = cancel or NoCancel()
     stop = time.monotonic() + deadline
-    vm = get(clients, project, zone, name)
+    vm = get(clients, project, zone, name, cancel)
     while vm.status not in wanted:
         if time.monotonic() > stop:
             raise TimeoutError(f"{name} still {vm.status} after {deadline:.0f} s")
         cancel.sleep(POLL_SECONDS)
-        vm = get(clients, project, zone, name)
+        vm = get(clients, project, zone, name, cancel)
     return vm
 
 

@@ -13,7 +13,7 @@ import uuid
 from typing import TYPE_CHECKING, Any, Protocol
 
 from google.api_core import exceptions
-from google.api_core.retry import Retry
+from google.api_core.retry import exponential_sleep_generator
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -54,20 +54,27 @@ def _retryable(exc: Exception) -> bool:
 
 
 def call(fn: Callable[..., Any], *args: Any, cancel: Cancel | None = None, **kwargs: Any) -> Any:
-    """Call a client method under the retry policy (exponential backoff with jitter, one
-    deadline). A cancelled run stops retrying. Inserts must carry a requestId, so a retry
-    after a lost response cannot act twice."""
-    def on_error(_: Exception) -> None:
-        if cancel is not None:
-            cancel.check()
-
-    on_error(Exception())  # a cancelled run starts no new call
-
-    retry = Retry(predicate=_retryable, initial=0.5, maximum=10.0, multiplier=2.0,
-                  timeout=RETRY_SECONDS, on_error=on_error)
+    """Call a client method, retrying rate limits and server errors with exponential backoff
+    and jitter (api_core's own sleep schedule) under one deadline. A cancelled run starts no
+    attempt and stops sleeping at once. Inserts carry a requestId, so a retry after a lost
+    response cannot act twice."""
+    cancel = cancel or NoCancel()
     # The client's own retry (up to 600 s on reads) would nest inside ours: ours alone decides.
     kwargs.setdefault("retry", None)
-    return retry(fn)(*args, **kwargs)
+    deadline = time.monotonic() + RETRY_SECONDS
+    delays = exponential_sleep_generator(initial=0.5, maximum=10.0, multiplier=2.0)
+    while True:
+        cancel.check()
+        try:
+            return fn(*args, **kwargs)
+        except Exception as e:
+            if not _retryable(e):
+                raise
+            delay = next(delays)
+            if time.monotonic() + delay > deadline:
+                raise exceptions.RetryError(
+                    f"Timeout of {RETRY_SECONDS:.1f}s exceeded", e) from e
+            cancel.sleep(delay)
 
 
 def new_request_id() -> str:
@@ -111,6 +118,14 @@ def api_message(exc: exceptions.GoogleAPICallError) -> str:
     if text.startswith(("GET ", "POST ", "DELETE ", "PATCH ", "PUT ")):
         text = text.split(": ", 1)[-1]
     return text
+
+
+def is_api_error(exc: BaseException) -> bool:
+    """Raised by talking to Compute Engine (as opposed to a fault of archfarm's own)."""
+    import requests
+
+    return isinstance(exc, (exceptions.GoogleAPIError, OperationError, TimeoutError,
+                            requests.exceptions.RequestException))
 
 
 def describe(exc: BaseException) -> str:

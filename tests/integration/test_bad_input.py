@@ -290,6 +290,8 @@ DEFECTS = {
     "disk_type junk": (arm('disk_type: "SSD!"'), "nodes[0].disk_type"),
     "network junk": (gcp('network: "Default Net"'), "gcp.network"),
     "image empty": (arm('image: ""'), "nodes[0].image"),
+    # its recap row would clash with the firewall rule's
+    "node name reserved": (sub(("name: arm", "name: archfarm-t-ssh")), "nodes[0].name"),
 }
 
 

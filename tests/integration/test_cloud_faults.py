@@ -17,7 +17,7 @@ from provision.cloud import plan, spec
 from provision.cloud.apply import Apply
 from provision.gce.clients import Clients
 from provision.inventory import load
-from provision.runner import Cancel, Progress
+from provision.runner import Cancel, Progress, run
 
 from .conftest import PROJECT, REPO, SIX, mutations, run_json, run_vms, vms_of
 
@@ -140,6 +140,50 @@ def test_second_ctrl_c_exits_at_once(fake_gce, write_inventory):
     assert "Traceback" not in err
 
 
+def test_ctrl_c_during_retry_backoff_starts_no_further_call(fake_gce, write_inventory):
+    fake_gce.set_faults(http_errors=[{"method": "instances.insert", "status": 503,
+                                      "reason": "backendError"}])
+    proc = start_vms(write_inventory(SIX))
+    wait_for(lambda: len(inserts(fake_gce)) >= 12)  # every node is retrying
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.2)  # a request already on the wire may still land
+    at_ctrl_c = len(inserts(fake_gce))
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and "Traceback" not in err
+    assert len(inserts(fake_gce)) == at_ctrl_c
+
+
+def test_ctrl_c_while_observing_exits_130_at_once(fake_gce, write_inventory):
+    fake_gce.set_faults(http_errors=[{"method": "instances.aggregatedList", "status": 503,
+                                      "reason": "backendError"}])
+    proc = start_vms(write_inventory(SIX))
+    wait_for(lambda: any(r["method"] == "instances.aggregatedList"
+                         for r in fake_gce.requests()))
+    proc.send_signal(signal.SIGINT)
+    sent = time.monotonic()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and time.monotonic() - sent < 2.5
+    assert "interrupted" in err and "Traceback" not in err
+
+
+def test_destroy_prompt_ctrl_c_exits_130(fake_gce, inventory):
+    import pty
+
+    assert run_vms(inventory) == 0
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: `inv destroy` on a terminal, so it asks
+        os.chdir(REPO)
+        os.execv(sys.executable, [sys.executable, "-m", "invoke", "destroy", "-i",
+                                  str(inventory)])
+    seen = b""
+    while b"[y/N]" not in seen:
+        seen += os.read(fd, 1024)
+    os.kill(pid, signal.SIGINT)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 130
+    assert len(vms_of(fake_gce)) == 2  # nothing was deleted
+
+
 # 3. A VM that vanishes while waited on -------------------------------------------------------
 
 def test_a_vm_whose_insert_fails_while_waited_on_is_created_again_in_another_zone(
@@ -177,6 +221,45 @@ def test_a_vm_on_its_way_down_is_waited_for_then_brought_back(fake_gce, inventor
     assert result["nodes"]["x86"]["changed"] == 1
     assert instances.get(project=PROJECT, zone="us-central1-a",
                          instance="t-x86").status == "RUNNING"
+
+
+def test_a_stopped_vm_started_meanwhile_by_someone_else_is_only_waited_for(fake_gce,
+                                                                            inventory):
+    assert run_vms(inventory) == 0
+    instances = fake_gce.client(compute_v1.InstancesClient)
+    instances.stop_unary(project=PROJECT, zone="us-central1-a", instance="t-x86")
+    farm, clients = load(str(inventory)), Clients(fake_gce.endpoint)
+    wait_for(lambda: instances.get(project=PROJECT, zone="us-central1-a",
+                                   instance="t-x86").status == "TERMINATED")
+    from provision.cloud.observe import observe
+    stale = next(a for a in plan.vms(farm, observe(clients, farm, Cancel()))
+                 if a.key == "x86")
+    assert stale.verb is plan.Verb.START
+    instances.start_unary(project=PROJECT, zone="us-central1-a", instance="t-x86")
+    result = Apply(clients, farm).run(stale, Progress("x86", lambda k, t: None, Cancel()))
+    assert (result.ok, result.changed, result.failed) == (1, 0, 0), result.note
+
+
+def test_a_vm_deleted_while_it_boots_is_created_again(fake_gce, inventory):
+    fake_gce.set_faults(operation_seconds=1.5)
+    instances = fake_gce.client(compute_v1.InstancesClient)
+    deleted = []
+
+    def delete_once_it_appears():
+        while not deleted:
+            if "t-x86" in vms_of(fake_gce):
+                instances.delete_unary(project=PROJECT, zone="us-central1-a",
+                                       instance="t-x86")
+                deleted.append(True)
+            time.sleep(0.05)
+    import threading
+    threading.Thread(target=delete_once_it_appears, daemon=True).start()
+    farm = load(str(inventory))
+    create = next(a for a in plan.vms(farm, plan.Observed([], None)) if a.key == "x86")
+    result = Apply(Clients(fake_gce.endpoint), farm).run(
+        create, Progress("x86", lambda k, t: None, Cancel()))
+    assert deleted and result.changed == 1, result.note
+    assert vms_of(fake_gce)["t-x86"].status == "RUNNING"
 
 
 # 5. Destroy per VM ------------------------------------------------------------------------------
@@ -241,6 +324,22 @@ def test_a_same_named_rule_without_the_mark_is_refused(fake_gce, inventory, caps
     code, result = vms_json(inventory, capsys)
     assert code == 2 and "not made by archfarm" in result["error"]
     assert mutations(fake_gce) == []
+
+
+def test_a_rule_made_meanwhile_without_the_mark_fails_the_rule_not_silently(fake_gce,
+                                                                            inventory):
+    farm = load(str(inventory))
+    create = plan.firewall(farm, None)  # planned before someone else made the rule
+    op = fake_gce.client(compute_v1.FirewallsClient).insert_unary(
+        project=PROJECT, firewall_resource=compute_v1.Firewall(
+            name="archfarm-t-ssh", network="global/networks/default",
+            source_ranges=["0.0.0.0/0"],
+            allowed=[compute_v1.Allowed(I_p_protocol="tcp", ports=["22"])]))
+    fake_gce.client(compute_v1.GlobalOperationsClient).wait(project=PROJECT,
+                                                            operation=op.name)
+    outcome = run([("rule", Apply(Clients(fake_gce.endpoint), farm).job(create))], Cancel())
+    assert outcome.results["rule"].failed == 1
+    assert "not by archfarm" in outcome.results["rule"].note
 
 
 # 7. Concurrent runs ----------------------------------------------------------------------------

@@ -94,6 +94,24 @@ def test_the_firewall_rule_is_compared_with_the_inventory(found, verb, detail):
     assert (action.verb, action.detail) == (verb, detail)
 
 
+def test_a_disabled_rule_is_enabled_and_a_rule_on_another_network_is_refused():
+    assert plan.firewall(farm(), rule()).verb is Verb.KEEP
+    disabled = FoundRule(**{**rule().__dict__, "disabled": True})
+    assert (plan.firewall(farm(), disabled).verb, plan.firewall(farm(), disabled).detail) == (
+        Verb.UPDATE, "enable it")
+    elsewhere = FoundRule(**{**rule().__dict__, "network": "other"})
+    with pytest.raises(UserError, match="is on network other.*Fix: set gcp.network back"):
+        plan.firewall(farm(), elsewhere)
+
+
+def test_of_two_vms_for_a_node_the_running_one_is_kept_and_the_other_is_the_orphan():
+    stopped, running = vm("arm", "TERMINATED"), vm("arm", zone="us-central1-b")
+    actions = {a.key: a for a in plan.vms(farm(), Observed([stopped, running], rule()),
+                                          prune=True)}
+    assert actions["arm"].verb is Verb.KEEP and actions["arm"].vm is running
+    assert actions["f-arm (us-central1-a)"].verb is Verb.DELETE
+
+
 def test_a_rule_without_archfarms_mark_is_never_adopted():
     with pytest.raises(UserError, match="not made by archfarm.*Fix: delete or rename"):
         plan.firewall(farm(), rule(description="made by hand"))
