@@ -68,28 +68,27 @@ def _cidr(text: str) -> str:
     return text
 
 
-def _gce_name(text: str) -> str:
-    """A Compute Engine resource name (network, disk type): caught here, not by the API."""
-    if not re.fullmatch(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?", text):
-        raise ValueError(f"{text!r} is not a Compute Engine name; use lowercase letters, digits"
-                         " and dashes, starting with a letter and ending with a letter or digit")
-    return text
+def _matching(pattern: str, what: str, fix: str) -> AfterValidator:
+    """A string checked against `pattern` here, before any API call ever sees it."""
+    def check(text: str) -> str:
+        if not re.fullmatch(pattern, text):
+            raise ValueError(f"{text!r} is not {what}; {fix}")
+        return text
+    return AfterValidator(check)
 
 
-def _image(text: str) -> str:
-    if not re.fullmatch(r"(https://www\.googleapis\.com/compute/v1/)?(projects/[a-z][-a-z0-9.:]*/)?"
-                        r"global/images/(family/)?[a-z]([-a-z0-9]*[a-z0-9])?", text):
-        raise ValueError(f"{text!r} is not an image; name one like"
-                         " projects/debian-cloud/global/images/family/debian-12, or leave image"
-                         " out for Debian 12 on the node's platform")
-    return text
-
-
-def _endpoint(text: str) -> str:
-    if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", text):
-        raise ValueError(f"{text!r} is not a URL; use one like http://127.0.0.1:8089 for the"
-                         " fake or the lab, or leave api_endpoint out for Compute Engine")
-    return text
+# Compute Engine resource names (network, disk type).
+GceName = Annotated[str, _matching(
+    r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?", "a Compute Engine name", "use lowercase letters,"
+    " digits and dashes, starting with a letter and ending with a letter or digit")]
+ImageRef = Annotated[str, _matching(
+    r"(https://www\.googleapis\.com/compute/v1/)?(projects/[a-z][-a-z0-9.:]*/)?"
+    r"global/images/(family/)?[a-z]([-a-z0-9]*[a-z0-9])?", "an image",
+    "name one like projects/debian-cloud/global/images/family/debian-12, or leave image out"
+    " for Debian 12 on the node's platform")]
+Endpoint = Annotated[str, _matching(
+    r"https?://[^\s/]+(/\S*)?", "a URL", "use one like http://127.0.0.1:8089 for the fake or"
+    " the lab, or leave api_endpoint out for Compute Engine")]
 
 
 def _key_path(text: str) -> str:
@@ -107,8 +106,8 @@ class Strict(BaseModel):
 class Gcp(Strict):
     project: Annotated[str, StringConstraints(pattern=r"^[a-z][-a-z0-9]{4,28}[a-z0-9]$")]
     zones: list[Zone] = Field(min_length=1)
-    api_endpoint: Annotated[str, AfterValidator(_endpoint)] | None = None
-    network: Annotated[str, AfterValidator(_gce_name)] = "default"
+    api_endpoint: Endpoint | None = None
+    network: GceName = "default"
     ssh_source_ranges: list[Annotated[str, AfterValidator(_cidr)]] = []
     # Off: a range wider than WIDEST_SSH_PREFIX (0.0.0.0/0, ::/0, 10.0.0.0/7...) is an error.
     allow_ssh_from_anywhere: bool = Field(default=False, strict=True)
@@ -132,9 +131,9 @@ class NodeSpec(Strict):
     zones: list[Zone] | None = Field(default=None, min_length=1)
     spot: bool = Field(default=False, strict=True)
     max_run_hours: int | None = Field(default=None, ge=1, le=720, strict=True)
-    image: Annotated[str, AfterValidator(_image)] | None = None
+    image: ImageRef | None = None
     disk_gb: int = Field(default=50, ge=10, le=65536, strict=True)
-    disk_type: Annotated[str, AfterValidator(_gce_name)] = "pd-balanced"
+    disk_type: GceName = "pd-balanced"
 
     def names(self) -> list[str]:
         """Node names after `count` expansion: `name`, or `name-1` .. `name-N`."""

@@ -16,9 +16,9 @@ from ..inventory import Farm
 from ..keys import ensure_keypair
 from ..runner import Job, NodeResult, Progress
 from . import spec
-from .plan import Action, Verb
+from .plan import GOING_UP, STOPPED, Action, Verb
 
-UP = {"RUNNING", "PROVISIONING", "STAGING"}
+UP = GOING_UP | {"RUNNING"}
 VANISH_RETRIES = 3
 DONE = {Verb.CREATE: "created", Verb.UPDATE: "updated", Verb.DELETE: "deleted"}
 
@@ -83,7 +83,7 @@ class Apply:
             instances.wait_running(*args, cancel)
             return NodeResult(ok=1, note=f"running in {vm.zone}")
         if action.verb is Verb.START:
-            down, bring_up, done = {"TERMINATED", "STOPPED"}, instances.start, "started"
+            down, bring_up, done = STOPPED, instances.start, "started"
             progress(f"waiting for {vm.name} to stop, then starting it")
         else:
             down, bring_up, done = {"SUSPENDED"}, instances.resume, "resumed"

@@ -16,7 +16,16 @@ from google.api_core import exceptions
 from google.cloud import compute_v1
 
 from . import catalog
-from .operations import Cancel, NoCancel, OperationError, api_message, call, new_request_id, wait
+from .operations import (
+    Cancel,
+    NoCancel,
+    OperationError,
+    api_message,
+    call,
+    new_request_id,
+    reasons,
+    wait,
+)
 
 # Operation errors after which the next zone may still work.
 ZONE_EXHAUSTED = {"ZONE_RESOURCE_POOL_EXHAUSTED", "ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS",
@@ -189,12 +198,11 @@ def create(clients: Any, project: str, spec: VmSpec, progress: Callable[[str], N
                 placement.error = f"{zone}: {e.code}: {e.message}"
                 return placement
         except exceptions.BadRequest as e:
-            if "resourceNotReady" in {d.get("reason") for d in e.errors or []
-                                      if isinstance(d, dict)}:
+            if "resourceNotReady" in reasons(e):
                 reason = "resourceNotReady"
             elif "does not exist in zone" in api_message(e):
                 zones = [z for z in zones if machine_types.offered(spec.machine_type, z)]
-                if not zones and placement.zone is None and not placement.skipped:
+                if not zones and not placement.skipped:
                     placement.error = (f"machine type {spec.machine_type} is offered in none of"
                                        f" {', '.join(spec.zones)}; check its name (gcloud"
                                        " compute machine-types list) or the zones")

@@ -41,7 +41,8 @@ class NoCancel:
 
 
 def reasons(exc: exceptions.GoogleAPICallError) -> set[str]:
-    return {str(e.get("reason")) for e in (exc.errors or []) if isinstance(e, dict)}
+    """The `reason` of each error in a Compute Engine error body (rateLimitExceeded, ...)."""
+    return {str(e["reason"]) for e in (exc.errors or []) if isinstance(e, dict) and e.get("reason")}
 
 
 def _retryable(exc: Exception) -> bool:
@@ -137,7 +138,7 @@ def describe(exc: BaseException) -> str:
         last = describe(cause) if cause is not None else "no answer"
         return f"gave up after retrying for {RETRY_SECONDS:.0f} s; last error: {last}"
     if isinstance(exc, exceptions.GoogleAPICallError):
-        reason = ", ".join(sorted(r for r in reasons(exc) if r))
+        reason = ", ".join(sorted(reasons(exc)))
         status = f"{exc.code} {reason}".strip() if exc.code else reason
         return f"{status}: {api_message(exc)}" if status else api_message(exc)
     if isinstance(exc, OperationError):
