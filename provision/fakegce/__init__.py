@@ -13,15 +13,19 @@ State per resource (state/), URL table (urls.py), handlers (responses.py), wire 
 
 from __future__ import annotations
 
+import argparse
 import signal
+import sys
 import threading
+from typing import Any
 
 from .backends import BootBackend, MemoryBackend
 from .server import FakeServer
 from .state import ComputeState
 from .urls import MUTATING
 
-__all__ = ["FakeGCE", "BootBackend", "MemoryBackend", "MUTATING", "serve"]
+__all__ = ["FakeGCE", "BootBackend", "MemoryBackend", "MUTATING", "serve", "server_parser",
+           "serve_args"]
 
 
 class FakeGCE:
@@ -97,3 +101,28 @@ def serve(fake: FakeGCE) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return 0
+
+
+def server_parser(prog: str, description: str, operation_seconds: float
+                  ) -> argparse.ArgumentParser:
+    """The options every foreground server of the fake takes; callers add their own."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--port", type=int, default=8089)
+    parser.add_argument("--host", default="127.0.0.1", help="a 127.0.0.0/8 address")
+    parser.add_argument("--operation-seconds", type=float, default=operation_seconds,
+                        help=f"how long an operation takes (default: {operation_seconds:g})")
+    return parser
+
+
+def serve_args(parser: argparse.ArgumentParser, args: argparse.Namespace,
+               **fake_kwargs: Any) -> int:
+    """Bind the fake where `args` say (loopback only) and `serve` it; 1 if the port is taken."""
+    if not args.host.startswith("127."):
+        parser.error("--host must be a loopback address (127.0.0.0/8)")
+    try:
+        fake = FakeGCE(args.port, args.host, operation_seconds=args.operation_seconds,
+                       **fake_kwargs)
+    except OSError as e:
+        print(f"cannot listen on {args.host}:{args.port}: {e.strerror}", file=sys.stderr)
+        return 1
+    return serve(fake)
