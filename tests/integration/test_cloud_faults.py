@@ -36,6 +36,28 @@ def destroy_json(inventory, capsys):
     return run_json(lambda *a: cli.destroy(str(inventory), True, False, *a), capsys=capsys)
 
 
+def insert_farm_vm(fake_gce, inventory, node: str, zone: str) -> None:
+    """Insert a VM with the farm's labels by hand, as another (or an earlier) run would."""
+    from provision.gce.instances import body
+
+    farm = load(str(inventory))
+    wanted = next(n for n in farm.expanded() if n.name == node)
+    vm = spec.vm_spec(farm, wanted, "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAnotarealkeyatall")
+    fake_gce.client(compute_v1.InstancesClient).insert_unary(
+        project=PROJECT, zone=zone, instance_resource=body(vm, zone))
+
+
+def insert_unmarked_rule(fake_gce) -> None:
+    """A rule named like the farm's, made by hand: no archfarm mark in its description."""
+    op = fake_gce.client(compute_v1.FirewallsClient).insert_unary(
+        project=PROJECT, firewall_resource=compute_v1.Firewall(
+            name="archfarm-t-ssh", network="global/networks/default",
+            source_ranges=["0.0.0.0/0"],
+            allowed=[compute_v1.Allowed(I_p_protocol="tcp", ports=["22"])]))
+    fake_gce.client(compute_v1.GlobalOperationsClient).wait(project=PROJECT,
+                                                            operation=op.name)
+
+
 # 1. One node's failure never loses the run -------------------------------------------------
 
 def test_a_permanent_503_fails_each_node_with_its_cause_and_the_rule_is_still_made(
@@ -191,13 +213,7 @@ def test_a_vm_whose_insert_fails_while_waited_on_is_created_again_in_another_zon
     # The previous run was killed after its insert; the insert then fails (a stockout).
     fake_gce.set_faults(operation_seconds=3, stockouts=[{"zone": "us-central1-a",
                                                          "machine_family": "t2a"}])
-    farm = load(str(inventory))
-    arm = next(n for n in farm.expanded() if n.name == "arm")
-    instances = fake_gce.client(compute_v1.InstancesClient)
-    from provision.gce.instances import body
-    instances.insert_unary(project=PROJECT, zone="us-central1-a", instance_resource=body(
-        spec.vm_spec(farm, arm, "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAnotarealkeyatall"),
-        "us-central1-a"))
+    insert_farm_vm(fake_gce, inventory, "arm", "us-central1-a")
     fake_gce.set_faults(operation_seconds=0.5, stockouts=[{"zone": "us-central1-a",
                                                            "machine_family": "t2a"}])
     code, result = vms_json(inventory, capsys)
@@ -264,20 +280,11 @@ def test_a_vm_deleted_while_it_boots_is_created_again(fake_gce, inventory):
 
 # 5. Destroy per VM ------------------------------------------------------------------------------
 
-def second_vm_for_arm(fake_gce, inventory) -> None:
-    farm = load(str(inventory))
-    arm = next(n for n in farm.expanded() if n.name == "arm")
-    vm = spec.vm_spec(farm, arm, "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAnotarealkeyatall")
-    from provision.gce.instances import body
-    fake_gce.client(compute_v1.InstancesClient).insert_unary(
-        project=PROJECT, zone="us-central1-b", instance_resource=body(vm, "us-central1-b"))
-
-
 @pytest.mark.parametrize("task", ["destroy", "prune"])
 def test_one_failed_delete_of_two_vms_for_a_node_is_reported_and_exits_1(
         fake_gce, inventory, capsys, task):
     assert run_vms(inventory) == 0
-    second_vm_for_arm(fake_gce, inventory)
+    insert_farm_vm(fake_gce, inventory, "arm", "us-central1-b")
     fake_gce.set_faults(http_errors=[{"method": "instances.delete", "status": 400,
                                       "reason": "invalid", "count": 1}])
     if task == "destroy":
@@ -313,13 +320,7 @@ def test_narrowed_source_ranges_update_the_rule(fake_gce, write_inventory, capsy
 
 
 def test_a_same_named_rule_without_the_mark_is_refused(fake_gce, inventory, capsys):
-    op = fake_gce.client(compute_v1.FirewallsClient).insert_unary(
-        project=PROJECT, firewall_resource=compute_v1.Firewall(
-            name="archfarm-t-ssh", network="global/networks/default",
-            source_ranges=["0.0.0.0/0"],
-            allowed=[compute_v1.Allowed(I_p_protocol="tcp", ports=["22"])]))
-    fake_gce.client(compute_v1.GlobalOperationsClient).wait(project=PROJECT,
-                                                            operation=op.name)
+    insert_unmarked_rule(fake_gce)
     fake_gce.server.log.clear()
     code, result = vms_json(inventory, capsys)
     assert code == 2 and "not made by archfarm" in result["error"]
@@ -330,13 +331,7 @@ def test_a_rule_made_meanwhile_without_the_mark_fails_the_rule_not_silently(fake
                                                                             inventory):
     farm = load(str(inventory))
     create = plan.firewall(farm, None)  # planned before someone else made the rule
-    op = fake_gce.client(compute_v1.FirewallsClient).insert_unary(
-        project=PROJECT, firewall_resource=compute_v1.Firewall(
-            name="archfarm-t-ssh", network="global/networks/default",
-            source_ranges=["0.0.0.0/0"],
-            allowed=[compute_v1.Allowed(I_p_protocol="tcp", ports=["22"])]))
-    fake_gce.client(compute_v1.GlobalOperationsClient).wait(project=PROJECT,
-                                                            operation=op.name)
+    insert_unmarked_rule(fake_gce)
     outcome = run([("rule", Apply(Clients(fake_gce.endpoint), farm).job(create))], Cancel())
     assert outcome.results["rule"].failed == 1
     assert "not by archfarm" in outcome.results["rule"].note
@@ -348,7 +343,7 @@ def test_a_409_on_insert_for_a_vm_with_the_farms_labels_is_waited_for(fake_gce, 
     farm = load(str(inventory))
     clients = Clients(fake_gce.endpoint)
     stale = plan.vms(farm, plan.Observed([], None))  # planned before the other run's insert
-    second_vm_for_arm(fake_gce, inventory)  # "the other run" makes arm in us-central1-b
+    insert_farm_vm(fake_gce, inventory, "arm", "us-central1-b")  # "the other run" made it
     create = next(a for a in stale if a.key == "arm")
     spec_b = create.node.model_copy(update={"zones": ["us-central1-b"]})
     action = plan.Action(create.verb, create.key, create.target, create.detail, node=spec_b)
