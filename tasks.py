@@ -25,9 +25,27 @@ def vms(c, inventory=None, check=False, limit=None, prune=False, json=False):
     _exit(cli.vms(inventory, check, limit, prune, json))
 
 
+@task(help={"inventory": INVENTORY, "check": "report what would change, change nothing",
+            "limit": "only these nodes (comma-separated)", "json": JSON})
+def configure(c, inventory=None, check=False, limit=None, json=False):
+    """Install Docker, QEMU/binfmt, the docker group and daemon.json on every VM, over SSH."""
+    from provision import cli
+
+    _exit(cli.configure(inventory, check, limit, json))
+
+
+@task(help={"inventory": INVENTORY, "check": "show the plan and what would change",
+            "limit": "only these nodes (comma-separated)", "json": JSON})
+def provision(c, inventory=None, check=False, limit=None, json=False):
+    """Create the VMs, then configure them (`vms`, then `configure`), with one recap."""
+    from provision import cli
+
+    _exit(cli.provision(inventory, check, limit, json))
+
+
 @task(help={"inventory": INVENTORY, "json": JSON})
 def status(c, inventory=None, json=False):
-    """Show the farm's nodes: zone, platform, machine type, state, external IP."""
+    """Show the farm's nodes: zone, platform, machine type, state, IP, docker, emulated."""
     from provision import cli
 
     _exit(cli.status(inventory, json))
@@ -76,4 +94,4 @@ def lab_status(c, json=False):
 
 
 lab = Collection("lab", lab_up, lab_down, lab_status)
-ns = Collection(vms, status, destroy, fake, lab)
+ns = Collection(vms, configure, provision, status, destroy, fake, lab)

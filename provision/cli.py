@@ -15,7 +15,16 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import UserError
 from .report import Reporter
-from .runner import Cancel, Job, NodeResult, RunResult, interruptible, plain_ctrl_c, run
+from .runner import (
+    Cancel,
+    Job,
+    NodeResult,
+    RunResult,
+    interruptible,
+    merge,
+    plain_ctrl_c,
+    run,
+)
 
 if TYPE_CHECKING:
     from .cloud.plan import Action
@@ -60,23 +69,28 @@ def _fail(reporter: Reporter, json_mode: bool, message: str, code: int) -> int:
     return code
 
 
-def _setup(inventory: str | None) -> tuple[Farm, Any]:
-    """Load and validate everything local (inventory, key) before the first API call."""
-    from .gce.clients import Clients, resolve_endpoint
+def _load(inventory: str | None) -> Farm:
+    """Load and validate everything local (inventory, key) before any remote call."""
     from .inventory import load
     from .keys import load_public_key
 
     farm = load(inventory)
     load_public_key(farm.key_path)
-    clients = Clients(resolve_endpoint(farm.gcp.api_endpoint))
-    clients.check_credentials()
-    return farm, clients
+    return farm
 
 
-def _execute(reporter: Reporter, title: str, actions: Sequence[Action],
-             make_job: Callable[[Action], Job], cancel: Cancel, *, check: bool,
-             json_mode: bool, question: str | None = None, yes: bool = False) -> int:
-    """The one place every stage shows its plan, honours --check, asks, applies, recaps."""
+def _setup(inventory: str | None) -> tuple[Farm, Any]:
+    """The farm and Compute Engine clients (the client library is imported here)."""
+    from .configure import make_clients_for
+
+    farm = _load(inventory)
+    return farm, make_clients_for(farm)()
+
+
+def _apply(reporter: Reporter, title: str, actions: Sequence[Action],
+           make_job: Callable[[Action], Job], cancel: Cancel, *, check: bool,
+           question: str | None = None, yes: bool = False) -> RunResult:
+    """The one place every cloud stage shows its plan, honours --check, asks and applies."""
     from .gce.operations import describe
 
     reporter.plan(title, [(a.verb, a.key, a.target, a.detail) for a in actions])
@@ -85,17 +99,16 @@ def _execute(reporter: Reporter, title: str, actions: Sequence[Action],
         reporter.say(f"check mode: nothing was changed ({len(changes)} change(s) planned)")
         results = {a.key: NodeResult(changed=int(a.changes), ok=int(not a.changes),
                                      note=a.detail) for a in actions}
-        return _finish(reporter, RunResult(results, cancel.is_set()), json_mode)
+        return RunResult(results, cancel.is_set())
     if question is not None:
         if not changes:
-            return _finish(reporter, RunResult({}, False), json_mode)
+            return RunResult({}, False)
         if not yes and not _confirm(question):
             raise UserError(f"{question.rstrip('?')}: not confirmed, nothing was changed."
                             " Fix: answer y, or pass --yes.")
     cancel.check()
-    outcome = run([(a.key, make_job(a)) for a in actions], cancel,
-                  say=lambda key, text: reporter.node(key, text), describe=describe)
-    return _finish(reporter, outcome, json_mode)
+    return run([(a.key, make_job(a)) for a in actions], cancel,
+               say=lambda key, text: reporter.node(key, text), describe=describe)
 
 
 def _finish(reporter: Reporter, outcome: RunResult, json_mode: bool) -> int:
@@ -126,9 +139,11 @@ def vms(inventory: str | None, check: bool, limit: str | None, prune: bool,
         farm, clients = _setup(inventory)
         nodes = parse_limit(limit, farm)
         actions = plan.vms(farm, observe(clients, farm, cancel), nodes, prune)
-        return _execute(reporter, f"farm {farm.farm}: VMs in project {farm.gcp.project}",
-                        actions, Apply(clients, farm, reporter.say).job, cancel,
-                        check=check, json_mode=json_mode)
+        outcome = _apply(reporter, f"farm {farm.farm}: VMs in project {farm.gcp.project}",
+                         actions, Apply(clients, farm, reporter.say).job, cancel, check=check)
+        if not check:
+            _forget_moved(farm, actions)
+        return _finish(reporter, outcome, json_mode)
 
     return _guard(reporter, json_mode, body)
 
@@ -150,9 +165,89 @@ def destroy(inventory: str | None, yes: bool, check: bool, json_mode: bool) -> i
         rule = any(a.changes and a.rule is not None for a in actions)
         question = (f"Delete {vms} VM(s) of farm {farm.farm}"
                     f"{' and its firewall rule' if rule else ''}?")
-        return _execute(reporter, f"farm {farm.farm}: destroy in project {farm.gcp.project}",
-                        actions, Apply(clients, farm, reporter.say).job, cancel, check=check,
-                        json_mode=json_mode, question=question, yes=yes)
+        outcome = _apply(reporter, f"farm {farm.farm}: destroy in project {farm.gcp.project}",
+                         actions, Apply(clients, farm, reporter.say).job, cancel, check=check,
+                         question=question, yes=yes)
+        if not check and outcome.results:
+            from .hosts import cache
+
+            cache.forget(farm.gcp.project, farm.farm)
+        return _finish(reporter, outcome, json_mode)
+
+    return _guard(reporter, json_mode, body)
+
+
+def _forget_moved(farm: Farm, actions: Sequence[Action]) -> None:
+    """VMs created, started, resumed, deleted or still coming up may have a new address or
+    new host keys: drop them from the hosts cache (configure asks the API again)."""
+    from .cloud import spec
+    from .cloud.plan import Verb
+    from .hosts import cache
+
+    moved = {a.node.name if a.node else (spec.node_of(a.vm) if a.vm else None)
+             for a in actions if a.changes or a.verb is Verb.WAIT}
+    cache.forget(farm.gcp.project, farm.farm, {n for n in moved if n})
+
+
+def _configure(reporter: Reporter, farm: Farm, nodes: set[str] | None, cancel: Cancel,
+               check: bool, make_clients: Callable[[], Any]) -> RunResult:
+    from .configure import Configure
+    from .hosts.directory import Directory
+
+    stage = Configure(farm, Directory(farm, make_clients), check)
+    targets = [n for n in farm.expanded() if nodes is None or n.name in nodes]
+    reporter.say(f"farm {farm.farm}: configuring {len(targets)} host(s)"
+                 f"{' (check mode: nothing will be changed)' if check else ''}")
+    return run([(n.name, stage.job(n)) for n in targets], cancel,
+               say=lambda key, text: reporter.node(key, text))
+
+
+def configure(inventory: str | None, check: bool, limit: str | None, json_mode: bool) -> int:
+    reporter = Reporter(json_mode)
+
+    def body(cancel: Cancel) -> int:
+        from .configure import make_clients_for
+        from .inventory import parse_limit
+
+        farm = _load(inventory)
+        nodes = parse_limit(limit, farm)
+        outcome = _configure(reporter, farm, nodes, cancel, check, make_clients_for(farm))
+        return _finish(reporter, outcome, json_mode)
+
+    return _guard(reporter, json_mode, body)
+
+
+def provision(inventory: str | None, check: bool, limit: str | None, json_mode: bool) -> int:
+    """`vms`, then `configure` on the nodes whose VM is up, with one recap for both."""
+    reporter = Reporter(json_mode)
+
+    def body(cancel: Cancel) -> int:
+        from .cloud import plan
+        from .cloud.apply import Apply
+        from .cloud.observe import observe
+        from .hosts.steps import STEPS
+        from .inventory import parse_limit
+
+        farm, clients = _setup(inventory)
+        nodes = parse_limit(limit, farm)
+        actions = plan.vms(farm, observe(clients, farm, cancel), nodes, prune=False)
+        vms_outcome = _apply(reporter, f"farm {farm.farm}: VMs in project {farm.gcp.project}",
+                             actions, Apply(clients, farm, reporter.say).job, cancel,
+                             check=check)
+        if vms_outcome.interrupted:
+            return _finish(reporter, vms_outcome, json_mode)
+        if not check:
+            _forget_moved(farm, actions)
+        # Configure the nodes whose VM is up; in check mode, a VM still to be created or
+        # started cannot be looked at: all its steps are counted as changes to come.
+        pending = {a.key for a in actions if a.node and check and a.changes}
+        failed = {k for k, r in vms_outcome.results.items() if r.bad}
+        wanted = {n.name for n in farm.expanded() if nodes is None or n.name in nodes}
+        ready = wanted - pending - failed
+        outcome = _configure(reporter, farm, ready, cancel, check, lambda: clients)
+        later = RunResult({key: NodeResult(changed=len(STEPS), note="configure: every step,"
+                                           " once the VM is up") for key in pending}, False)
+        return _finish(reporter, merge(vms_outcome, outcome, later), json_mode)
 
     return _guard(reporter, json_mode, body)
 
@@ -165,6 +260,7 @@ def status(inventory: str | None, json_mode: bool) -> int:
 
         farm, clients = _setup(inventory)
         state = stage.collect(clients, farm, cancel)
+        stage.add_live_facts(farm, clients, state, cancel)
         stage.show(reporter, state)
         if json_mode:
             reporter.emit_json(state)

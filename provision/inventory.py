@@ -118,8 +118,26 @@ class Ssh(Strict):
     private_key: Annotated[str, AfterValidator(_key_path)] | None = None  # default below
 
 
+MirrorUrl = Annotated[str, _matching(
+    r"https?://[^\s/]+/?", "a registry mirror URL", "write one like https://mirror.gcr.io")]
+RegistryHost = Annotated[str, _matching(
+    r"[A-Za-z0-9.-]+(:[0-9]{1,5})?|[0-9.]+/[0-9]{1,2}", "a registry host[:port] or CIDR",
+    "write one like registry.internal:5000 or 10.0.0.0/8")]
+
+
+class Daemon(Strict):
+    """/etc/docker/daemon.json on every node; log rotation is always on."""
+
+    registry_mirrors: list[MirrorUrl] = []
+    insecure_registries: list[RegistryHost] = []
+    log_max_size: Annotated[str, _matching(
+        r"[1-9][0-9]*[kmg]", "a size", "write one like 10m or 1g")] = "10m"
+    log_max_file: int = Field(default=3, ge=1, le=100, strict=True)
+
+
 class Docker(Strict):
     package: Literal["docker-ce", "docker.io"] = "docker-ce"
+    daemon: Daemon = Daemon()
 
 
 class NodeSpec(Strict):

@@ -106,6 +106,22 @@ class RunResult:
         return 1 if any(r.bad for r in self.results.values()) else 0
 
 
+def merge(*outcomes: RunResult) -> RunResult:
+    """Several stages' outcomes as one recap: per key, counts add up and notes join."""
+    results: dict[str, NodeResult] = {}
+    for outcome in outcomes:
+        for key, r in outcome.results.items():
+            into = results.setdefault(key, NodeResult())
+            into.ok += r.ok
+            into.changed += r.changed
+            into.failed += r.failed
+            into.unreachable |= r.unreachable
+            into.interrupted |= r.interrupted
+            into.note = "; ".join(n for n in (into.note, r.note) if n)
+            into.extra.update(r.extra)
+    return RunResult(results, any(o.interrupted for o in outcomes))
+
+
 def default_describe(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 

@@ -16,16 +16,47 @@ def collect(clients: Any, farm: Farm, cancel: Any = None) -> dict:
         "name": spec.node_of(vm) or vm.name, "vm": vm.name, "zone": vm.zone,
         "platform": spec.platform_of(vm),
         "machine_type": vm.machine_type, "status": vm.status, "external_ip": vm.external_ip,
-        # filled in by the configure stage's facts once it exists
-        "docker": None, "emulated": None,
+        "docker": None, "emulated": None,  # live facts, below
     } for vm in vms]}
+
+
+def add_live_facts(farm: Farm, clients: Any, status: dict, cancel: Any,
+                   timeout: float = 5.0) -> None:
+    """Each running node's docker version and emulated flag, over SSH, all nodes at once
+    (one round trip each, `timeout` seconds at most); a node that does not answer is marked
+    unreachable and the rest of the status stands."""
+    from .configure import live_facts
+    from .hosts.directory import Directory
+    from .runner import NodeResult, run
+
+    nodes = {n.name: n for n in farm.expanded()}
+    looked = [n for n in status["nodes"] if n["status"] == "RUNNING" and n["name"] in nodes]
+    directory = Directory(farm, lambda: clients)
+    found: dict[str, dict] = {}
+
+    def look(name: str) -> Any:
+        def job(progress: Any) -> NodeResult:
+            found[name] = live_facts(farm, directory, nodes[name], progress, timeout)
+            return NodeResult(ok=1)
+        return job
+
+    run([(n["name"], look(n["name"])) for n in looked], cancel)
+    for entry in looked:
+        live = found.get(entry["name"], {"docker": None, "emulated": None, "reachable": False})
+        entry.update(docker=live["docker"], emulated=live["emulated"])
+        if not live["reachable"]:
+            status.setdefault("unreachable", {})[entry["name"]] = live.get("note", "no answer")
 
 
 def show(reporter: Reporter, status: dict) -> None:
     cols = ["name", "zone", "platform", "machine_type", "status", "external_ip", "docker",
             "emulated"]
-    rows = [["-" if n[c] is None else str(n[c]) for c in cols] for n in status["nodes"]]
+    unreachable = status.get("unreachable", {})
+    rows = [["unreachable" if c == "docker" and n["name"] in unreachable else
+             "-" if n[c] is None else str(n[c]) for c in cols] for n in status["nodes"]]
     if rows:
         reporter.table(f"farm {status['farm']}", cols, rows)
     else:
         reporter.say(f"farm {status['farm']}: no VMs (run `inv vms` to create them)")
+    for name, why in sorted(unreachable.items()):
+        reporter.node(name, f"unreachable: {why}")

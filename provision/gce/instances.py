@@ -65,6 +65,7 @@ class FoundVm:
     labels: dict[str, str]
     external_ip: str | None
     internal_ip: str | None
+    id: str = ""
 
 
 def _found(vm: Any) -> FoundVm:
@@ -74,7 +75,8 @@ def _found(vm: Any) -> FoundVm:
         external = nic.access_configs[0].nat_i_p or None
     return FoundVm(name=vm.name, zone=vm.zone.rsplit("/", 1)[-1], status=vm.status,
                    machine_type=vm.machine_type.rsplit("/", 1)[-1], labels=dict(vm.labels),
-                   external_ip=external, internal_ip=nic.network_i_p if nic else None)
+                   external_ip=external, internal_ip=nic.network_i_p if nic else None,
+                   id=str(vm.id) if vm.id else "")
 
 
 def find(clients: Any, project: str, filter_: str, cancel: Cancel | None = None
@@ -90,6 +92,20 @@ def get(clients: Any, project: str, zone: str, name: str, cancel: Cancel | None 
         ) -> FoundVm:
     return _found(call(clients.instances.get, project=project, zone=zone, instance=name,
                        cancel=cancel))
+
+
+def guest_attributes(clients: Any, project: str, zone: str, name: str, query_path: str,
+                     cancel: Cancel | None = None) -> dict[str, str]:
+    """Guest attributes under one namespace (`hostkeys/`) as key -> value; {} until the guest
+    has published any (the API answers 404 until then)."""
+    try:
+        request = compute_v1.GetGuestAttributesInstanceRequest(
+            project=project, zone=zone, instance=name, query_path=query_path)
+        found = call(clients.instances.get_guest_attributes, request=request, cancel=cancel)
+    except exceptions.NotFound:
+        return {}
+    return {item.key: item.value.split()[0] for item in found.query_value.items
+            if item.value.strip()}
 
 
 def body(spec: VmSpec, zone: str) -> compute_v1.Instance:

@@ -68,10 +68,12 @@ class DockerBackend(BootBackend):
                 self._run("run", *self._run_args(vm, name))
             agent = self._run("exec", "-i", name, "archfarm-guest-agent",
                               input=json.dumps(vm.metadata))
-            publish("hostkeys", json.loads(agent.stdout))
+            # Before the host keys, which tell clients the VM is ready: whoever reads the
+            # keys can rely on this being there already.
             emulated = vm.architecture != HOST_ARCH
             publish("archfarm-lab", {"container": name, "emulated": str(emulated).upper(),
                                      "host-architecture": HOST_ARCH})
+            publish("hostkeys", json.loads(agent.stdout))
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired, ValueError) as e:
             # A VM that fails to boot stays RUNNING without host keys, as a broken one would.
             detail = getattr(e, "stderr", "") or str(e)

@@ -1,0 +1,168 @@
+"""The configure stage: every host gets Docker, QEMU/binfmt for the farm's other platforms,
+the farm user in the docker group and daemon.json, over one pinned SSH connection each.
+
+Per host: find it (hosts cache, else the API), connect (waiting for SSH), gather facts in one
+round trip, plan the steps (pure, in hosts/steps.py), then either report them (--check) or run
+them and verify from fresh facts. A converged host costs one connection and one round trip.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .hosts import facts as host_facts
+from .hosts import steps
+from .hosts.cache import Host
+from .hosts.connect import HostKeyRefused, Unreachable, load_key, open_connection, sudo
+from .hosts.directory import Directory, NotUp
+from .inventory import Farm, Node
+from .runner import Job, NodeResult, Progress
+
+SSH_WAIT_SECONDS = float(os.environ.get("ARCHFARM_SSH_WAIT_SECONDS", "300"))
+FACTS_TIMEOUT = 60.0
+STEP_TIMEOUT = 1800.0  # an apt install on a slow mirror
+SETTLE = ("command -v cloud-init >/dev/null && timeout 600 cloud-init status --wait;"
+          " timeout 600 systemctl is-system-running --wait; true")
+
+
+def desired(farm: Farm, node: Node, host: Host) -> steps.Desired:
+    daemon = farm.docker.daemon
+    return steps.Desired(
+        user=farm.ssh.user, package=farm.docker.package, platform=node.platform,
+        farm_platforms=tuple(sorted({n.platform for n in farm.expanded()})),
+        daemon_json=steps.render_daemon_json(daemon.registry_mirrors,
+                                             daemon.insecure_registries,
+                                             daemon.log_max_size, daemon.log_max_file),
+        emulated=host.emulated)
+
+
+def gather(conn: Any, user: str, timeout: float = FACTS_TIMEOUT) -> host_facts.Facts:
+    out = sudo(conn, host_facts.script(user), timeout=timeout)
+    if host_facts.MARK + "os-release" not in out.stdout:
+        raise Unreachable(f"could not gather facts as root: {(out.stderr or out.stdout)[-300:]}"
+                          " (does the farm user have passwordless sudo?)")
+    return host_facts.parse(out.stdout)
+
+
+class Configure:
+    """Runner jobs for the configure stage, sharing the directory of hosts and the key."""
+
+    def __init__(self, farm: Farm, directory: Directory, check: bool,
+                 wait_seconds: float = SSH_WAIT_SECONDS):
+        self.farm, self.directory, self.check = farm, directory, check
+        self.wait_seconds = wait_seconds
+        self.pkey = load_key(str(farm.key_path))
+
+    def job(self, node: Node) -> Job:
+        return lambda progress: self.run(node, progress)
+
+    def connect(self, node: Node, progress: Progress) -> tuple[Any, Host]:
+        """A pinned connection. A cached entry gets one quick try; if the host does not
+        answer as cached, the API says where it is now and which keys it must present."""
+        deadline = time.monotonic() + self.wait_seconds
+        cached = self.directory.cached(node.name)
+        if cached is not None:
+            try:
+                return self._open(cached, progress, wait=0), cached
+            except (HostKeyRefused, Unreachable):
+                progress("not as cached; asking Compute Engine where it is now")
+        host = self.directory.refresh(node.name, progress.cancel, deadline, progress,
+                                      fresh=cached is not None)
+        return self._open(host, progress, wait=max(0.0, deadline - time.monotonic())), host
+
+    def _open(self, host: Host, progress: Progress, wait: float) -> Any:
+        return open_connection(host, self.farm.ssh.user, self.pkey, progress.cancel, wait,
+                               progress)
+
+    def run(self, node: Node, progress: Progress) -> NodeResult:
+        try:
+            conn, host = self.connect(node, progress)
+        except (NotUp, Unreachable) as e:
+            return NodeResult(unreachable=True, note=str(e))
+        except HostKeyRefused as e:
+            return NodeResult(failed=1, note=str(e))
+        try:
+            with conn:
+                return self._configure(conn, node, host, progress)
+        except Unreachable as e:
+            return NodeResult(unreachable=True, note=str(e))
+
+    def _configure(self, conn: Any, node: Node, host: Host, progress: Progress) -> NodeResult:
+        cancel, user = progress.cancel, self.farm.ssh.user
+        facts = gather(conn, user)
+        problem = steps.unsupported(facts)
+        if problem:
+            return NodeResult(failed=1, note=problem)
+        if facts.booting:
+            progress("waiting for first boot to settle (cloud-init, systemd)")
+            sudo(conn, SETTLE, timeout=700)
+            facts = gather(conn, user)
+        want = desired(self.farm, node, host)
+        changes = steps.plan(facts, want)
+        extra: dict[str, Any] = {"changes": [f"{c.step}: {c.detail}" for c in changes]}
+        if self.check:
+            for change in changes:
+                progress(f"would {change.step}: {change.detail}")
+            note = ("would change: " + ", ".join(c.step for c in changes) if changes
+                    else "converged")
+            return NodeResult(ok=len(steps.STEPS) - len(changes), changed=len(changes),
+                              note=note, extra=extra)
+        for change in changes:
+            cancel.check()
+            progress(f"{change.step}: {change.detail}")
+            out = sudo(conn, change.script, timeout=STEP_TIMEOUT)
+            if out.code != 0:
+                tail = (out.stderr.strip() or out.stdout.strip())[-600:]
+                return NodeResult(changed=changes.index(change), failed=1,
+                                  note=f"{change.step} failed (exit {out.code}): {tail}",
+                                  extra=extra)
+        if changes:
+            facts = gather(conn, user)
+        problem = steps.verify(facts, want)
+        extra.update(docker=facts.docker_version, emulated=steps.emulated(facts, want))
+        ok = len(steps.STEPS) - len(changes)
+        if problem:
+            return NodeResult(ok=ok, changed=len(changes), failed=1, note=problem, extra=extra)
+        arch = f"{facts.docker_arch}{' (emulated arm64 node, lab)' if extra['emulated'] else ''}"
+        note = (f"docker {facts.docker_version} on {arch}"
+                + (f"; changed: {', '.join(c.step for c in changes)}" if changes else ""))
+        return NodeResult(ok=ok + 1, changed=len(changes), note=note, extra=extra)
+
+
+def live_facts(farm: Farm, directory: Directory, node: Node, progress: Progress,
+               timeout: float = 5.0) -> dict:
+    """`inv status`'s per-node look: docker version and emulated, or unreachable. Nothing is
+    waited for: host keys not yet published or SSH not up yet read as unreachable."""
+    host = directory.cached(node.name)
+    pkey = load_key(str(farm.key_path))
+    try:
+        if host is None:
+            host = directory.refresh(node.name, progress.cancel, 0, progress)
+        try:
+            conn = open_connection(host, farm.ssh.user, pkey, progress.cancel, 0, progress,
+                                   timeout=timeout)
+        except (Unreachable, HostKeyRefused):
+            host = directory.refresh(node.name, progress.cancel, 0, progress)
+            conn = open_connection(host, farm.ssh.user, pkey, progress.cancel, 0, progress,
+                                   timeout=timeout)
+        with conn:
+            found = gather(conn, farm.ssh.user, timeout=timeout + 5)
+    except (NotUp, Unreachable, HostKeyRefused) as e:
+        return {"docker": None, "emulated": None, "reachable": False, "note": str(e)}
+    want = desired(farm, node, host)
+    return {"docker": found.docker_version, "emulated": steps.emulated(found, want),
+            "reachable": True}
+
+
+def make_clients_for(farm: Farm) -> Callable[[], Any]:
+    """Compute Engine clients, built (and the library imported) only when first needed."""
+    def make() -> Any:
+        from .gce.clients import Clients, resolve_endpoint
+
+        clients = Clients(resolve_endpoint(farm.gcp.api_endpoint))
+        clients.check_credentials()
+        return clients
+    return make

@@ -1,0 +1,215 @@
+"""What a host looks like, in one round trip: each fact is a shell command plus a pure parser.
+
+`script(user)` joins every fact's command into one script; its output comes back in sections
+(`@@ name`), and `parse(output)` turns them into one `Facts` record. The parsers never run a
+command, so they are tested on recorded outputs of real hosts (tests/unit/recorded/).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+MARK = "@@ "
+
+# Packages whose installed version configure needs to know (dpkg-query skips unknown names).
+PACKAGES = ("docker.io", "docker-ce", "docker-ce-cli", "containerd.io", "docker-buildx-plugin",
+            "qemu-user-static", "binfmt-support")
+# The binfmt_misc handlers configure may need (QEMU for the platforms archfarm knows).
+HANDLERS = "/proc/sys/fs/binfmt_misc/qemu-aarch64 /proc/sys/fs/binfmt_misc/qemu-x86_64"
+DAEMON_JSON = "/etc/docker/daemon.json"
+DOCKER_KEYRING = "/etc/apt/keyrings/docker.asc"
+DOCKER_SOURCE = "/etc/apt/sources.list.d/docker.list"
+
+
+@dataclass(frozen=True)
+class Binfmt:
+    """One binfmt_misc handler as the kernel has it registered."""
+
+    enabled: bool
+    interpreter: str
+    flags: str
+
+
+@dataclass(frozen=True)
+class Facts:
+    os_id: str = ""                    # debian, ubuntu
+    os_like: tuple[str, ...] = ()
+    version_id: str = ""               # 12, 22.04
+    codename: str = ""                 # bookworm, jammy, noble
+    dpkg_arch: str = ""                # amd64, arm64
+    machine: str = ""                  # x86_64, aarch64
+    packages: dict[str, str] = field(default_factory=dict)   # installed name -> version
+    docker_active: bool = False
+    docker_enabled: bool = False
+    docker_version: str | None = None  # the engine's, when it answers
+    docker_arch: str | None = None     # the engine's GOARCH: amd64, arm64
+    groups: frozenset[str] = frozenset()
+    binfmt_mounted: bool = False
+    binfmt: dict[str, Binfmt] = field(default_factory=dict)  # qemu-aarch64 -> handler
+    daemon_json_sha256: str | None = None
+    docker_keyring: bool = False
+    docker_source_sha256: str | None = None
+    booting: bool = False              # systemd or cloud-init still starting up
+
+    @property
+    def debian_like(self) -> bool:
+        return self.os_id in ("debian", "ubuntu") or "debian" in self.os_like
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+# -- parsers: recorded output in, plain values out -----------------------------------------------
+
+def parse_os_release(text: str) -> dict[str, str]:
+    """/etc/os-release: KEY=value lines, values optionally quoted (shell syntax)."""
+    out = {}
+    for line in text.splitlines():
+        key, sep, value = line.strip().partition("=")
+        if sep and key and not key.startswith("#"):
+            try:
+                words = shlex.split(value)
+            except ValueError:
+                words = [value]
+            out[key] = words[0] if words else ""
+    return out
+
+
+def parse_packages(text: str) -> dict[str, str]:
+    """`dpkg-query -W -f='${Package} ${Version} ${db:Status-Status}\\n'`: installed ones only."""
+    out = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[2] == "installed":
+            out[parts[0]] = parts[1]
+    return out
+
+
+def parse_docker_version(text: str) -> tuple[str | None, str | None]:
+    """`docker version --format '{{json .Server}}'`: (version, arch), or Nones if no engine."""
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                server = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(server, dict) and server.get("Version"):
+                return str(server["Version"]), server.get("Arch") or None
+    return None, None
+
+
+def parse_binfmt(text: str) -> dict[str, Binfmt]:
+    """`== /proc/sys/fs/binfmt_misc/NAME` headers, each followed by that handler's file."""
+    out: dict[str, Binfmt] = {}
+    name, lines = "", list[str]()
+
+    def close() -> None:
+        if name:
+            fields = dict(line.split(" ", 1) for line in lines[1:] if " " in line)
+            out[name] = Binfmt(enabled=bool(lines) and lines[0] == "enabled",
+                               interpreter=fields.get("interpreter", ""),
+                               flags=fields.get("flags:", "").strip())
+
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith("== "):
+            close()
+            name, lines = line[3:].rsplit("/", 1)[-1], []
+        elif line:
+            lines.append(line)
+    close()
+    return out
+
+
+def parse_sha256(text: str) -> str | None:
+    """`sha256sum FILE`: the hex digest, or None when the file is missing."""
+    match = re.match(r"^([0-9a-f]{64})\s", text.strip() + " ")
+    return match.group(1) if match else None
+
+
+def _first(text: str) -> str:
+    return text.strip().splitlines()[0].strip() if text.strip() else ""
+
+
+# -- the commands, one section each ----------------------------------------------------------------
+
+def _sections(user: str) -> list[tuple[str, str]]:
+    quoted_user = shlex.quote(user)
+    return [
+        ("os-release", "cat /etc/os-release"),
+        ("dpkg-arch", "dpkg --print-architecture"),
+        ("machine", "uname -m"),
+        ("packages", "dpkg-query -W -f='${Package} ${Version} ${db:Status-Status}\\n' "
+                     + " ".join(PACKAGES)),
+        ("docker-active", "systemctl is-active docker"),
+        ("docker-enabled", "systemctl is-enabled docker"),
+        # Only when the service runs: a CLI without an engine would wait for the socket.
+        ("docker-version", "systemctl -q is-active docker && "
+                           "timeout 10 docker version --format '{{json .Server}}'"),
+        ("groups", f"id -nG {quoted_user}"),
+        ("binfmt-mounted", "test -e /proc/sys/fs/binfmt_misc/status && echo yes"),
+        ("binfmt", f"for f in {HANDLERS}; do [ -e \"$f\" ] || continue;"
+                   " echo \"== $f\"; cat \"$f\"; done"),
+        ("daemon-json", f"sha256sum {DAEMON_JSON}"),
+        ("docker-keyring", f"test -s {DOCKER_KEYRING} && echo yes"),
+        ("docker-source", f"sha256sum {DOCKER_SOURCE}"),
+        ("booting", "systemctl is-system-running; "
+                    "command -v cloud-init >/dev/null && cloud-init status"),
+    ]
+
+
+def script(user: str) -> str:
+    """One shell script printing every fact in its own section; meant to run under sudo."""
+    return "; ".join(f"echo '{MARK}{name}'; {{ {command}; }} 2>/dev/null"
+                     for name, command in _sections(user)) + "; true"
+
+
+def split(output: str) -> dict[str, str]:
+    sections: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in output.splitlines():
+        if line.startswith(MARK):
+            current = sections.setdefault(line[len(MARK):].strip(), [])
+        elif current is not None:
+            current.append(line)
+    return {name: "\n".join(lines) for name, lines in sections.items()}
+
+
+def _booting(text: str) -> bool:
+    state = _first(text)
+    return state in ("initializing", "starting") or "status: running" in text
+
+
+def parse(output: str) -> Facts:
+    """The facts script's whole output -> Facts. A missing section reads as "absent"."""
+    s = split(output)
+    get: Callable[[str], str] = lambda name: s.get(name, "")  # noqa: E731
+    os_release = parse_os_release(get("os-release"))
+    version, arch = parse_docker_version(get("docker-version"))
+    return Facts(
+        os_id=os_release.get("ID", ""),
+        os_like=tuple(os_release.get("ID_LIKE", "").split()),
+        version_id=os_release.get("VERSION_ID", ""),
+        codename=(os_release.get("VERSION_CODENAME") or os_release.get("UBUNTU_CODENAME", "")),
+        dpkg_arch=_first(get("dpkg-arch")),
+        machine=_first(get("machine")),
+        packages=parse_packages(get("packages")),
+        docker_active=_first(get("docker-active")) == "active",
+        docker_enabled=_first(get("docker-enabled")) == "enabled",
+        docker_version=version,
+        docker_arch=arch,
+        groups=frozenset(_first(get("groups")).split()),
+        binfmt_mounted=_first(get("binfmt-mounted")) == "yes",
+        binfmt=parse_binfmt(get("binfmt")),
+        daemon_json_sha256=parse_sha256(get("daemon-json")),
+        docker_keyring=_first(get("docker-keyring")) == "yes",
+        docker_source_sha256=parse_sha256(get("docker-source")),
+        booting=_booting(get("booting")),
+    )
