@@ -194,8 +194,10 @@ def _configure(reporter: Reporter, farm: Farm, nodes: set[str] | None, cancel: C
     from .configure import Configure
     from .hosts.directory import Directory
 
-    stage = Configure(farm, Directory(farm, make_clients), check)
     targets = [n for n in farm.expanded() if nodes is None or n.name in nodes]
+    if not targets:
+        return RunResult({}, cancel.is_set())
+    stage = Configure(farm, Directory(farm, make_clients), check)
     reporter.say(f"farm {farm.farm}: configuring {len(targets)} host(s)"
                  f"{' (check mode: nothing will be changed)' if check else ''}")
     return run([(n.name, stage.job(n)) for n in targets], cancel,

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from .errors import KeyFileError
 from .hosts import facts as host_facts
 from .hosts import steps
 from .hosts.cache import Host
@@ -39,6 +40,17 @@ def desired(farm: Farm, node: Node, host: Host) -> steps.Desired:
         emulated=host.emulated)
 
 
+def farm_key(farm: Farm) -> Any:
+    """The farm's private key (already checked by keys.load_public_key), or a clear error
+    when there is none yet: `vms` generates it with the VMs that carry its public half."""
+    if not farm.key_path.exists():
+        raise KeyFileError(str(farm.key_path), "no farm key here yet, so no VM of this farm"
+                           " can have it", "run `inv vms` (or `inv provision`), which generates"
+                           " it and creates the VMs with it, or set ssh.private_key to the key"
+                           " the VMs were created with")
+    return load_key(str(farm.key_path))
+
+
 def gather(conn: Any, user: str, timeout: float = FACTS_TIMEOUT) -> host_facts.Facts:
     out = sudo(conn, host_facts.script(user), timeout=timeout)
     if host_facts.MARK + "os-release" not in out.stdout:
@@ -51,10 +63,10 @@ class Configure:
     """Runner jobs for the configure stage, sharing the directory of hosts and the key."""
 
     def __init__(self, farm: Farm, directory: Directory, check: bool,
-                 wait_seconds: float = SSH_WAIT_SECONDS):
+                 wait_seconds: float | None = None):
         self.farm, self.directory, self.check = farm, directory, check
-        self.wait_seconds = wait_seconds
-        self.pkey = load_key(str(farm.key_path))
+        self.wait_seconds = SSH_WAIT_SECONDS if wait_seconds is None else wait_seconds
+        self.pkey = farm_key(farm)
 
     def job(self, node: Node) -> Job:
         return lambda progress: self.run(node, progress)
@@ -137,8 +149,8 @@ def live_facts(farm: Farm, directory: Directory, node: Node, progress: Progress,
     """`inv status`'s per-node look: docker version and emulated, or unreachable. Nothing is
     waited for: host keys not yet published or SSH not up yet read as unreachable."""
     host = directory.cached(node.name)
-    pkey = load_key(str(farm.key_path))
     try:
+        pkey = farm_key(farm)
         if host is None:
             host = directory.refresh(node.name, progress.cancel, 0, progress)
         try:
@@ -150,7 +162,7 @@ def live_facts(farm: Farm, directory: Directory, node: Node, progress: Progress,
                                    timeout=timeout)
         with conn:
             found = gather(conn, farm.ssh.user, timeout=timeout + 5)
-    except (NotUp, Unreachable, HostKeyRefused) as e:
+    except (NotUp, Unreachable, HostKeyRefused, KeyFileError) as e:
         return {"docker": None, "emulated": None, "reachable": False, "note": str(e)}
     want = desired(farm, node, host)
     return {"docker": found.docker_version, "emulated": steps.emulated(found, want),

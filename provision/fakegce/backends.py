@@ -32,6 +32,8 @@ class VmView:
 
 class BootBackend:
     name = "abstract"
+    # natIPs handed out: 127.0.0.0/8, where a backend with real hosts publishes their sshd.
+    nat_range = ("127.0.0.2", "127.0.63.254")
 
     def power_on(self, vm: VmView, publish: Publish) -> None:
         """The VM reached RUNNING. Must not block: boot work happens in the background."""
@@ -70,6 +72,8 @@ class MemoryBackend(BootBackend):
     """
 
     name = "memory"
+    # No host listens behind these VMs: their addresses never meet a lab VM's on the machine.
+    nat_range = ("127.0.64.2", "127.0.127.254")
 
     def __init__(self, boot_seconds: Callable[[], float] = lambda: 0.0):
         self._boot_seconds = boot_seconds

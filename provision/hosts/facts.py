@@ -167,7 +167,8 @@ def _sections(user: str) -> list[tuple[str, str]]:
 
 def script(user: str) -> str:
     """One shell script printing every fact in its own section; meant to run under sudo."""
-    return "; ".join(f"echo '{MARK}{name}'; {{ {command}; }} 2>/dev/null"
+    # Each marker on a line of its own, even after output without a final newline.
+    return "; ".join(f"printf '\\n{MARK}{name}\\n'; {{ {command}; }} 2>/dev/null"
                      for name, command in _sections(user)) + "; true"
 
 

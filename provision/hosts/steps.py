@@ -42,12 +42,13 @@ WAIT_LOCKS = ("n=0; while lslocks -n -r -o PATH 2>/dev/null | grep -qxF -e "
               + " -e ".join(LOCKS) + "; do n=$((n+1)); [ $n -gt 600 ] && "
               "{ echo 'apt/dpkg locks still held after 600 s' >&2; exit 1; }; sleep 1; done")
 APT = "apt-get -q -o DPkg::Lock::Timeout=600"
-APT_UPDATE = f"{WAIT_LOCKS}; {APT} update || {{ sleep 5; {WAIT_LOCKS}; {APT} update; }}"
+# Each a braced group, so that `A && B` chains stop when an apt command fails.
+APT_UPDATE = f"{{ {WAIT_LOCKS}; {APT} update || {{ sleep 5; {WAIT_LOCKS}; {APT} update; }}; }}"
 
 
 def apt_install(packages: tuple[str, ...]) -> str:
-    return (f"{WAIT_LOCKS}; {APT} install -y --no-install-recommends "
-            f"-o Dpkg::Options::=--force-confold {' '.join(packages)}")
+    return (f"{{ {WAIT_LOCKS}; {APT} install -y --no-install-recommends "
+            f"-o Dpkg::Options::=--force-confold {' '.join(packages)}; }}")
 
 
 @dataclass(frozen=True)
@@ -170,7 +171,7 @@ def _register_fixed(cpu: str) -> str:
     magic, mask = BINFMT[cpu]
     entry = f":qemu-{cpu}:M::{magic}:{mask}:/usr/bin/qemu-{cpu}-static:F"
     handler = f"/proc/sys/fs/binfmt_misc/qemu-{cpu}"
-    return (f"{{ grep -qs '^flags: .*F' {handler} || {{"
+    return (f"{{ grep -qsx enabled {handler} && grep -qs '^flags: .*F' {handler} || {{"
             f" [ ! -e {handler} ] || echo -1 > {handler};"
             f" printf '%s\\n' {shlex.quote(entry)} > /etc/binfmt.d/archfarm-qemu-{cpu}.conf;"
             f" printf '%s' {shlex.quote(entry)} > /proc/sys/fs/binfmt_misc/register; }}; }}")
@@ -194,7 +195,8 @@ def plan(f: Facts, d: Desired) -> list[Change]:
 def unsupported(f: Facts) -> str | None:
     """Why configure cannot manage this host at all, or None."""
     if not f.debian_like:
-        return (f"{f.os_id or 'an unknown OS'} {f.version_id} is not supported: configure"
+        name = f"{f.os_id} {f.version_id}".strip() or "an unknown OS (no /etc/os-release)"
+        return (f"{name} is not supported: configure"
                 " manages Debian and Ubuntu hosts (apt, dpkg, systemd)")
     return None
 

@@ -53,6 +53,12 @@ nodes:
 SIX = LAB_LIKE.replace("-standard-2\n", "-standard-2\n    count: 3\n")
 
 
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path, monkeypatch):
+    """The hosts cache under tmp_path: no test reads another's, or the user's."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+
 @pytest.fixture
 def write_inventory(tmp_path, fake_gce):
     """Write an inventory (format placeholders: endpoint, key) and return its path."""

@@ -363,9 +363,6 @@ def test_script_output_splits_into_its_sections(monkeypatch):
     assert f.docker_version is None and f.groups == {"builder", "adm", "google-sudoers"}
 
 
-@pytest.mark.xfail(strict=True, reason="defect: a command whose output lacks a final newline "
-                   "(an /etc/os-release without one) glues the next '@@ name' marker onto its "
-                   "last line, so that section is lost and its value leaks into the previous one")
 def test_script_output_survives_a_file_without_final_newline(monkeypatch):
     monkeypatch.setattr(facts, "_sections", lambda user: [
         ("os-release", "printf 'ID=debian\\nVERSION_CODENAME=bookworm'"),

@@ -337,9 +337,6 @@ def test_the_F_registration_keeps_the_distributions_handler_with_F(tmp_path):
     assert not (tmp_path / "binfmt.d" / "archfarm-qemu-aarch64.conf").exists()
 
 
-@pytest.mark.xfail(strict=True, reason="defect: the planner counts a disabled handler as not "
-                   "fixed, but the host-side check only greps the flags line, so a disabled "
-                   "handler with F is left disabled and the host never converges")
 def test_the_F_registration_enables_a_disabled_handler_with_F(tmp_path):
     binfmt = _run_qemu_step(tmp_path, HANDLER.format(state="disabled", flags="PF"))
     handler = (binfmt / "qemu-aarch64").read_text().strip()
@@ -428,10 +425,6 @@ def test_the_script_waits_while_another_apt_holds_the_locks(tmp_path):
     assert calls[:3] == ["sleep 1"] * 3 and calls[3].startswith("apt-get")
 
 
-@pytest.mark.xfail(strict=True, reason="defect: `APT_UPDATE && apt_install(...)` chains `&&` "
-                   "onto `;`-separated lists, so it binds only the next `n=0`; when apt-get "
-                   "update fails twice the install still runs and the step's exit code is "
-                   "the install's")
 def test_an_apt_get_update_that_keeps_failing_stops_the_step(tmp_path):
     code, calls = _run_with_stub_apt(tmp_path, _docker_io_engine_script(), update_failures=2)
     assert code != 0

@@ -99,7 +99,7 @@ class Core:
         # Backend calls (a container start or stop can take a second): never under the lock.
         self._effects = ThreadPoolExecutor(max_workers=8, thread_name_prefix="fakegce-backend")
         self.projects: dict[str, Project] = {}
-        self.nat_ips = AddressPool("127.0.0.2", "127.0.63.254")
+        self.nat_ips = AddressPool(*self.backend.nat_range)
         self.internal_ips = AddressPool("127.128.0.2", "127.128.255.254")
 
     def project(self, name: str) -> Project:
