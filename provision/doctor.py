@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from .errors import CredentialsError, KeyFileError
+from .gce.catalog import DEFAULT_IMAGES
 from .inventory import Farm, Node, NodeSpec
 from .report import Reporter
 
@@ -275,8 +276,7 @@ def image(clients: Any, farm: Farm, spec: NodeSpec, node: Node) -> Check:
     if arch != want:
         return Check(name, PROBLEM, f"{found.name} is {arch}, but node {spec.name} is"
                      f" {node.platform}; Compute Engine refuses to boot it",
-                     f"use an {want} image (e.g. a family ending in"
-                     f" {'-arm64' if want == 'ARM64' else 'debian-12'}), or {default}")
+                     f"use an {want} image, like {DEFAULT_IMAGES[node.platform]}, or {default}")
     return Check(name, OK, f"{found.name}, {arch}")
 
 

@@ -132,7 +132,8 @@ def test_spot_nodes_count_in_preemptible_quota_where_it_is_granted(fake_gce, wri
      "gcloud compute images list --project debian-cloud"),
     ("projects/debian-cloud/global/images/family/debian-12",
      "debian-12-bookworm-v20251111 is X86_64, but node arm is linux/arm64; Compute Engine"
-     " refuses to boot it", "use an ARM64 image"),
+     " refuses to boot it",
+     "use an ARM64 image, like projects/debian-cloud/global/images/family/debian-12-arm64"),
 ])
 def test_a_node_image_missing_or_of_the_wrong_architecture(fake_gce, write_inventory, capsys,
                                                            image, detail, fix):
