@@ -60,6 +60,14 @@ def destroy(c, inventory=None, yes=False, check=False, json=False):
     _exit(cli.destroy(inventory, yes, check, json))
 
 
+@task(help={"inventory": INVENTORY, "json": JSON})
+def doctor(c, inventory=None, json=False):
+    """Check every prerequisite of the farm, one line each (ok / problem and its fix)."""
+    from provision import cli
+
+    _exit(cli.doctor(inventory, json))
+
+
 @task(help={"port": "loopback port to listen on (default 8089)",
             "operation_seconds": "how long each operation takes (default 2)"})
 def fake(c, port=8089, operation_seconds=2.0):
@@ -94,4 +102,4 @@ def lab_status(c, json=False):
 
 
 lab = Collection("lab", lab_up, lab_down, lab_status)
-ns = Collection(vms, configure, provision, status, destroy, fake, lab)
+ns = Collection(doctor, vms, configure, provision, status, destroy, fake, lab)

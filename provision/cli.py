@@ -271,6 +271,28 @@ def status(inventory: str | None, json_mode: bool) -> int:
     return _guard(reporter, json_mode, body)
 
 
+def doctor(inventory: str | None, json_mode: bool) -> int:
+    """Check every prerequisite (tools, key, credentials, project, nodes, quotas, firewall)
+    without changing anything: exit 1 if any check found a problem, 2 for a bad inventory."""
+    reporter = Reporter(json_mode)
+
+    def body(cancel: Cancel) -> int:
+        from . import doctor as stage
+        from .gce.clients import Clients, resolve_endpoint
+        from .inventory import load
+
+        farm = load(inventory)
+        reporter.say(f"farm {farm.farm}: prerequisites in project {farm.gcp.project}")
+        checks = stage.run(farm, Clients(resolve_endpoint(farm.gcp.api_endpoint)))
+        stage.show(reporter, checks)
+        report = stage.to_json(checks)
+        if json_mode:
+            reporter.emit_json(report)
+        return 1 if report["problems"] else 0
+
+    return _guard(reporter, json_mode, body, stages=False)
+
+
 def _confirm(question: str) -> bool:
     """Ask on a terminal; Ctrl-C at the prompt interrupts at once (exit 130)."""
     if not sys.stdin.isatty():

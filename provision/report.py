@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 STYLE = {"create": "yellow", "start": "yellow", "resume": "yellow", "update": "yellow",
          "delete": "red", "keep": "green", "wait": "cyan", "orphan": "magenta",
          "blocked": "red", "spare": "magenta"}
+CHECK_STYLE = {"ok": "green", "warning": "yellow", "problem": "red", "skipped": "magenta"}
 
 
 class Reporter:
@@ -63,6 +64,13 @@ class Reporter:
         for row in rows:
             table.add_row(*(escape(cell) for cell in row))
         self.console.print(table)
+
+    def check(self, status: str, name: str, detail: str, fix: str = "") -> None:
+        """One line of `inv doctor`: status, what was checked, what was found, and the fix."""
+        stop = "" if detail.endswith((".", "?", "!")) else "."
+        fix_text = f" Fix: {escape(fix)}{'' if fix.endswith('.') else '.'}" if fix else ""
+        self.console.print(f"[{CHECK_STYLE.get(status, '')}]{status:<8}[/] {escape(name)}:"
+                           f" {escape(detail)}{stop}{fix_text}")
 
     def error(self, text: str) -> None:
         Console(stderr=True, highlight=False, soft_wrap=True).print(

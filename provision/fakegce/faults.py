@@ -6,6 +6,11 @@ keys left out return to their defaults.
 `http_errors` entries: {"method": "instances.insert", "status": 503, "reason": "backendError",
 "count": 1, "after": false}. Without `count` the error repeats forever; with `"after": true` the
 request takes effect before the error is returned, as when a response is lost on the way back.
+
+`quota_exceeded` fails every insert in a region (optionally of one machine family) whatever
+the usage; `quotas` entries {"region": "us-central1", "metric": "T2A_CPUS", "limit": 4} set a
+regional quota's limit instead of its fresh-project default (state/quotas.py), and inserts
+then fail only when they would go over it.
 """
 
 from __future__ import annotations
@@ -13,7 +18,8 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
-KEYS = {"stockouts", "quota_exceeded", "http_errors", "operation_seconds", "boot_seconds"}
+KEYS = {"stockouts", "quota_exceeded", "quotas", "http_errors", "operation_seconds",
+        "boot_seconds"}
 
 
 @dataclass
@@ -22,6 +28,7 @@ class Faults:
     boot_seconds: float = 0.0
     stockouts: list[dict] = field(default_factory=list)
     quota_exceeded: list[dict] = field(default_factory=list)
+    quotas: list[dict] = field(default_factory=list)
     http_errors: list[dict] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -32,12 +39,17 @@ class Faults:
         for rule in spec.get("http_errors", []):
             if "method" not in rule or "status" not in rule:
                 raise ValueError("each http_errors entry needs 'method' and 'status'")
+        for rule in spec.get("quotas", []):
+            if not {"region", "metric", "limit"} <= set(rule):
+                raise ValueError("each quotas entry needs 'region', 'metric' and 'limit'")
+            float(rule["limit"])  # a number, or the configure call fails here
         with self._lock:
             self.operation_seconds = float(spec.get("operation_seconds",
                                                     defaults.operation_seconds))
             self.boot_seconds = float(spec.get("boot_seconds", defaults.boot_seconds))
             self.stockouts = [dict(r) for r in spec.get("stockouts", [])]
             self.quota_exceeded = [dict(r) for r in spec.get("quota_exceeded", [])]
+            self.quotas = [dict(r) for r in spec.get("quotas", [])]
             self.http_errors = [dict(r) for r in spec.get("http_errors", [])]
 
     def spec(self) -> dict:
@@ -47,6 +59,7 @@ class Faults:
                     "boot_seconds": self.boot_seconds,
                     "stockouts": [dict(r) for r in self.stockouts],
                     "quota_exceeded": [dict(r) for r in self.quota_exceeded],
+                    "quotas": [dict(r) for r in self.quotas],
                     "http_errors": [dict(r) for r in self.http_errors]}
 
     @staticmethod
@@ -59,6 +72,12 @@ class Faults:
     def quota(self, region: str, family: str) -> dict | None:
         return next((r for r in self.quota_exceeded
                      if r.get("region") == region and self._matches(r, family)), None)
+
+    def quota_limit(self, region: str, metric: str) -> float | None:
+        """The limit a `quotas` fault sets for this regional metric, if any (the last wins)."""
+        limits = [float(r["limit"]) for r in self.quotas
+                  if r["region"] == region and r["metric"] == metric]
+        return limits[-1] if limits else None
 
     def take_http_error(self, method: str) -> dict | None:
         """The next injected error for `method`, consuming one of its `count` (absent: forever)."""

@@ -237,6 +237,32 @@ def zones_list(state: ComputeState, p: dict, q: dict, body: dict) -> dict:
                      f"{s.BASE}projects/{project}/zones", items, q)
 
 
+def regions_get(state: ComputeState, p: dict, q: dict, body: dict) -> dict:
+    project, region = p["project"], p["region"]
+    if region not in catalog.ZONES:
+        raise NotFound(f"projects/{project}/regions/{region}")
+    return s.region_json(project, region, state.quotas.region(project, region))
+
+
+def regions_list(state: ComputeState, p: dict, q: dict, body: dict) -> dict:
+    project = p["project"]
+    items = [s.region_json(project, r, state.quotas.region(project, r)) for r in catalog.ZONES]
+    return list_body("compute#regionList", f"projects/{project}/regions",
+                     f"{s.BASE}projects/{project}/regions", items, q)
+
+
+# -- projects ---------------------------------------------------------------------------------
+
+def projects_get(state: ComputeState, p: dict, q: dict, body: dict) -> dict:
+    return s.project_json(state.projects.get(p["project"]))
+
+
+def projects_set_common_instance_metadata(state: ComputeState, p: dict, q: dict,
+                                          body: dict) -> dict:
+    return _op(state.projects.set_common_instance_metadata(p["project"], body,
+                                                           request_id=q.get("requestId")))
+
+
 # -- firewalls --------------------------------------------------------------------------------
 
 def firewalls_insert(state: ComputeState, p: dict, q: dict, body: dict) -> dict:

@@ -14,6 +14,8 @@ from . import catalog
 from .errors import HTTP_MESSAGES, GceError, OperationFailure
 from .faults import Faults
 from .state import Firewall, Instance, Operation
+from .state.core import Project
+from .state.projects import metadata_fingerprint
 
 BASE = "https://www.googleapis.com/compute/v1/"
 
@@ -219,4 +221,33 @@ def zone_json(project: str, zone: str) -> Json:
         "region": f"{BASE}projects/{project}/regions/{catalog.region_of(zone)}",
         "selfLink": zone_url(project, zone), "availableCpuPlatforms": platforms,
         "supportsPzs": False,
+    }
+
+
+def region_json(project: str, region: str, quotas: list[tuple[str, float, float]]) -> Json:
+    return {
+        "kind": "compute#region", "id": str(1000 + list(catalog.ZONES).index(region)),
+        "creationTimestamp": "1969-12-31T16:00:00.000-08:00", "name": region,
+        "description": region, "status": "UP",
+        "zones": [zone_url(project, z) for z in catalog.ZONES[region]],
+        "quotas": [{"metric": metric, "limit": limit, "usage": usage}
+                   for metric, limit, usage in quotas],
+        "selfLink": f"{BASE}projects/{project}/regions/{region}", "supportsPzs": False,
+    }
+
+
+# -- projects ---------------------------------------------------------------------------------
+
+def project_json(proj: Project) -> Json:
+    metadata: Json = {"kind": "compute#metadata", "fingerprint": metadata_fingerprint(proj)}
+    if proj.metadata:
+        metadata["items"] = [dict(item) for item in proj.metadata]
+    return {
+        "kind": "compute#project", "id": proj.id, "name": proj.name,
+        "creationTimestamp": "2025-01-06T09:00:00.000-08:00",
+        "commonInstanceMetadata": metadata,
+        # The number in a real address is the project number, not its id [inferred].
+        "defaultServiceAccount": f"{proj.id[:12]}-compute@developer.gserviceaccount.com",
+        "defaultNetworkTier": "PREMIUM", "xpnProjectStatus": "UNSPECIFIED_XPN_PROJECT_STATUS",
+        "selfLink": f"{BASE}projects/{proj.name}",
     }

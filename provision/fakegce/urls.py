@@ -46,6 +46,11 @@ ROUTES: list[tuple[str, str, str, Callable]] = [
     ("GET", Z + "/machineTypes", "machineTypes.list", r.machine_types_list),
     ("GET", P + "/zones", "zones.list", r.zones_list),
     ("GET", Z, "zones.get", r.zones_get),
+    ("GET", P + f"/regions/(?P<region>{NAME})", "regions.get", r.regions_get),
+    ("GET", P + "/regions", "regions.list", r.regions_list),
+    ("GET", P, "projects.get", r.projects_get),
+    ("POST", P + "/setCommonInstanceMetadata", "projects.setCommonInstanceMetadata",
+     r.projects_set_common_instance_metadata),
     ("POST", P + "/global/firewalls", "firewalls.insert", r.firewalls_insert),
     ("GET", P + "/global/firewalls", "firewalls.list", r.firewalls_list),
     ("GET", FW, "firewalls.get", r.firewalls_get),
@@ -63,7 +68,8 @@ MUTATING = frozenset(method for verb, _, method, _ in ROUTES
                      if verb in ("POST", "DELETE", "PATCH") and not method.endswith(".wait"))
 
 # Path parameters GCE checks against its name pattern (400 when violated).
-CHECKED_PARAMS = ("instance", "operation", "firewall", "family", "machineType", "zone")
+CHECKED_PARAMS = ("instance", "operation", "firewall", "family", "machineType", "zone",
+                  "region")
 
 # Zonal methods that answer an unknown zone with 400 "Unknown zone." (zones.get says 404).
 UNKNOWN_ZONE_IS_INVALID = frozenset(method for _, pattern, method, _ in ROUTES

@@ -40,7 +40,7 @@ def _is_loopback(host: str) -> bool:
 
 
 def _credentials(endpoint: str | None):
-    if endpoint and urlsplit(endpoint).scheme == "http":
+    if is_fake(endpoint):
         from google.auth.credentials import AnonymousCredentials
 
         return AnonymousCredentials()
@@ -64,6 +64,31 @@ def _credentials(endpoint: str | None):
     return credentials
 
 
+def is_fake(endpoint: str | None) -> bool:
+    """A plain-http endpoint is the fake or the lab (resolve_endpoint allows it on loopback
+    only); anonymous credentials are used there."""
+    return bool(endpoint) and urlsplit(endpoint or "").scheme == "http"
+
+
+def account_of(credentials) -> str:
+    """Whose credentials these are, in words, without a network call."""
+    from google.auth.credentials import AnonymousCredentials
+
+    if isinstance(credentials, AnonymousCredentials):
+        return "anonymous credentials (no Google account is used)"
+    email = getattr(credentials, "service_account_email", None)
+    if email and email != "default":
+        return f"service account {email}"
+    if email == "default":  # metadata-server credentials on a Google Cloud VM
+        return "the default service account of this Google Cloud VM"
+    from google.oauth2.credentials import Credentials as UserCredentials
+
+    if isinstance(credentials, UserCredentials):
+        who = f" of {credentials.account}" if getattr(credentials, "account", "") else ""
+        return f"user credentials{who} (gcloud auth application-default login)"
+    return f"{type(credentials).__module__}.{type(credentials).__name__} credentials"
+
+
 @dataclass
 class Clients:
     """Lazily built compute_v1 clients sharing credentials and endpoint."""
@@ -71,8 +96,13 @@ class Clients:
     endpoint: str | None
 
     @cached_property
+    def credentials(self):
+        """Application Default Credentials (anonymous for the fake); CredentialsError if none."""
+        return _credentials(self.endpoint)
+
+    @cached_property
     def _kwargs(self) -> dict:
-        kwargs = {"credentials": _credentials(self.endpoint), "transport": "rest"}
+        kwargs = {"credentials": self.credentials, "transport": "rest"}
         if self.endpoint:
             kwargs["client_options"] = {"api_endpoint": self.endpoint}
         return kwargs
@@ -101,6 +131,18 @@ class Clients:
     @cached_property
     def firewalls(self):
         return self._make("FirewallsClient")
+
+    @cached_property
+    def images(self):
+        return self._make("ImagesClient")
+
+    @cached_property
+    def regions(self):
+        return self._make("RegionsClient")
+
+    @cached_property
+    def projects(self):
+        return self._make("ProjectsClient")
 
     def check_credentials(self) -> None:
         """Fail early (exit 2) on missing credentials, before any plan is shown."""

@@ -156,25 +156,29 @@ class Placement:
 
 
 class MachineTypes:
-    """Which zones offer a machine type, asked only when an insert says it is not offered.
+    """Which zones offer a machine type, asked only when needed (an insert says it is not
+    offered, or `inv doctor` checks), each (type, zone) once per run.
 
     Shared by all the nodes of a run, so an unknown type costs one look-up per zone, once.
     """
 
     def __init__(self, clients: Any, project: str):
         self._clients, self._project = clients, project
-        self._offered: dict[tuple[str, str], bool] = {}
+        self._found: dict[tuple[str, str], Any] = {}
+
+    def get(self, machine_type: str, zone: str) -> Any:
+        """The MachineType as the zone offers it (guestCpus, architecture), or None."""
+        key = (machine_type, zone)
+        if key not in self._found:
+            try:
+                self._found[key] = call(self._clients.machine_types.get, project=self._project,
+                                        zone=zone, machine_type=machine_type)
+            except (exceptions.NotFound, exceptions.BadRequest):
+                self._found[key] = None
+        return self._found[key]
 
     def offered(self, machine_type: str, zone: str) -> bool:
-        key = (machine_type, zone)
-        if key not in self._offered:
-            try:
-                call(self._clients.machine_types.get, project=self._project, zone=zone,
-                     machine_type=machine_type)
-                self._offered[key] = True
-            except (exceptions.NotFound, exceptions.BadRequest):
-                self._offered[key] = False
-        return self._offered[key]
+        return self.get(machine_type, zone) is not None
 
 
 def create(clients: Any, project: str, spec: VmSpec, progress: Callable[[str], None],

@@ -50,7 +50,10 @@ def test_instance_json_has_full_links_string_int64_and_loopback_addresses(gce):
 
 
 def test_every_address_handed_out_is_loopback_and_unique(gce):
-    gce.fake.set_faults(operation_seconds=0)
+    # 30 VMs: more than a fresh project's 8 addresses and 24 vCPUs in a region allow.
+    lifted = [{"region": "us-central1", "metric": m, "limit": 1000}
+              for m in ("CPUS", "E2_CPUS", "IN_USE_ADDRESSES")]
+    gce.fake.set_faults(operation_seconds=0, quotas=lifted)
     nat = set()
     for i in range(30):
         vm = create(gce, instance(name=f"vm-{i}", machine_type="e2-small", family="debian-12"))

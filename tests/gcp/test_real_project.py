@@ -6,6 +6,7 @@ Runs only when ARCHFARM_GCP_PROJECT names a project and Application Default Cred
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -21,8 +22,7 @@ pytestmark = pytest.mark.skipif(
     reason="needs a real project: set ARCHFARM_GCP_PROJECT and Application Default Credentials")
 
 
-def test_create_status_destroy_on_real_compute_engine(tmp_path, capsys, monkeypatch):
-    monkeypatch.delenv("ARCHFARM_GCE_ENDPOINT", raising=False)
+def real_inventory(tmp_path: Path) -> Path:
     source = os.environ.get("ARCHFARM_GCP_SSH_SOURCE", "203.0.113.7/32")
     inventory = tmp_path / "real.yaml"
     inventory.write_text(f"""
@@ -35,6 +35,28 @@ ssh: {{private_key: {tmp_path}/key}}
 nodes:
   - {{name: x86, platform: linux/amd64, machine_type: e2-micro, disk_gb: 10, max_run_hours: 1}}
 """)
+    return inventory
+
+
+def test_doctor_reads_the_real_project(tmp_path, capsys, monkeypatch):
+    """Changes nothing (it only reads), so it creates no VM and costs nothing. The local tools
+    may be missing on the test machine: only the Compute Engine lines are asserted."""
+    monkeypatch.delenv("ARCHFARM_GCE_ENDPOINT", raising=False)
+    capsys.readouterr()
+    code = cli.doctor(str(real_inventory(tmp_path)), True)
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert code in (0, 1), report
+    status = {c["check"]: c["status"] for c in report["checks"]}
+    assert status["credentials"] == "ok"
+    assert status["Compute Engine API and project"] == "ok"
+    assert status["node x86: machine type e2-micro"] == "ok"
+    assert status["node x86: image projects/debian-cloud/global/images/family/debian-12"] == "ok"
+    assert "quota CPUS in us-central1" in status or "farm VMs already there" in status
+
+
+def test_create_status_destroy_on_real_compute_engine(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("ARCHFARM_GCE_ENDPOINT", raising=False)
+    inventory = real_inventory(tmp_path)
     try:
         assert cli.vms(str(inventory), False, None, False, False) == 0
         assert cli.vms(str(inventory), False, None, False, False) == 0  # converged

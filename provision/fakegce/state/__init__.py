@@ -3,6 +3,8 @@
     clock.py       timestamps and the scheduler that advances operations
     core.py        the lock, faults, boot backend, projects, loopback address pools
     operations.py  Operation and the zone/global operation calls
+    projects.py    the project and its commonInstanceMetadata
+    quotas.py      regional quotas: limits, usage from the VMs held, the check on insert
     vm.py          the Instance model
     build.py       insert body -> Instance (validation)
     instances.py   instances backend (lookup, insert, bulkInsert, delete, labels, metadata,
@@ -21,6 +23,8 @@ from .core import WAIT_SECONDS, Core
 from .firewalls import Firewall, Firewalls
 from .instances import Instances
 from .operations import BulkStatus, Operation, Operations
+from .projects import Projects
+from .quotas import Quotas
 from .vm import Instance
 
 __all__ = ["ComputeState", "Firewall", "Instance", "Operation", "BulkStatus"]
@@ -33,7 +37,9 @@ class ComputeState:
                  boot_seconds: float = 0.0, wait_seconds: float = WAIT_SECONDS):
         self.core = Core(backend, operation_seconds, boot_seconds, wait_seconds)
         self.operations = Operations(self.core)
-        self.instances = Instances(self.core, self.operations)
+        self.quotas = Quotas(self.core)
+        self.instances = Instances(self.core, self.operations, self.quotas)
+        self.projects = Projects(self.core, self.operations)
         self.firewalls = Firewalls(self.core, self.operations)
 
     @property

@@ -51,6 +51,9 @@ def fingerprint(value: object, version: int) -> str:
 @dataclass
 class Project:
     name: str
+    id: str = field(default_factory=new_id)
+    metadata: list[dict] = field(default_factory=list)  # commonInstanceMetadata items
+    metadata_version: int = 0
     instances: dict[tuple[str, str], Instance] = field(default_factory=dict)  # (zone, name)
     instances_by_id: dict[str, Instance] = field(default_factory=dict)
     disks: set[tuple[str, str]] = field(default_factory=set)

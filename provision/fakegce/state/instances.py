@@ -24,13 +24,15 @@ from . import build
 from .core import Core, replayable
 from .operations import BulkStatus, Operation, Operations, new_group_id
 from .power import PowerTransitions
+from .quotas import Quotas
 from .vm import Instance
 
 
 class Instances(PowerTransitions):
-    def __init__(self, core: Core, operations: Operations):
+    def __init__(self, core: Core, operations: Operations, quotas: Quotas):
         self.core = core
         self.operations = operations
+        self.quotas = quotas
 
     # -- lookup -------------------------------------------------------------------------------
 
@@ -77,7 +79,7 @@ class Instances(PowerTransitions):
         rules.zone(zone)
         vm = build.instance(self.core, project, zone, body, "resource", set())
         op = self.vm_operation(vm, "insert", request_id)
-        self._create([vm], [op], self._outcome(project, zone, vm))
+        self._create([vm], [op], self._outcome(project, zone, [vm]))
         return op
 
     @replayable
@@ -100,17 +102,22 @@ class Instances(PowerTransitions):
         bulk = self.operations.new(project, "bulkInsert", vms[0].path, vms[0].id, zone,
                                    request_id, group)
         ops = [self.vm_operation(vm, "insert", None, group) for vm in vms]
-        self._create(vms, ops, self._outcome(project, zone, vms[0]), bulk)
+        self._create(vms, ops, self._outcome(project, zone, vms), bulk)
         return bulk
 
-    def _outcome(self, project: str, zone: str, vm: Instance) -> OperationFailure | None:
-        """Whether this insert ends in a stockout or quota failure (decided at insert time)."""
-        family = vm.machine.family.name
+    def _outcome(self, project: str, zone: str,
+                 vms: builtins.list[Instance]) -> OperationFailure | None:
+        """Whether this insert ends in a quota failure or stockout (decided at insert time,
+        before the new VMs are stored)."""
+        machine = vms[0].machine
         region = catalog.region_of(zone)
-        if self.core.faults.quota(region, family):
-            return quota_exceeded(region, family)
-        if self.core.faults.stockout(zone, family):
-            return stockout(project, zone, vm.machine.name)
+        if self.core.faults.quota(region, machine.family.name):
+            return quota_exceeded(region, "CPUS", 0.0, machine.family.name)
+        over = self.quotas.check_insert(project, zone, vms)
+        if over:
+            return over
+        if self.core.faults.stockout(zone, machine.family.name):
+            return stockout(project, zone, machine.name)
         return None
 
     def _create(self, vms: builtins.list[Instance], ops: builtins.list[Operation],
