@@ -27,7 +27,13 @@ for unit in systemd-udevd.service systemd-udev-trigger.service getty@tty1.servic
             systemd-timesyncd.service apt-daily.timer apt-daily-upgrade.timer; do
     ln -sf /dev/null "$root/etc/systemd/system/$unit"
 done
-rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
+# One apt cache shared by every lab VM: the packages `inv configure` installs on a docker.io
+# farm (provision/hosts/steps.py) are downloaded into the image, with the package lists, so a
+# VM's install downloads nothing and its `apt-get update` only revalidates the lists.
+chroot "$root" apt-get -qq update >&2
+chroot "$root" env DEBIAN_FRONTEND=noninteractive apt-get -qq install -y --download-only \
+    --no-install-recommends docker.io qemu-user-static binfmt-support >&2
+rm -f "$root"/var/cache/apt/*.bin
 
 tar -C "$root" -c . | docker import \
     --change 'CMD ["/sbin/init"]' \
