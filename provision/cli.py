@@ -142,7 +142,7 @@ def vms(inventory: str | None, check: bool, limit: str | None, prune: bool,
         outcome = _apply(reporter, f"farm {farm.farm}: VMs in project {farm.gcp.project}",
                          actions, Apply(clients, farm, reporter.say).job, cancel, check=check)
         if not check:
-            _forget_moved(farm, actions)
+            _update_hosts(farm, actions)
         return _finish(reporter, outcome, json_mode)
 
     return _guard(reporter, json_mode, body)
@@ -177,16 +177,28 @@ def destroy(inventory: str | None, yes: bool, check: bool, json_mode: bool) -> i
     return _guard(reporter, json_mode, body)
 
 
-def _forget_moved(farm: Farm, actions: Sequence[Action]) -> None:
-    """VMs created, started, resumed, deleted or still coming up may have a new address or
-    new host keys: drop them from the hosts cache (configure asks the API again)."""
+def _update_hosts(farm: Farm, actions: Sequence[Action]) -> None:
+    """Keep the hosts cache in step with the VMs, at no API call: VMs created, started,
+    resumed, deleted or still coming up may have a new address or new host keys, so they
+    are dropped; a running VM the cache does not know as it is gets its address written
+    down (configure then fetches its host keys from its guest attributes)."""
     from .cloud import spec
     from .cloud.plan import Verb
     from .hosts import cache
 
-    moved = {a.node.name if a.node else (spec.node_of(a.vm) if a.vm else None)
-             for a in actions if a.changes or a.verb is Verb.WAIT}
-    cache.forget(farm.gcp.project, farm.farm, {n for n in moved if n})
+    hosts = cache.load(farm.gcp.project, farm.farm)
+    for a in actions:
+        node = a.node.name if a.node else (spec.node_of(a.vm) if a.vm else None)
+        if node is None:
+            continue
+        if a.changes or a.verb is Verb.WAIT:
+            hosts.pop(node, None)
+        elif a.verb is Verb.KEEP and a.vm and a.vm.external_ip:
+            known = hosts.get(node)
+            if not known or (known.vm_id, known.address) != (a.vm.id, a.vm.external_ip):
+                hosts[node] = cache.Host(node=node, vm=a.vm.name, zone=a.vm.zone,
+                                         vm_id=a.vm.id, address=a.vm.external_ip)
+    cache.save(farm.gcp.project, farm.farm, hosts)
 
 
 def _configure(reporter: Reporter, farm: Farm, nodes: set[str] | None, cancel: Cancel,
@@ -239,7 +251,7 @@ def provision(inventory: str | None, check: bool, limit: str | None, json_mode: 
         if vms_outcome.interrupted:
             return _finish(reporter, vms_outcome, json_mode)
         if not check:
-            _forget_moved(farm, actions)
+            _update_hosts(farm, actions)
         # Configure the nodes whose VM is up; in check mode, a VM still to be created or
         # started cannot be looked at: all its steps are counted as changes to come.
         pending = {a.key for a in actions if a.node and check and a.changes}

@@ -61,11 +61,12 @@ class Directory:
             return self._listed
 
     def refresh(self, node: str, cancel: Cancel, deadline: float,
-                progress: Callable[[str], None], fresh: bool = False) -> Host:
-        """The node's host from the API: its VM, then its host keys (waited for)."""
+                progress: Callable[[str], None], fresh: bool = False, vm: Any = None) -> Host:
+        """The node's host from the API: its VM (listed, unless the caller has just seen it),
+        then its host keys (waited for until `deadline`)."""
         from ..gce import instances
 
-        vm = self._vms(cancel, fresh).get(node)
+        vm = vm or self._vms(cancel, fresh).get(node)
         if vm is None:
             raise NotUp(f"no VM for node {node}; create it with `inv vms`")
         if vm.status != "RUNNING" or not vm.external_ip:
