@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 from google.cloud import compute_v1
 
+from provision.keys import ensure_keypair
+
 from .conftest import KW
 
 REPO = Path(__file__).resolve().parents[2]
@@ -232,3 +234,29 @@ def test_a_node_stopped_midway_is_unreachable_the_other_converges_and_a_rerun_co
     code, out, err = inv("provision", "-i", str(path))
     assert code == 0, err
     assert all(r["failed"] == 0 and not r["unreachable"] for r in out["nodes"].values())
+
+
+def test_a_key_the_vms_do_not_know_is_reported_as_authentication_failed(configured, tmp_path):
+    path, *_ = configured
+    ensure_keypair(tmp_path / "other-key", "other")
+    other = tmp_path / "other.yaml"
+    other.write_text(path.read_text().replace(str(path.parent / "farm-key"),
+                                              str(tmp_path / "other-key")))
+    code, out, err = inv("configure", "-i", str(other), "--limit", "amd64",
+                         env={"ARCHFARM_SSH_WAIT_SECONDS": "3"})
+    assert code == 1, err
+    result = out["nodes"]["amd64"]
+    assert result["unreachable"] is True and "authentication failed" in result["note"], result
+
+
+def test_a_vm_re_created_behind_archfarms_back_is_found_again_not_refused(farm, tmp_path):
+    path = farm("archfarm-cfg-recreate", ONE)
+    code, out, err = inv("configure", "-i", str(path), "--check")
+    assert code == 0, err
+    # Re-created by another checkout (its own cache): ours still pins the old VM's keys.
+    elsewhere = {"XDG_CACHE_HOME": str(tmp_path / "elsewhere")}
+    assert inv("destroy", "-i", str(path), "--yes", env=elsewhere)[0] == 0
+    assert inv("vms", "-i", str(path), env=elsewhere)[0] == 0
+    code, out, err = inv("configure", "-i", str(path), "--check")
+    assert code == 0, err
+    assert "asking Compute Engine" in err and out["nodes"]["amd64"]["changed"] == 4
