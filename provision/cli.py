@@ -19,6 +19,7 @@ from .runner import Cancel, Job, NodeResult, RunResult, interruptible, plain_ctr
 
 if TYPE_CHECKING:
     from .cloud.plan import Action
+    from .costs import Estimate
     from .inventory import Farm
 
 
@@ -75,8 +76,10 @@ def _setup(inventory: str | None) -> tuple[Farm, Any]:
 
 def _execute(reporter: Reporter, title: str, actions: Sequence[Action],
              make_job: Callable[[Action], Job], cancel: Cancel, *, check: bool,
-             json_mode: bool, question: str | None = None, yes: bool = False) -> int:
-    """The one place every stage shows its plan, honours --check, asks, applies, recaps."""
+             json_mode: bool, question: str | None = None, yes: bool = False,
+             cost: Estimate | None = None) -> int:
+    """The one place every stage shows its plan, honours --check, asks, applies, recaps.
+    `cost`, when given, ends the output (and the JSON) with the estimated cost."""
     from .gce.operations import describe
 
     reporter.plan(title, [(a.verb, a.key, a.target, a.detail) for a in actions])
@@ -85,22 +88,25 @@ def _execute(reporter: Reporter, title: str, actions: Sequence[Action],
         reporter.say(f"check mode: nothing was changed ({len(changes)} change(s) planned)")
         results = {a.key: NodeResult(changed=int(a.changes), ok=int(not a.changes),
                                      note=a.detail) for a in actions}
-        return _finish(reporter, RunResult(results, cancel.is_set()), json_mode)
+        return _finish(reporter, RunResult(results, cancel.is_set()), json_mode, cost)
     if question is not None:
         if not changes:
-            return _finish(reporter, RunResult({}, False), json_mode)
+            return _finish(reporter, RunResult({}, False), json_mode, cost)
         if not yes and not _confirm(question):
             raise UserError(f"{question.rstrip('?')}: not confirmed, nothing was changed."
                             " Fix: answer y, or pass --yes.")
     cancel.check()
     outcome = run([(a.key, make_job(a)) for a in actions], cancel,
                   say=lambda key, text: reporter.node(key, text), describe=describe)
-    return _finish(reporter, outcome, json_mode)
+    return _finish(reporter, outcome, json_mode, cost)
 
 
-def _finish(reporter: Reporter, outcome: RunResult, json_mode: bool) -> int:
+def _finish(reporter: Reporter, outcome: RunResult, json_mode: bool,
+            cost: Estimate | None = None) -> int:
     if outcome.results:
         reporter.recap(outcome.results)
+    if cost is not None:
+        reporter.costs(cost)
     if outcome.interrupted:
         left = sorted(k for k, r in outcome.results.items() if r.interrupted)
         reporter.say(f"interrupted: {len(left)} left in flight ({', '.join(left) or 'none'});"
@@ -109,6 +115,8 @@ def _finish(reporter: Reporter, outcome: RunResult, json_mode: bool) -> int:
         out: dict[str, Any] = {"nodes": {k: r.to_json() for k, r in outcome.results.items()}}
         if outcome.interrupted:
             out["interrupted"] = True
+        if cost is not None:
+            out["cost"] = cost.to_json()
         reporter.emit_json(out)
     return outcome.exit_code
 
@@ -121,6 +129,7 @@ def vms(inventory: str | None, check: bool, limit: str | None, prune: bool,
         from .cloud import plan
         from .cloud.apply import Apply
         from .cloud.observe import observe
+        from .costs import estimate
         from .inventory import parse_limit
 
         farm, clients = _setup(inventory)
@@ -128,7 +137,8 @@ def vms(inventory: str | None, check: bool, limit: str | None, prune: bool,
         actions = plan.vms(farm, observe(clients, farm, cancel), nodes, prune)
         return _execute(reporter, f"farm {farm.farm}: VMs in project {farm.gcp.project}",
                         actions, Apply(clients, farm, reporter.say).job, cancel,
-                        check=check, json_mode=json_mode)
+                        check=check, json_mode=json_mode,
+                        cost=estimate(farm, nodes) if check else None)
 
     return _guard(reporter, json_mode, body)
 
