@@ -8,6 +8,7 @@ Exit codes: 0 success, 1 a stage failed somewhere (the recap says where), 2 bad 
 from __future__ import annotations
 
 import os
+import select
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -28,6 +29,7 @@ from .runner import (
 
 if TYPE_CHECKING:
     from .cloud.plan import Action
+    from .costs import Estimate
     from .inventory import Farm
 
 
@@ -103,6 +105,7 @@ def _apply(reporter: Reporter, title: str, actions: Sequence[Action],
     if question is not None:
         if not changes:
             return RunResult({}, False)
+        cancel.check()  # a Ctrl-C that came before the prompt: no prompt
         if not yes and not _confirm(question):
             raise UserError(f"{question.rstrip('?')}: not confirmed, nothing was changed."
                             " Fix: answer y, or pass --yes.")
@@ -111,9 +114,13 @@ def _apply(reporter: Reporter, title: str, actions: Sequence[Action],
                say=lambda key, text: reporter.node(key, text), describe=describe)
 
 
-def _finish(reporter: Reporter, outcome: RunResult, json_mode: bool) -> int:
+def _finish(reporter: Reporter, outcome: RunResult, json_mode: bool,
+            cost: Estimate | None = None) -> int:
+    """The recap (then the estimated cost, when given), the --json object, the exit code."""
     if outcome.results:
         reporter.recap(outcome.results)
+    if cost is not None:
+        reporter.costs(cost)
     if outcome.interrupted:
         left = sorted(k for k, r in outcome.results.items() if r.interrupted)
         reporter.say(f"interrupted: {len(left)} left in flight ({', '.join(left) or 'none'});"
@@ -122,6 +129,8 @@ def _finish(reporter: Reporter, outcome: RunResult, json_mode: bool) -> int:
         out: dict[str, Any] = {"nodes": {k: r.to_json() for k, r in outcome.results.items()}}
         if outcome.interrupted:
             out["interrupted"] = True
+        if cost is not None:
+            out["cost"] = cost.to_json()
         reporter.emit_json(out)
     return outcome.exit_code
 
@@ -134,6 +143,7 @@ def vms(inventory: str | None, check: bool, limit: str | None, prune: bool,
         from .cloud import plan
         from .cloud.apply import Apply
         from .cloud.observe import observe
+        from .costs import estimate
         from .inventory import parse_limit
 
         farm, clients = _setup(inventory)
@@ -143,7 +153,7 @@ def vms(inventory: str | None, check: bool, limit: str | None, prune: bool,
                          actions, Apply(clients, farm, reporter.say).job, cancel, check=check)
         if not check:
             _update_hosts(farm, actions)
-        return _finish(reporter, outcome, json_mode)
+        return _finish(reporter, outcome, json_mode, estimate(farm, nodes) if check else None)
 
     return _guard(reporter, json_mode, body)
 
@@ -239,6 +249,7 @@ def provision(inventory: str | None, check: bool, limit: str | None, json_mode: 
         from .cloud import plan
         from .cloud.apply import Apply
         from .cloud.observe import observe
+        from .costs import estimate
         from .hosts.steps import STEPS
         from .inventory import parse_limit
 
@@ -261,7 +272,8 @@ def provision(inventory: str | None, check: bool, limit: str | None, json_mode: 
         outcome = _configure(reporter, farm, ready, cancel, check, lambda: clients)
         later = RunResult({key: NodeResult(changed=len(STEPS), note="configure: every step,"
                                            " once the VM is up") for key in pending}, False)
-        return _finish(reporter, merge(vms_outcome, outcome, later), json_mode)
+        return _finish(reporter, merge(vms_outcome, outcome, later), json_mode,
+                       estimate(farm, nodes) if check else None)
 
     return _guard(reporter, json_mode, body)
 
@@ -310,7 +322,13 @@ def _confirm(question: str) -> bool:
     if not sys.stdin.isatty():
         return False
     with plain_ctrl_c():
-        return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
+        sys.stdout.write(f"{question} [y/N] ")
+        sys.stdout.flush()
+        # Wake up often: a Ctrl-C the kernel delivers to another thread (a client library's)
+        # does not interrupt a blocked read here, and Python only acts on it between waits.
+        while not select.select([sys.stdin], [], [], 0.1)[0]:
+            pass
+        return sys.stdin.readline().strip().lower() in ("y", "yes")
 
 
 def lab_up(json_mode: bool) -> int:

@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 if TYPE_CHECKING:
+    from .costs import Estimate
     from .runner import NodeResult
 
 STYLE = {"create": "yellow", "start": "yellow", "resume": "yellow", "update": "yellow",
@@ -59,6 +60,37 @@ class Reporter:
                           str(r.failed), escape(r.note))
         self.console.print(table)
 
+    def costs(self, estimate: Estimate) -> None:
+        """Every node's price on-demand and spot, per hour and per month, and the totals."""
+        hours = estimate.hours_per_month
+        table = self._table(
+            f"estimated cost ({estimate.currency}, {hours} h a month)",
+            ["node", "machine type", "region", "boot disk", "on-demand/h", "spot/h",
+             "on-demand/month", "spot/month", "billed", "note"],
+            right=("on-demand/h", "spot/h", "on-demand/month", "spot/month"))
+        for n in estimate.nodes:
+            note = "; ".join(n.missing)
+            if n.max_run_hours and not n.missing:
+                # a VM with max_run_hours deletes itself: that caps what one run costs
+                note = (f"max_run_hours {n.max_run_hours}: at most"
+                        f" {_usd(n.planned_hourly * n.max_run_hours)} a run")
+            table.add_row(escape(n.node), escape(n.machine_type), escape(n.region),
+                          escape(f"{n.disk_gb} GB {n.disk_type}"), _usd(n.hourly, 4),
+                          _usd(n.spot_hourly, 4), _usd(n.hourly * hours),
+                          _usd(n.spot_hourly * hours), "spot" if n.spot else "on-demand",
+                          f"[yellow]{escape(note)}[/]" if n.missing else escape(note))
+        total, monthly = estimate.hourly, estimate.monthly
+        table.add_section()
+        table.add_row("[bold]total[/]", "", "", "", _usd(total["on_demand"], 4),
+                      _usd(total["spot"], 4), _usd(monthly["on_demand"]),
+                      _usd(monthly["spot"]), "", "")
+        self.console.print(table)
+        self.say(f"as planned (spot nodes at spot): [bold]{_usd(total['planned'], 4)} an hour,"
+                 f" {_usd(monthly['planned'])} a month[/bold]. Compute Engine list prices of"
+                 f" {estimate.taken}, before taxes and discounts (provision/costs_table.py).")
+        if estimate.missing:
+            self.say(f"[yellow]not in these figures: {escape('; '.join(estimate.missing))}[/]")
+
     def table(self, title: str, columns: list[str], rows: list[list[str]]) -> None:
         table = self._table(title, columns)
         for row in rows:
@@ -80,3 +112,7 @@ class Reporter:
     def emit_json(obj: dict) -> None:
         sys.stdout.write(json.dumps(obj, sort_keys=True) + "\n")
         sys.stdout.flush()
+
+
+def _usd(amount: float, places: int = 2) -> str:
+    return f"${amount:,.{places}f}"
