@@ -30,7 +30,7 @@ class Host:
     vm_id: str
     address: str
     host_keys: dict[str, str] = field(default_factory=dict)  # type -> base64 blob
-    emulated: bool = False  # the lab's arm64 VMs (see docs/configure.md, "The lab")
+    emulated: bool = False  # docs/configure.md, "The lab: how an emulated node is recognised"
 
     @property
     def alias(self) -> str:
