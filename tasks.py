@@ -37,10 +37,19 @@ def configure(c, inventory=None, check=False, limit=None, json=False):
 @task(help={"inventory": INVENTORY, "check": "show the plan and what would change",
             "limit": "only these nodes (comma-separated)", "json": JSON})
 def provision(c, inventory=None, check=False, limit=None, json=False):
-    """Create the VMs, then configure them (`vms`, then `configure`), with one recap."""
+    """Create the VMs, configure them, register them (`vms`, `configure`, `register`)."""
     from provision import cli
 
     _exit(cli.provision(inventory, check, limit, json))
+
+
+@task(help={"inventory": INVENTORY, "check": "report what would change, change nothing",
+            "json": JSON})
+def register(c, inventory=None, check=False, json=False):
+    """Make each VM a buildx node: ssh config entry, docker context, one builder, pinned."""
+    from provision import cli
+
+    _exit(cli.register(inventory, check, json))
 
 
 @task(help={"inventory": INVENTORY, "json": JSON})
@@ -102,4 +111,4 @@ def lab_status(c, json=False):
 
 
 lab = Collection("lab", lab_up, lab_down, lab_status)
-ns = Collection(doctor, vms, configure, provision, status, destroy, fake, lab)
+ns = Collection(doctor, vms, configure, register, provision, status, destroy, fake, lab)

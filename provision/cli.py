@@ -91,7 +91,8 @@ def _setup(inventory: str | None) -> tuple[Farm, Any]:
 
 def _apply(reporter: Reporter, title: str, actions: Sequence[Action],
            make_job: Callable[[Action], Job], cancel: Cancel, *, check: bool,
-           question: str | None = None, yes: bool = False) -> RunResult:
+           question: str | None = None, yes: bool = False,
+           first: Callable[[], RunResult] | None = None) -> RunResult:
     """The one place every cloud stage shows its plan, honours --check, asks and applies."""
     from .gce.operations import describe
 
@@ -110,8 +111,10 @@ def _apply(reporter: Reporter, title: str, actions: Sequence[Action],
             raise UserError(f"{question.rstrip('?')}: not confirmed, nothing was changed."
                             " Fix: answer y, or pass --yes.")
     cancel.check()
-    return run([(a.key, make_job(a)) for a in actions], cancel,
-               say=lambda key, text: reporter.node(key, text), describe=describe)
+    before = first() if first else RunResult({}, False)  # confirmed: what must go first
+    return merge(before, run([(a.key, make_job(a)) for a in actions], cancel,
+                             say=lambda key, text: reporter.node(key, text),
+                             describe=describe))
 
 
 def _finish(reporter: Reporter, outcome: RunResult, json_mode: bool,
@@ -162,23 +165,30 @@ def destroy(inventory: str | None, yes: bool, check: bool, json_mode: bool) -> i
     reporter = Reporter(json_mode)
 
     def body(cancel: Cancel) -> int:
+        from .buildx.register import unregister
         from .cloud import plan
         from .cloud.apply import Apply
         from .cloud.observe import observe
 
         farm, clients = _setup(inventory)
         actions = plan.destroy(farm, observe(clients, farm, cancel, strangers=True))
-        if not actions:
-            reporter.say(f"farm {farm.farm}: nothing to destroy")
-            return _finish(reporter, RunResult({}, False), json_mode)
+        if not actions:  # no VM left: only what is local, if anything
+            local = unregister(farm, check)
+            if not local.results:
+                reporter.say(f"farm {farm.farm}: nothing to destroy")
+            return _finish(reporter, local, json_mode)
         vms = sum(1 for a in actions if a.changes and a.vm is not None)
         rule = any(a.changes and a.rule is not None for a in actions)
         question = (f"Delete {vms} VM(s) of farm {farm.farm}"
                     f"{' and its firewall rule' if rule else ''}?")
         outcome = _apply(reporter, f"farm {farm.farm}: destroy in project {farm.gcp.project}",
                          actions, Apply(clients, farm, reporter.say).job, cancel, check=check,
-                         question=question, yes=yes)
-        if not check and outcome.results:
+                         question=question, yes=yes,
+                         # before the VMs: removing the builder needs its nodes reachable
+                         first=lambda: unregister(farm, False))
+        if check:
+            outcome = merge(unregister(farm, True), outcome)
+        elif outcome.results:
             from .hosts import cache
 
             cache.forget(farm.gcp.project, farm.farm)
@@ -226,6 +236,44 @@ def _configure(reporter: Reporter, farm: Farm, nodes: set[str] | None, cancel: C
                say=lambda key, text: reporter.node(key, text))
 
 
+def _register(reporter: Reporter, farm: Farm, nodes: set[str] | None, cancel: Cancel,
+              check: bool, make_clients: Callable[[], Any]) -> RunResult:
+    """The register stage for the nodes given (None: every node); a node with no known
+    address and host keys is asked of the API, and one that has none is reported."""
+    from .buildx.register import register
+    from .hosts.directory import Directory, NotUp
+
+    targets = [n for n in farm.expanded() if nodes is None or n.name in nodes]
+    if not targets:
+        return RunResult({}, cancel.is_set())
+    reporter.say(f"farm {farm.farm}: registering {len(targets)} node(s) as buildx nodes"
+                 f"{' (check mode: nothing will be changed)' if check else ''}")
+    directory = Directory(farm, make_clients)
+    missing: dict[str, NodeResult] = {}
+    for node in targets:
+        if directory.cached(node.name) is None:
+            try:
+                directory.refresh(node.name, cancel, 0, lambda text: None)
+            except NotUp as e:
+                missing[node.name] = NodeResult(unreachable=True, note=str(e))
+    ready = [n for n in targets if n.name not in missing]
+    hosts = {n: h for n, h in directory.hosts.items() if directory.cached(n)}
+    return merge(register(farm, hosts, ready, check), RunResult(missing, False))
+
+
+def register(inventory: str | None, check: bool, json_mode: bool) -> int:
+    reporter = Reporter(json_mode)
+
+    def body(cancel: Cancel) -> int:
+        from .configure import make_clients_for
+
+        farm = _load(inventory)
+        outcome = _register(reporter, farm, None, cancel, check, make_clients_for(farm))
+        return _finish(reporter, outcome, json_mode)
+
+    return _guard(reporter, json_mode, body)
+
+
 def configure(inventory: str | None, check: bool, limit: str | None, json_mode: bool) -> int:
     reporter = Reporter(json_mode)
 
@@ -270,9 +318,14 @@ def provision(inventory: str | None, check: bool, limit: str | None, json_mode: 
         wanted = {n.name for n in farm.expanded() if nodes is None or n.name in nodes}
         ready = wanted - pending - failed
         outcome = _configure(reporter, farm, ready, cancel, check, lambda: clients)
-        later = RunResult({key: NodeResult(changed=len(STEPS), note="configure: every step,"
-                                           " once the VM is up") for key in pending}, False)
-        return _finish(reporter, merge(vms_outcome, outcome, later), json_mode,
+        later = RunResult({key: NodeResult(changed=len(STEPS) + 3, note="configure and"
+                                           " register: every step, once the VM is up")
+                           for key in pending}, False)
+        if outcome.interrupted:
+            return _finish(reporter, merge(vms_outcome, outcome, later), json_mode)
+        configured = {k for k, r in outcome.results.items() if not r.bad}
+        registered = _register(reporter, farm, configured, cancel, check, lambda: clients)
+        return _finish(reporter, merge(vms_outcome, outcome, registered, later), json_mode,
                        estimate(farm, nodes) if check else None)
 
     return _guard(reporter, json_mode, body)

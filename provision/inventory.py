@@ -140,6 +140,14 @@ class Docker(Strict):
     daemon: Daemon = Daemon()
 
 
+class Buildx(Strict):
+    # `--driver-opt image=` for the builder strategy: a mirror of moby/buildkit the nodes can
+    # pull (Docker Hub may be out of reach or rate-limited).
+    buildkit_image: Annotated[str, _matching(
+        r"[a-z0-9]([-a-z0-9._:/@]*[a-z0-9])?", "an image reference",
+        "write one like mirror.gcr.io/moby/buildkit:v0.16.0")] | None = None
+
+
 class NodeSpec(Strict):
     name: NodeName
     platform: Platform
@@ -184,6 +192,7 @@ class Farm(Strict):
     gcp: Gcp
     ssh: Ssh = Ssh()
     docker: Docker = Docker()
+    buildx: Buildx = Buildx()
     nodes: list[NodeSpec] = Field(min_length=1)
 
     def expanded(self) -> list[Node]:

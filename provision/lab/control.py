@@ -1,9 +1,11 @@
 """`inv lab.up / lab.down / lab.status`: the fake Compute Engine with container VMs, locally.
 
-Host setup (Debian packages, binfmt), then the services of `services.SERVICES` in order; down
-stops them in reverse order. Every process the lab starts is recorded in a pid file under the
-state directory and is the only kind of process `lab.down` stops; every container and volume
-it makes carries the label `archfarm.lab=1` and is the only kind `lab.down` removes.
+Host setup (Debian packages, binfmt), then the services of `services.SERVICES` in order, then
+the base images in the registry (`base_images`); down stops the services in reverse order (the
+registry's storage, base images included, stays in the state directory). Every process the lab
+starts is recorded in a pid file under the state directory and is the only kind of process
+`lab.down` stops; every container and volume it makes carries the label `archfarm.lab=1` and
+is the only kind `lab.down` removes.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import UserError
+from . import base_images
 from .containers import docker_ready, lab_containers, lab_volumes
 from .image import debian_mirror, image_tag
 from .services import FAKE_ADDRESS, REGISTRY, SERVICES, registry_socket, state_dir
@@ -50,8 +53,9 @@ def up(say: Callable[[str], None]) -> dict:
     host_setup(say)
     for service in SERVICES:
         service.ensure(say)
+    bases = base_images.ensure(say, state_dir() / "base-images.log")  # needs the registry
     return {"compute_endpoint": COMPUTE_ENDPOINT, "registry": REGISTRY_ADDRESS,
-            "image": image_tag(), "state_dir": str(state_dir()),
+            "image": image_tag(), "base_images": bases, "state_dir": str(state_dir()),
             "seconds": round(time.monotonic() - started, 1)}
 
 
@@ -66,5 +70,5 @@ def status() -> dict:
     return {"services": {service.name: service.pid() for service in SERVICES},
             "vm_containers": len(lab_containers(all_=False)),
             "compute_endpoint": COMPUTE_ENDPOINT, "registry": REGISTRY_ADDRESS,
-            "state_dir": str(state_dir()),
+            "base_images": base_images.published(), "state_dir": str(state_dir()),
             "docker": "running" if docker_ready() else "not running"}

@@ -55,8 +55,10 @@ SIX = LAB_LIKE.replace("-standard-2\n", "-standard-2\n    count: 3\n")
 
 @pytest.fixture(autouse=True)
 def own_cache(tmp_path, monkeypatch):
-    """The hosts cache under tmp_path: no test reads another's, or the user's."""
+    """The hosts cache and docker's config under tmp_path: no test reads another's, or the
+    user's."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker"))
 
 
 @pytest.fixture

@@ -47,8 +47,8 @@ def test_provision_check_on_an_empty_farm_plans_everything_and_changes_nothing(
     code, out = run_json(cli.provision, str(inventory), True, None, capsys=capsys)
     assert code == 0
     for node in ("arm", "x86"):
-        # one VM to create, then the five configure steps once it is up
-        assert out["nodes"][node]["changed"] == 6, out["nodes"][node]
+        # one VM to create, then the five configure and three register steps once it is up
+        assert out["nodes"][node]["changed"] == 9, out["nodes"][node]
         assert "once the VM is up" in out["nodes"][node]["note"]
     assert mutations(fake_gce) == []
 

@@ -1,0 +1,88 @@
+"""The docker CLI and its buildx plugin, driven through their machine-readable outputs
+(`--format json`, `--metadata-file`, `imagetools inspect --raw`), never by scraping text."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ..errors import UserError
+
+
+class DockerError(Exception):
+    """A docker command failed; `output` is what it said (the tail, for the recap)."""
+
+    def __init__(self, args: Sequence[str], code: int, output: str):
+        self.command = list(args)
+        self.code, self.output = code, output.strip()
+        super().__init__(f"`docker {' '.join(args)}` failed (exit {code}): {self.output[-800:]}")
+
+
+@dataclass
+class Done:
+    stdout: str
+    stderr: str
+
+
+def binary() -> str:
+    found = shutil.which("docker")
+    if not found:
+        raise UserError("the docker CLI is not installed here. Fix: install it (Debian:"
+                        " `apt-get install docker.io docker-buildx`), then run `inv doctor`.")
+    return found
+
+
+def docker(*args: str, context: str | None = None, timeout: float = 120,
+           check: bool = True, stdin: str | None = None) -> Done:
+    argv = [binary(), *(["--context", context] if context else []), *args]
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+                              input=stdin, stdin=None if stdin is not None else
+                              subprocess.DEVNULL)
+    except subprocess.TimeoutExpired as e:
+        raise DockerError(args, 124, f"no answer within {timeout:.0f} s") from e
+    if check and done.returncode != 0:
+        raise DockerError(args, done.returncode, done.stderr or done.stdout)
+    return Done(done.stdout, done.stderr)
+
+
+def json_lines(text: str) -> list[dict]:
+    """`--format json` output: one JSON object per line (some commands print an array)."""
+    out: list[dict] = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        value = json.loads(line)
+        out.extend(value if isinstance(value, list) else [value])
+    return out
+
+
+def contexts() -> dict[str, str]:
+    """Docker contexts: name -> docker endpoint."""
+    return {c["Name"]: c.get("DockerEndpoint", "")
+            for c in json_lines(docker("context", "ls", "--format", "json").stdout)}
+
+
+def builders() -> dict[str, dict]:
+    """buildx builders by name, each `{"Driver", "Nodes": [{"Name", "Endpoint", "Platforms"}]}`
+    (buildx lists a builder once per node; the entries are the same)."""
+    return {b["Name"]: b for b in json_lines(docker("buildx", "ls", "--format", "json",
+                                                   timeout=60).stdout)}
+
+
+def raw_manifest(ref: str) -> tuple[dict, str]:
+    """The manifest or index of `ref` as the registry serves it, and its digest."""
+    import hashlib
+
+    raw = docker("buildx", "imagetools", "inspect", "--raw", ref, timeout=120).stdout
+    return json.loads(raw), "sha256:" + hashlib.sha256(raw.encode()).hexdigest()
+
+
+def platform_of(entry: dict) -> str:
+    p = entry.get("platform", {})
+    text = f"{p.get('os', '?')}/{p.get('architecture', '?')}"
+    return f"{text}/{p['variant']}" if p.get("variant") else text
