@@ -52,6 +52,43 @@ def register(c, inventory=None, check=False, json=False):
     _exit(cli.register(inventory, check, json))
 
 
+@task(iterable=["build_arg"], help={
+    "inventory": INVENTORY, "context": "the build context directory",
+    "tag": "the image reference, e.g. 127.0.0.1:5000/hello:demo",
+    "file": "the Dockerfile, relative to --context (default Dockerfile)",
+    "platform": "platforms, comma-separated (default: every platform of the farm)",
+    "strategy": "merge (each platform on its node's engine, merged by digest; the default) or"
+                " builder (one build on the farm's buildx builder)",
+    "push": "push to the registry in --tag", "output": "oci:PATH (builder strategy only)",
+    "build_arg": "KEY=VALUE, repeatable",
+    "allow_emulation": "build a platform no node runs natively, under QEMU", "json": JSON})
+def build(c, context, tag, inventory=None, file=None, platform=None, strategy="merge",
+          push=False, output=None, build_arg=None, allow_emulation=False, json=False):
+    """Build a multi-arch image on the farm, each platform natively, then verify its index."""
+    from pathlib import Path
+
+    from provision import cli
+    from provision.buildx.build import Request
+
+    request = Request(context_dir=Path(context), tag=tag, file=file,
+                      platforms=[p.strip() for p in (platform or "").split(",") if p.strip()],
+                      strategy=strategy, push=push, output=output,
+                      build_args=list(build_arg or []), allow_emulation=allow_emulation)
+    _exit(cli.build(inventory, request, json))
+
+
+@task(name="check-arm", help={"inventory": INVENTORY, "image": "the image reference",
+                              "json": JSON})
+def check_arm(c, image, inventory=None, json=False):
+    """Is IMAGE ready for arm64? Its platforms, then a run on an arm64 node (`-- CMD`)."""
+    import sys
+
+    from provision import cli
+
+    command = sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else []
+    _exit(cli.check_arm(inventory, image, command, json))
+
+
 @task(help={"inventory": INVENTORY, "json": JSON})
 def status(c, inventory=None, json=False):
     """Show the farm's nodes: zone, platform, machine type, state, IP, docker, emulated."""
@@ -111,4 +148,5 @@ def lab_status(c, json=False):
 
 
 lab = Collection("lab", lab_up, lab_down, lab_status)
-ns = Collection(doctor, vms, configure, register, provision, status, destroy, fake, lab)
+ns = Collection(doctor, vms, configure, register, provision, build, check_arm, status,
+                destroy, fake, lab)

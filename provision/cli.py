@@ -274,6 +274,52 @@ def register(inventory: str | None, check: bool, json_mode: bool) -> int:
     return _guard(reporter, json_mode, body)
 
 
+def build(inventory: str | None, request: Any, json_mode: bool) -> int:
+    """`inv build`: see provision/buildx/build.py. Ends with a table platform -> node ->
+    digest -> seconds; on a failure, the failing platform's log tail."""
+    reporter = Reporter(json_mode)
+
+    def body(cancel: Cancel) -> int:
+        from .buildx import build as stage
+
+        farm = _load(inventory)
+        outcome, report = stage.build(farm, request, lambda k, t: reporter.node(k, t), cancel)
+        reporter.table(f"image {report['image']}" + (f"@{report['digest']}"
+                                                      if report["digest"] else ""),
+                       ["platform", "node", "digest", "seconds"],
+                       [[e["platform"], e["node"], e["digest"] or "-", str(e["seconds"])]
+                        for e in report["platforms"]])
+        for key, result in sorted(outcome.results.items()):
+            if result.failed:
+                reporter.node(key, f"FAILED: {result.note}", style="red")
+        if json_mode:
+            reporter.emit_json({**report, "nodes": {k: r.to_json()
+                                                    for k, r in outcome.results.items()}})
+        return outcome.exit_code
+
+    return _guard(reporter, json_mode, body)
+
+
+def check_arm(inventory: str | None, image: str, command: list[str], json_mode: bool) -> int:
+    """READY (exit 0) or NOT READY with the reason (exit 1)."""
+    reporter = Reporter(json_mode)
+
+    def body(cancel: Cancel) -> int:
+        from .buildx.check_arm import check
+
+        farm = _load(inventory)
+        verdict = check(farm, image, command)
+        reporter.say(f"{image}: platforms {', '.join(verdict.platforms) or 'none'}")
+        if verdict.output:
+            reporter.say(f"output on {verdict.ran_on}:\n{verdict.output}")
+        reporter.say(("READY: " if verdict.ready else "NOT READY: ") + verdict.reason)
+        if json_mode:
+            reporter.emit_json({"image": image, **verdict.to_json()})
+        return 0 if verdict.ready else 1
+
+    return _guard(reporter, json_mode, body, stages=False)
+
+
 def configure(inventory: str | None, check: bool, limit: str | None, json_mode: bool) -> int:
     reporter = Reporter(json_mode)
 

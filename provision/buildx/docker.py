@@ -25,6 +25,7 @@ class DockerError(Exception):
 class Done:
     stdout: str
     stderr: str
+    code: int = 0
 
 
 def binary() -> str:
@@ -46,7 +47,7 @@ def docker(*args: str, context: str | None = None, timeout: float = 120,
         raise DockerError(args, 124, f"no answer within {timeout:.0f} s") from e
     if check and done.returncode != 0:
         raise DockerError(args, done.returncode, done.stderr or done.stdout)
-    return Done(done.stdout, done.stderr)
+    return Done(done.stdout, done.stderr, done.returncode)
 
 
 def json_lines(text: str) -> list[dict]:

@@ -1,0 +1,264 @@
+"""`inv build`: one multi-arch image, each platform compiled on a node of that architecture.
+
+Two strategies. `merge`: every platform is built at once on its own node's engine (through
+the node's docker context), pushed, and the per-platform digests are merged into one index
+with `imagetools create`; it needs no buildkit image. `builder`: one `buildx build` on the
+farm's builder, whose nodes are pinned to their platforms, so buildx sends each platform to
+its native node. Either way the pushed index is read back and must list every platform.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import UserError
+from ..inventory import Farm, Node
+from ..runner import Cancel, NodeResult, Progress, RunResult, run
+from . import docker as cli
+from .register import alias
+
+HEARTBEAT_SECONDS = 10.0
+BUILD_TIMEOUT = 3600.0
+
+
+@dataclass
+class Request:
+    context_dir: Path
+    tag: str
+    file: str | None = None
+    platforms: list[str] = field(default_factory=list)
+    strategy: str = "merge"
+    push: bool = False
+    output: str | None = None        # oci:PATH
+    build_args: list[str] = field(default_factory=list)
+    allow_emulation: bool = False
+
+
+def check_request(farm: Farm, req: Request) -> dict[str, Node]:
+    """Bad input, before anything runs (exit 2): returns platform -> the node that builds it."""
+    if not req.context_dir.is_dir():
+        raise UserError(f"--context {req.context_dir}: no such directory. Fix: give the build"
+                        " context directory, e.g. --context examples/hello.")
+    dockerfile = req.context_dir / (req.file or "Dockerfile") if not (
+        req.file and Path(req.file).is_absolute()) else Path(req.file)
+    if not dockerfile.is_file():
+        raise UserError(f"--file: {dockerfile} does not exist. Fix: name the Dockerfile with"
+                        " --file, relative to --context.")
+    if req.strategy not in ("merge", "builder"):
+        raise UserError(f"--strategy {req.strategy!r}: not a strategy. Fix: use merge or"
+                        " builder.")
+    if req.push == bool(req.output):
+        raise UserError("say where the image goes: --push (to the registry in --tag) or"
+                        " --output oci:PATH (builder strategy only). Fix: pass exactly one.")
+    if req.output and (req.strategy == "merge" or not req.output.startswith("oci:")):
+        raise UserError(f"--output {req.output}: only oci:PATH, with --strategy builder (merge"
+                        " assembles its index in the registry). Fix: use --push, or"
+                        " --strategy builder --output oci:PATH.")
+    for arg in req.build_args:
+        if "=" not in arg:
+            raise UserError(f"--build-arg {arg!r}: not KEY=VALUE. Fix: write it as KEY=VALUE.")
+    farm_platforms = sorted({n.platform for n in farm.expanded()})
+    wanted = req.platforms or farm_platforms
+    chosen: dict[str, Node] = {}
+    for platform in wanted:
+        native = [n for n in farm.expanded() if n.platform == platform]
+        if native:
+            chosen[platform] = native[0]
+        elif req.allow_emulation:
+            chosen[platform] = farm.expanded()[0]
+        else:
+            raise UserError(f"--platform {platform}: no node of farm {farm.farm} runs it"
+                            f" natively (its platforms: {', '.join(farm_platforms)}). Fix: add"
+                            " such a node, drop the platform, or pass --allow-emulation to"
+                            " build it under QEMU.")
+    return chosen
+
+
+def platform_tag(tag: str, platform: str) -> str:
+    """Where one platform's image is pushed before the merge: `repo:tag-linux-arm64`."""
+    repo, _, name = tag.rpartition(":") if ":" in tag.rsplit("/", 1)[-1] else (tag, "", "latest")
+    return f"{repo}:{name}-{platform.replace('/', '-')}"
+
+
+def repo_of(tag: str) -> str:
+    return tag.rpartition(":")[0] if ":" in tag.rsplit("/", 1)[-1] else tag
+
+
+class Streamed:
+    """A docker build run with its plain progress going to a log file; the last step seen is
+    reported every few seconds, the log's tail is kept for a failure's note."""
+
+    def __init__(self, argv: list[str], log: Path, progress: Callable[[str], None],
+                 cancel: Cancel):
+        self.argv, self.log, self.progress, self.cancel = argv, log, progress, cancel
+        self.last_step = ""
+
+    def run(self) -> int:
+        with open(self.log, "w") as out:
+            proc = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.PIPE, text=True,
+                                    stdin=subprocess.DEVNULL)
+            assert proc.stderr is not None
+            reader = threading.Thread(target=self._read, args=(proc.stderr, out), daemon=True)
+            reader.start()
+            started = next_beat = time.monotonic()
+            while proc.poll() is None:
+                if self.cancel.is_set():
+                    proc.terminate()
+                if time.monotonic() - started > BUILD_TIMEOUT:
+                    proc.kill()
+                if time.monotonic() >= next_beat + HEARTBEAT_SECONDS:
+                    next_beat = time.monotonic()
+                    self.progress(f"{time.monotonic() - started:.0f} s: {self.last_step}"[:150])
+                time.sleep(0.2)
+            reader.join(timeout=5)
+            self.cancel.check()
+            return proc.returncode
+
+    def _read(self, stream, out) -> None:
+        for line in stream:
+            out.write(line)
+            if line.startswith("#") and " [" in line:  # `#7 [build 3/4] RUN gcc ...`
+                self.last_step = line.strip()
+
+    def tail(self, lines: int = 15) -> str:
+        try:
+            return "\n".join(self.log.read_text().splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def _why_failed(text: str, node: str, farm: Farm) -> str:
+    if "error during connect" in text or "dial-stdio" in text:
+        return (f"node {node} is unreachable (its docker context over ssh failed); check"
+                f" `inv status`, then `inv provision`")
+    if "moby/buildkit" in text or (farm.buildx.buildkit_image or "\0") in text:
+        return ("the nodes could not start the buildkit container (its image cannot be"
+                " pulled). Fix: set buildx.buildkit_image in the inventory to a mirror the"
+                " nodes can pull, or build with --strategy merge (no buildkit image needed)")
+    return "the build failed"
+
+
+def _common_args(req: Request, metadata: Path) -> list[str]:
+    args = ["buildx", "build", "--progress", "plain", "--metadata-file", str(metadata)]
+    if req.file:
+        args += ["--file", str(req.context_dir / req.file)
+                 if not Path(req.file).is_absolute() else req.file]
+    for arg in req.build_args:
+        args += ["--build-arg", arg]
+    return args
+
+
+def merge_strategy(farm: Farm, req: Request, chosen: dict[str, Node], workdir: Path,
+                   say: Callable[[str, str], None], cancel: Cancel) -> RunResult:
+    """Each platform on its node's own engine, in parallel, pushed; then one index."""
+    def job_for(platform: str, node: Node) -> Callable[[Progress], NodeResult]:
+        def job(progress: Progress) -> NodeResult:
+            metadata = workdir / f"{platform.replace('/', '-')}.json"
+            argv = [cli.binary(), "--context", alias(farm.farm, node.name),
+                    *_common_args(req, metadata), "--platform", platform, "--output",
+                    f"type=image,name={platform_tag(req.tag, platform)},push=true",
+                    str(req.context_dir)]
+            progress(f"building on {node.name}")
+            started = time.monotonic()
+            build = Streamed(argv, workdir / f"{platform.replace('/', '-')}.log", progress,
+                             cancel)
+            code = build.run()
+            seconds = round(time.monotonic() - started, 1)
+            if code != 0:
+                tail = build.tail()
+                return NodeResult(failed=1, note=f"{_why_failed(tail, node.name, farm)};"
+                                  f" log tail:\n{tail}",
+                                  extra={"platform": platform, "node": node.name,
+                                         "seconds": seconds, "log": str(build.log)})
+            digest = json.loads(metadata.read_text())["containerimage.digest"]
+            return NodeResult(changed=1, note=f"{digest[:19]} in {seconds} s on {node.name}",
+                              extra={"platform": platform, "node": node.name,
+                                     "digest": digest, "seconds": seconds})
+        return job
+
+    return run([(p, job_for(p, n)) for p, n in chosen.items()], cancel, say=say)
+
+
+def builder_strategy(farm: Farm, req: Request, chosen: dict[str, Node], workdir: Path,
+                     say: Callable[[str, str], None], cancel: Cancel) -> RunResult:
+    """One build on the farm's builder; buildx routes each platform to its pinned node."""
+    metadata = workdir / "builder.json"
+    argv = [cli.binary(), *_common_args(req, metadata), "--builder", farm.farm,
+            "--platform", ",".join(chosen)]
+    argv += (["--tag", req.tag, "--push"] if req.push
+             else ["--output", f"type=oci,dest={req.output.split(':', 1)[1]}"]  # type: ignore
+             ) + [str(req.context_dir)]
+    name = ",".join(chosen)
+
+    def job(progress: Progress) -> NodeResult:
+        progress(f"building on builder {farm.farm}")
+        started = time.monotonic()
+        build = Streamed(argv, workdir / "builder.log", progress, cancel)
+        code = build.run()
+        seconds = round(time.monotonic() - started, 1)
+        if code != 0:
+            tail = build.tail()
+            return NodeResult(failed=1, note=f"{_why_failed(tail, farm.farm, farm)};"
+                                             f" log tail:\n{tail}",
+                              extra={"seconds": seconds, "log": str(build.log)})
+        return NodeResult(changed=1, note=f"built in {seconds} s", extra={"seconds": seconds})
+
+    outcome = run([(name, job)], cancel, say=say)
+    result = outcome.results[name]
+    if result.bad:
+        return RunResult({p: result for p in chosen}, outcome.interrupted)
+    return RunResult({p: NodeResult(changed=1, note=result.note, extra={
+        "platform": p, "node": chosen[p].name, "seconds": result.extra["seconds"]})
+        for p in chosen}, outcome.interrupted)
+
+
+def verify(tag: str, platforms: list[str]) -> tuple[str, dict[str, str], str | None]:
+    """(index digest, platform -> manifest digest, problem): the pushed index, read back."""
+    index, _ = cli.raw_manifest(tag)
+    listed = {cli.platform_of(m): m["digest"] for m in index.get("manifests", [])
+              if cli.platform_of(m) != "unknown/unknown"}
+    described = json.loads(cli.docker("buildx", "imagetools", "inspect", tag, "--format",
+                                      "{{json .Manifest}}").stdout)
+    missing = [p for p in platforms if p not in listed]
+    problem = (f"the index {tag} does not list {', '.join(missing)}"
+               f" (it lists {', '.join(sorted(listed)) or 'nothing'})") if missing else None
+    return described["digest"], listed, problem
+
+
+def build(farm: Farm, req: Request, say: Callable[[str, str], None], cancel: Cancel
+          ) -> tuple[RunResult, dict]:
+    """Build, push or export, merge (merge strategy), verify; the outcome and the --json."""
+    chosen = check_request(farm, req)
+    workdir = Path(tempfile.mkdtemp(prefix="archfarm-build-"))
+    strategy = merge_strategy if req.strategy == "merge" else builder_strategy
+    outcome = strategy(farm, req, chosen, workdir, say, cancel)
+    report: dict = {"image": req.tag if req.push else req.output, "digest": None,
+                    "platforms": [{"platform": p, "node": chosen[p].name,
+                                   "digest": r.extra.get("digest"),
+                                   "seconds": r.extra.get("seconds")}
+                                  for p, r in outcome.results.items()]}
+    if outcome.interrupted or any(r.bad for r in outcome.results.values()) or not req.push:
+        return outcome, report
+    if req.strategy == "merge":
+        say("index", f"merging {len(chosen)} platform(s) into {req.tag}")
+        repo = repo_of(req.tag)
+        cli.docker("buildx", "imagetools", "create", "--tag", req.tag,
+                   *(f"{repo}@{r.extra['digest']}" for r in outcome.results.values()),
+                   timeout=300)
+    digest, listed, problem = verify(req.tag, list(chosen))
+    report["digest"] = digest
+    for entry in report["platforms"]:
+        entry["digest"] = entry["digest"] or listed.get(entry["platform"])
+    if problem:
+        outcome.results["index"] = NodeResult(failed=1, note=problem)
+    else:
+        outcome.results["index"] = NodeResult(ok=1, note=f"{req.tag}@{digest} lists"
+                                                         f" {', '.join(chosen)}")
+    return outcome, report
