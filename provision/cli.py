@@ -386,6 +386,7 @@ def status(inventory: str | None, json_mode: bool) -> int:
         farm, clients = _setup(inventory)
         state = stage.collect(clients, farm, cancel)
         stage.add_live_facts(farm, clients, state, cancel)
+        stage.add_builder_platforms(farm, state)
         stage.show(reporter, state)
         if json_mode:
             reporter.emit_json(state)

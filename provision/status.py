@@ -48,12 +48,34 @@ def add_live_facts(farm: Farm, clients: Any, status: dict, cancel: Any,
             status.setdefault("unreachable", {})[entry["name"]] = live.get("note", "no answer")
 
 
+def add_builder_platforms(farm: Farm, status: dict) -> None:
+    """Each node's platforms in the farm's buildx builder (`inv register`), or None."""
+    import shutil
+
+    from .buildx import docker as cli
+
+    nodes: dict[str, list[str]] = {}
+    if shutil.which("docker"):
+        try:
+            builder = cli.builders().get(farm.farm) or {}
+        except cli.DockerError:
+            builder = {}
+        nodes = {n.get("Name", ""): n.get("Platforms") or [] for n in builder.get("Nodes") or []}
+    for entry in status["nodes"]:
+        entry["builder"] = nodes.get(f"{farm.farm}-{entry['name']}")
+
+
 def show(reporter: Reporter, status: dict) -> None:
     cols = ["name", "zone", "platform", "machine_type", "status", "external_ip", "docker",
-            "emulated"]
+            "emulated", "builder"]
     unreachable = status.get("unreachable", {})
-    rows = [["unreachable" if c == "docker" and n["name"] in unreachable else
-             "-" if n[c] is None else str(n[c]) for c in cols] for n in status["nodes"]]
+    def cell(node: dict, col: str) -> str:
+        if col == "docker" and node["name"] in unreachable:
+            return "unreachable"
+        value = node.get(col)
+        return "-" if value is None else ",".join(value) if isinstance(value, list) else str(value)
+
+    rows = [[cell(n, c) for c in cols] for n in status["nodes"]]
     if rows:
         reporter.table(f"farm {status['farm']}", cols, rows)
     else:
