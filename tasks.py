@@ -52,7 +52,7 @@ def register(c, inventory=None, check=False, json=False):
     _exit(cli.register(inventory, check, json))
 
 
-@task(iterable=["build_arg"], help={
+@task(positional=[], iterable=["build_arg"], help={
     "inventory": INVENTORY, "context": "the build context directory",
     "tag": "the image reference, e.g. 127.0.0.1:5000/hello:demo",
     "file": "the Dockerfile, relative to --context (default Dockerfile)",
@@ -77,16 +77,24 @@ def build(c, context, tag, inventory=None, file=None, platform=None, strategy="m
     _exit(cli.build(inventory, request, json))
 
 
-@task(name="check-arm", help={"inventory": INVENTORY, "image": "the image reference",
+# `ref`, not `image`: an argument starting with i would take -i from --inventory.
+@task(name="check-arm", help={"inventory": INVENTORY,
+                              "ref": "the image reference (positional: inv check-arm IMAGE)",
                               "json": JSON})
-def check_arm(c, image, inventory=None, json=False):
+def check_arm(c, ref, inventory=None, json=False):
     """Is IMAGE ready for arm64? Its platforms, then a run on an arm64 node (`-- CMD`)."""
     import sys
 
     from provision import cli
 
+    if ref in ("-h", "--help"):  # Invoke hands a pending positional argument the flag
+        print("Usage: inv check-arm [--options] IMAGE [-- CMD]\n\n"
+              f"Docstring:\n  {check_arm.__doc__}\n\nOptions:\n"
+              f"  -i STRING, --inventory=STRING   {INVENTORY}\n"
+              f"  -j, --json                      {JSON}")
+        return
     command = sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else []
-    _exit(cli.check_arm(inventory, image, command, json))
+    _exit(cli.check_arm(inventory, ref, command, json))
 
 
 @task(help={"inventory": INVENTORY, "json": JSON})

@@ -14,6 +14,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .buildx.docker import DockerError
 from .errors import UserError
 from .report import Reporter
 from .runner import (
@@ -46,6 +47,8 @@ def _guard(reporter: Reporter, json_mode: bool, body: Callable[[Cancel], int],
             return body(cancel)
     except UserError as e:
         return _fail(reporter, json_mode, str(e), e.exit_code)
+    except DockerError as e:
+        return _fail(reporter, json_mode, str(e), 1)
     except KeyboardInterrupt:
         return _fail(reporter, json_mode, "interrupted; run the same task again to converge", 130)
     except Exception as e:  # noqa: BLE001 (the API layer's errors, put in words)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from ..errors import UserError
 from ..inventory import Farm
 from . import docker as cli
 from .register import alias
@@ -34,7 +35,12 @@ class Verdict:
 def platforms_of(image: str) -> list[str]:
     """The platforms the image's manifest offers (an index lists them; a single manifest's
     platform is in its config)."""
-    manifest, _ = cli.raw_manifest(image)
+    try:
+        manifest, _ = cli.raw_manifest(image)
+    except cli.DockerError as e:
+        raise UserError(f"cannot read the manifest of {image}: {e.output[-300:]}. Fix: check"
+                        " the reference, and that this machine can reach its registry (and"
+                        " is logged in to it).") from None
     if "manifests" in manifest:
         return sorted({cli.platform_of(m) for m in manifest["manifests"]} - {"unknown/unknown"})
     config = json.loads(cli.docker("buildx", "imagetools", "inspect", image, "--format",

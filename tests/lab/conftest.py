@@ -7,8 +7,10 @@ up, it is left up; otherwise the session brings it down at the end.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -96,6 +98,19 @@ class Vm:
              "-o", "BatchMode=yes", "-o", "ConnectTimeout=5",
              f"{user or self.user}@{self.ip}", command],
             capture_output=True, text=True, timeout=timeout)
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def inv(*args: str, env: dict | None = None, timeout: float = 900
+        ) -> tuple[int, dict, str]:
+    """Run a task as a user would, with --json; (exit code, the JSON object, stderr)."""
+    done = subprocess.run([sys.executable, "-m", "invoke", "--search-root", str(REPO), *args,
+                           "--json"], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+    lines = done.stdout.strip().splitlines()
+    return done.returncode, json.loads(lines[-1]) if lines else {}, done.stderr
 
 
 def lab_containers(all_: bool = True) -> list[str]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -19,10 +18,7 @@ from google.cloud import compute_v1
 
 from provision.keys import ensure_keypair
 
-from .conftest import KW
-
-REPO = Path(__file__).resolve().parents[2]
-INV = [sys.executable, "-m", "invoke", "--search-root", str(REPO)]
+from .conftest import KW, inv
 
 pytestmark = pytest.mark.lab
 
@@ -46,15 +42,6 @@ nodes:
 BOTH = ("  - {name: arm64, platform: linux/arm64, machine_type: t2a-standard-2}\n"
         "  - {name: amd64, platform: linux/amd64, machine_type: n2-standard-2}\n")
 ONE = "  - {name: amd64, platform: linux/amd64, machine_type: n2-standard-2}\n"
-
-
-def inv(*args: str, env: dict | None = None, timeout: float = 600
-        ) -> tuple[int, dict, str]:
-    """Run a task as a user would; (exit code, the --json object, stderr)."""
-    done = subprocess.run([*INV, *args, "--json"], capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, **(env or {})})
-    lines = done.stdout.strip().splitlines()
-    return done.returncode, json.loads(lines[-1]) if lines else {}, done.stderr
 
 
 def cache_dir(project: str) -> Path:

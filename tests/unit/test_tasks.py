@@ -17,6 +17,11 @@ PROBE = ("import sys, atexit; atexit.register(lambda: print('\\nCLOUD' if any("
 @pytest.mark.parametrize("argv", [["inv", "--list"], ["inv", "vms", "--help"],
                                   ["inv", "status", "--help"], ["inv", "destroy", "--help"],
                                   ["inv", "doctor", "--help"],
+                                  ["inv", "configure", "--help"],
+                                  ["inv", "provision", "--help"],
+                                  ["inv", "register", "--help"],
+                                  ["inv", "build", "--help"],
+                                  ["inv", "check-arm", "--help"],
                                   ["inv", "fake", "--help"]])
 def test_listing_and_help_import_no_cloud_library(argv):
     result = subprocess.run([sys.executable, "-c", PROBE.format(argv=argv)], cwd=REPO,

@@ -1,0 +1,185 @@
+"""`inv register`, `inv build`, `inv check-arm` and `inv destroy` on a real lab farm, checked
+with the real docker CLI and buildx, and the image run on this machine's engine."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from google.cloud import compute_v1
+
+from provision.buildx import register
+
+from .conftest import KW, REPO, inv
+
+pytestmark = pytest.mark.lab
+
+PROJECT = "archfarm-bx"
+REGISTRY = "127.0.0.1:5000"
+
+
+@pytest.fixture(scope="module")
+def farm(lab, tmp_path_factory):
+    """A two-node farm provisioned once (vms, configure, register) for the whole module."""
+    tmp = tmp_path_factory.mktemp("bx")
+    path = tmp / "bx.yaml"
+    path.write_text(f"""
+farm: bx
+gcp:
+  project: {PROJECT}
+  zones: [us-central1-a]
+  api_endpoint: {lab}
+  ssh_source_ranges: [127.0.0.1/32]
+ssh: {{user: builder, private_key: {tmp}/farm-key}}
+docker: {{package: docker.io}}
+buildx:
+  buildkit_image: {REGISTRY}/moby/buildkit:not-in-the-lab   # nothing reaches Docker Hub
+nodes:
+  - {{name: arm64, platform: linux/arm64, machine_type: t2a-standard-2}}
+  - {{name: amd64, platform: linux/amd64, machine_type: n2-standard-2}}
+""")
+    code, out, err = inv("provision", "-i", str(path))
+    assert code == 0, err
+    yield path, out
+    inv("destroy", "-i", str(path), "--yes")
+
+
+def docker(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_provision_registers_both_nodes_pinned_and_buildx_inspect_shows_them(farm):
+    path, out = farm
+    assert all(r["failed"] == 0 for r in out["nodes"].values()), out
+    inspected = docker("buildx", "inspect", "bx")
+    assert inspected.returncode == 0, inspected.stderr
+    # buildx's own words: one block per node, "Name: bx-arm64", "Endpoint: ...",
+    # "Platforms: linux/arm64*" (the star marks a pinned platform)
+    blocks = {}
+    for block in inspected.stdout.split("\n\n"):
+        fields = dict(line.split(":", 1) for line in block.splitlines() if ":" in line)
+        fields = {k.strip(): v.strip() for k, v in fields.items()}
+        if fields.get("Name", "").startswith("bx-"):
+            blocks[fields["Name"]] = fields
+    assert blocks["bx-arm64"]["Endpoint"] == "archfarm-bx-arm64", inspected.stdout
+    assert blocks["bx-arm64"]["Platforms"].startswith("linux/arm64*"), inspected.stdout
+    assert blocks["bx-amd64"]["Endpoint"] == "archfarm-bx-amd64", inspected.stdout
+    assert blocks["bx-amd64"]["Platforms"].startswith("linux/amd64*"), inspected.stdout
+    contexts = {c["Name"]: c["DockerEndpoint"] for c in map(json.loads, docker(
+        "context", "ls", "--format", "json").stdout.splitlines())}
+    assert contexts["archfarm-bx-arm64"] == "ssh://archfarm-bx-arm64"
+    assert register.include_line() in (register.ssh_dir() / "config").read_text()
+
+
+def test_a_second_register_changes_nothing(farm):
+    path, _ = farm
+    code, out, err = inv("register", "-i", str(path))
+    assert code == 0, err
+    assert {n: r["changed"] for n, r in out["nodes"].items()} == {"arm64": 0, "amd64": 0}
+
+
+def test_status_lists_each_nodes_builder_platform(farm):
+    path, _ = farm
+    code, out, err = inv("status", "-i", str(path))
+    assert code == 0, err
+    assert {n["name"]: n["builder"][0] for n in out["nodes"]} == {
+        "arm64": "linux/arm64", "amd64": "linux/amd64"}
+
+
+@pytest.fixture(scope="module")
+def hello(farm):
+    path, _ = farm
+    tag = f"{REGISTRY}/bx/hello:test"
+    code, out, err = inv("build", "-i", str(path), "--context", str(REPO / "examples/hello"),
+                         "--tag", tag, "--strategy", "merge", "--push")
+    assert code == 0, err
+    return tag, out
+
+
+def test_merge_build_pushes_an_index_with_both_platforms_each_built_on_its_node(hello):
+    tag, out = hello
+    raw = json.loads(docker("buildx", "imagetools", "inspect", "--raw", tag).stdout)
+    listed = {f"{m['platform']['os']}/{m['platform']['architecture']}"
+              for m in raw["manifests"]}
+    assert listed == {"linux/amd64", "linux/arm64"}
+    assert {p["platform"]: p["node"] for p in out["platforms"]} == {
+        "linux/arm64": "arm64", "linux/amd64": "amd64"}
+    assert out["digest"].startswith("sha256:") and all(p["digest"] for p in out["platforms"])
+
+
+@pytest.mark.parametrize("platform, machine", [("linux/arm64", "aarch64"),
+                                               ("linux/amd64", "x86_64")])
+def test_the_image_prints_its_machine(hello, platform, machine):
+    tag, _ = hello
+    ran = docker("run", "--rm", "--pull", "always", "--platform", platform, tag)
+    assert ran.returncode == 0, ran.stderr
+    assert machine in ran.stdout
+
+
+def test_check_arm_says_ready_for_the_multi_arch_image(hello, farm):
+    tag, _ = hello
+    code, out, err = inv("check-arm", "-i", str(farm[0]), tag)
+    assert code == 0, err
+    assert out["ready"] is True and "aarch64" in out["output"] and "arm64" in out["ran_on"]
+
+
+def test_check_arm_says_not_ready_for_an_amd64_only_image(farm):
+    path, _ = farm
+    tag = f"{REGISTRY}/bx/hello:amd64-only"
+    code, out, err = inv("build", "-i", str(path), "--context", str(REPO / "examples/hello"),
+                         "--tag", tag, "--platform", "linux/amd64", "--push")
+    assert code == 0, err
+    code, out, err = inv("check-arm", "-i", str(path), tag)
+    assert code == 1
+    assert out["ready"] is False and "no linux/arm64 variant" in out["reason"]
+
+
+def test_builder_strategy_without_a_pullable_buildkit_image_names_the_fix(farm, tmp_path):
+    path, _ = farm
+    code, out, err = inv("build", "-i", str(path), "--context", str(REPO / "examples/hello"),
+                         "--tag", f"{REGISTRY}/bx/hello:builder", "--strategy", "builder",
+                         "--push")
+    assert code == 1
+    notes = " ".join(r.get("note", "") for r in out["nodes"].values())
+    assert "buildx.buildkit_image" in notes and "--strategy merge" in notes
+
+
+def test_a_node_unreachable_during_a_build_fails_its_platform_clearly(farm):
+    path, _ = farm
+    client = compute_v1.InstancesClient(**KW)
+    # Never `.result()`: it polls through a client that ignores api_endpoint (the real cloud).
+    client.stop(project=PROJECT, zone="us-central1-a", instance="bx-arm64")
+    deadline = time.monotonic() + 120
+    while client.get(project=PROJECT, zone="us-central1-a",
+                     instance="bx-arm64").status != "TERMINATED":
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    try:
+        code, out, err = inv("build", "-i", str(path), "--context",
+                             str(REPO / "examples/hello"), "--tag",
+                             f"{REGISTRY}/bx/hello:down", "--push")
+        assert code == 1
+        arm = out["nodes"]["linux/arm64"]
+        assert arm["failed"] == 1 and "unreachable" in arm["note"], arm
+        assert "Traceback" not in err
+    finally:
+        assert inv("vms", "-i", str(path))[0] == 0
+
+
+def test_destroy_removes_builder_contexts_ssh_config_and_the_include(farm):
+    path, _ = farm
+    code, out, err = inv("destroy", "-i", str(path), "--yes")
+    assert code == 0, err
+    assert "bx" not in {json.loads(line)["Name"] for line in docker(
+        "buildx", "ls", "--format", "json").stdout.splitlines()}
+    assert not [line for line in docker("context", "ls", "--format", "json").stdout.splitlines()
+                if "archfarm-bx-" in line]
+    assert not register.farm_config("bx").exists()
+    others = list((register.ssh_dir() / "archfarm").glob("*.conf"))
+    config = register.ssh_dir() / "config"
+    text = config.read_text() if config.exists() else ""
+    assert (register.include_line() in text) == bool(others)
+    assert not Path(register.ssh_dir() / "archfarm" / "bx.conf").exists()
