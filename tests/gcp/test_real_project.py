@@ -64,3 +64,51 @@ def test_create_status_destroy_on_real_compute_engine(tmp_path, capsys, monkeypa
         assert '"status": "RUNNING"' in capsys.readouterr().out
     finally:
         assert cli.destroy(str(inventory), True, False, False) == 0
+
+
+@pytest.mark.skipif(not os.environ.get("ARCHFARM_GCP_SSH_SOURCE"),
+                    reason="SSH to the VMs needs ARCHFARM_GCP_SSH_SOURCE: this machine's public"
+                           " address as a CIDR, e.g. 198.51.100.4/32")
+def test_provision_and_builder_strategy_build_on_real_arm64_and_amd64_vms(tmp_path, capsys,
+                                                                          monkeypatch):
+    """The whole path on real VMs: docker-ce from Docker's repository, QEMU, the buildx builder
+    with both nodes pinned, and a builder-strategy build exported as an OCI layout whose index
+    lists both platforms. Spot VMs with max_run_hours: 1, destroyed whatever happens."""
+    import tarfile
+
+    from provision.buildx.build import Request
+
+    monkeypatch.delenv("ARCHFARM_GCE_ENDPOINT", raising=False)
+    inventory = tmp_path / "build.yaml"
+    inventory.write_text(f"""
+farm: archfarm-cibx
+gcp:
+  project: {PROJECT}
+  zones: [us-central1-a, us-central1-b, us-central1-f]
+  ssh_source_ranges: [{os.environ["ARCHFARM_GCP_SSH_SOURCE"]}]
+ssh: {{private_key: {tmp_path}/key}}
+docker: {{package: docker-ce}}
+nodes:
+  - {{name: arm, platform: linux/arm64, machine_type: t2a-standard-1, spot: true,
+      max_run_hours: 1, disk_gb: 20}}
+  - {{name: x86, platform: linux/amd64, machine_type: e2-small, spot: true,
+      max_run_hours: 1, disk_gb: 20}}
+""")
+    context = tmp_path / "ctx"
+    context.mkdir()
+    (context / "Dockerfile").write_text("FROM debian:12-slim\nRUN uname -m > /machine\n")
+    try:
+        assert cli.provision(str(inventory), False, None, False) == 0
+        out = tmp_path / "image.tar"
+        request = Request(context_dir=context, tag="archfarm-ci/bx:test", strategy="builder",
+                          output=f"oci:{out}")
+        assert cli.build(str(inventory), request, False) == 0
+        with tarfile.open(out) as tar:
+            index = json.load(tar.extractfile("index.json"))  # type: ignore[arg-type]
+            top = json.load(tar.extractfile(  # type: ignore[arg-type]
+                "blobs/sha256/" + index["manifests"][0]["digest"].split(":")[1]))
+        platforms = {f"{m['platform']['os']}/{m['platform']['architecture']}"
+                     for m in top["manifests"] if m.get("platform", {}).get("os") != "unknown"}
+        assert platforms == {"linux/arm64", "linux/amd64"}
+    finally:
+        assert cli.destroy(str(inventory), True, False, False) == 0
