@@ -155,6 +155,22 @@ def _common_args(req: Request, metadata: Path) -> list[str]:
     return args
 
 
+def _timed_build(argv: list[str], log: Path, progress: Progress, where: str, farm: Farm
+                 ) -> tuple[float, NodeResult | None]:
+    """(seconds, None) when the build succeeded, else (seconds, the failure with the cause,
+    the log's tail and where the whole log is)."""
+    started = time.monotonic()
+    build = Streamed(argv, log, progress, progress.cancel)
+    code = build.run()
+    seconds = round(time.monotonic() - started, 1)
+    if code == 0:
+        return seconds, None
+    tail = build.tail()
+    return seconds, NodeResult(failed=1, note=f"{_why_failed(tail, where, farm)}; log tail:\n"
+                                              f"{tail}",
+                               extra={"seconds": seconds, "log": str(log)})
+
+
 def merge_strategy(farm: Farm, req: Request, chosen: dict[str, Node], workdir: Path,
                    say: Callable[[str, str], None], cancel: Cancel) -> RunResult:
     """Each platform on its node's own engine, in parallel, pushed; then one index."""
@@ -166,17 +182,11 @@ def merge_strategy(farm: Farm, req: Request, chosen: dict[str, Node], workdir: P
                     f"type=image,name={platform_tag(req.tag, platform)},push=true",
                     str(req.context_dir)]
             progress(f"building on {node.name}")
-            started = time.monotonic()
-            build = Streamed(argv, workdir / f"{platform.replace('/', '-')}.log", progress,
-                             cancel)
-            code = build.run()
-            seconds = round(time.monotonic() - started, 1)
-            if code != 0:
-                tail = build.tail()
-                return NodeResult(failed=1, note=f"{_why_failed(tail, node.name, farm)};"
-                                  f" log tail:\n{tail}",
-                                  extra={"platform": platform, "node": node.name,
-                                         "seconds": seconds, "log": str(build.log)})
+            seconds, failed = _timed_build(argv, workdir / f"{platform.replace('/', '-')}.log",
+                                           progress, node.name, farm)
+            if failed:
+                failed.extra.update(platform=platform, node=node.name)
+                return failed
             digest = json.loads(metadata.read_text())["containerimage.digest"]
             return NodeResult(changed=1, note=f"{digest[:19]} in {seconds} s on {node.name}",
                               extra={"platform": platform, "node": node.name,
@@ -199,15 +209,9 @@ def builder_strategy(farm: Farm, req: Request, chosen: dict[str, Node], workdir:
 
     def job(progress: Progress) -> NodeResult:
         progress(f"building on builder {farm.farm}")
-        started = time.monotonic()
-        build = Streamed(argv, workdir / "builder.log", progress, cancel)
-        code = build.run()
-        seconds = round(time.monotonic() - started, 1)
-        if code != 0:
-            tail = build.tail()
-            return NodeResult(failed=1, note=f"{_why_failed(tail, farm.farm, farm)};"
-                                             f" log tail:\n{tail}",
-                              extra={"seconds": seconds, "log": str(build.log)})
+        seconds, failed = _timed_build(argv, workdir / "builder.log", progress, farm.farm, farm)
+        if failed:
+            return failed
         return NodeResult(changed=1, note=f"built in {seconds} s", extra={"seconds": seconds})
 
     outcome = run([(name, job)], cancel, say=say)
