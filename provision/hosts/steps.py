@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .facts import DAEMON_JSON, DOCKER_KEYRING, DOCKER_SOURCE, Facts, sha256
 
@@ -188,8 +188,18 @@ PLANNERS = (_daemon_json, _docker_engine, _docker_service, _qemu, _docker_group)
 
 
 def plan(f: Facts, d: Desired) -> list[Change]:
-    """The changes this host still needs, in order; [] when it has converged."""
-    return [change for planner in PLANNERS if (change := planner(f, d)) is not None]
+    """The changes this host still needs, in order; [] when it has converged. The package
+    lists are refreshed once per run: by the first change that installs anything."""
+    changes, updated = [], False
+    for planner in PLANNERS:
+        change = planner(f, d)
+        if change is None:
+            continue
+        if updated:
+            change = replace(change, script=change.script.replace(f"{APT_UPDATE} && ", ""))
+        updated = updated or APT_UPDATE in change.script
+        changes.append(change)
+    return changes
 
 
 def unsupported(f: Facts) -> str | None:
