@@ -1,0 +1,316 @@
+"""Lab: `inv build --strategy merge` beside the same per-node builds and `imagetools create`
+run by hand, a second build of the unchanged context, and the time to the first build log line.
+
+    inv lab.up && python bench/build.py [--repeat 7] [--keep]
+
+A farm of project `archfarm-benchbuild` in the running lab: `bb`, one linux/arm64 node
+(t2a-standard-2) and one linux/amd64 node (n2-standard-2), `docker.package: docker.io`,
+provisioned with `inv provision` (vms, configure, register: docker contexts
+`archfarm-bb-arm64` and `archfarm-bb-amd64` over ssh). `buildx.buildkit_image` points at a
+lab-registry name so nothing ever contacts Docker Hub (merge needs no buildkit image).
+
+One warm-up round (not counted: the nodes pull the lab's base images), then `--repeat` rounds
+(median and min), the order of (a) and (b) alternating from round to round. Each round builds
+its own copies of examples/hello whose hello.c carries a unique comment, so the compile stage
+is a cache miss for both ways and both do the same work:
+
+- (a) `inv build -i INV --context DIR --tag 127.0.0.1:5000/bench/hello:rN-a --strategy merge
+  --push`, the whole command as a user runs it;
+- (b) by hand: the same two per-node builds started at once, `docker --context
+  archfarm-bb-<node> buildx build --platform P --output type=image,name=TAG-linux-<arch>,
+  push=true --metadata-file F DIR`, then `docker buildx imagetools create -t TAG repo@d1
+  repo@d2`;
+- (c) `inv build` again, right after (a), of the unchanged context and tag (cache hits);
+- (d) on every `inv build` (the target is judged on the cold builds of (a)): seconds from its
+  start to the first line in any `archfarm-build-*/*.log` file (its per-platform build logs;
+  `inv build` runs with a private TMPDIR so the newest such directory is its own), beside the
+  first progress line on its stdout, the moment it started `docker buildx build` (a `docker`
+  shim on PATH notes it) and the moment buildx printed its first line in (b).
+
+Targets (issue): (a) / (b) at most 1.2; (d) under 2 s. The machine's load average is sampled
+during the run. The farm is destroyed at the end (`inv destroy --yes`) unless --keep; the
+registry is left alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+PY = sys.executable
+INV = [PY, "-m", "invoke"]
+PROJECT = "archfarm-benchbuild"
+FARM = "bb"
+ENDPOINT = "http://127.0.0.1:8089"
+REGISTRY = "127.0.0.1:5000"
+REPOSITORY = f"{REGISTRY}/bench/hello"
+STATE = Path.home() / ".cache" / "archfarm-bench"
+NODES = {"arm64": "linux/arm64", "amd64": "linux/amd64"}  # node -> platform
+
+
+def must(cmd: list[str], what: str, **kw) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, **kw)
+    if proc.returncode != 0:
+        sys.exit(f"{what} failed (exit {proc.returncode}): {' '.join(cmd)}\n"
+                 f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+class Load:
+    """The 1-minute load average, sampled every few seconds while the bench runs."""
+
+    def __init__(self, every: float = 5.0):
+        self.samples: list[float] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(every,), daemon=True)
+        self.thread.start()
+
+    def _run(self, every: float) -> None:
+        while not self.stop.wait(every):
+            self.samples.append(os.getloadavg()[0])
+
+    def summary(self) -> str:
+        self.stop.set()
+        s = self.samples or [os.getloadavg()[0]]
+        return (f"1-min load average over the run: min {min(s):.2f}, median"
+                f" {statistics.median(s):.2f}, max {max(s):.2f} ({len(s)} samples,"
+                f" {os.cpu_count()} CPUs)")
+
+
+def uptime() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+
+
+def context_copy(workdir: Path, name: str) -> Path:
+    """examples/hello with a unique comment in hello.c: the compile stage misses the cache."""
+    dest = workdir / "ctx" / name
+    shutil.copytree(REPO / "examples" / "hello", dest)
+    with open(dest / "hello.c", "a") as f:
+        f.write(f"/* bench {name} {uuid.uuid4()} */\n")
+    return dest
+
+
+SHIM = """#!/bin/sh
+# bench/build.py: notes when inv build starts `docker buildx build`, then is docker.
+case " $* " in *" buildx build "*) date +%s.%N >> "$BENCH_MARKS" ;; esac
+exec {docker} "$@"
+"""
+
+
+class Bench:
+    def __init__(self, workdir: Path):
+        self.dir = workdir
+        self.inventory = workdir / "bb.yaml"
+        STATE.mkdir(parents=True, exist_ok=True)
+        self.inventory.write_text(f"""farm: {FARM}
+gcp:
+  project: {PROJECT}
+  zones: [us-central1-a]
+  api_endpoint: {ENDPOINT}
+  ssh_source_ranges: [127.0.0.1/32]
+ssh: {{user: builder, private_key: {STATE / f"key-{FARM}"}}}
+docker: {{package: docker.io}}
+buildx: {{buildkit_image: {REGISTRY}/moby/buildkit:none}}   # nothing reaches Docker Hub
+nodes:
+  - {{name: arm64, platform: linux/arm64, machine_type: t2a-standard-2}}
+  - {{name: amd64, platform: linux/amd64, machine_type: n2-standard-2}}
+""")
+        docker = shutil.which("docker")
+        if not docker:
+            sys.exit("the docker CLI is not installed here")
+        self.docker = docker
+        self.shim = workdir / "shim"
+        self.shim.mkdir()
+        (self.shim / "docker").write_text(SHIM.format(docker=docker))
+        (self.shim / "docker").chmod(0o755)
+        self.tmp = workdir / "tmp"  # TMPDIR of every inv build: its archfarm-build-* dirs
+        self.tmp.mkdir()
+
+    def inv(self, *args: str) -> list[str]:
+        return [*INV, *args, "-i", str(self.inventory)]
+
+    # -- (a), (c), (d): inv build ----------------------------------------------------------
+
+    def inv_build(self, ctx: Path, tag: str) -> dict:
+        marks = self.dir / f"marks-{uuid.uuid4().hex}"
+        env = {**os.environ, "TMPDIR": str(self.tmp), "BENCH_MARKS": str(marks),
+               "PATH": f"{self.shim}{os.pathsep}{os.environ.get('PATH', '')}"}
+        before = {p.name for p in self.tmp.iterdir()}
+        wall0 = time.time()
+        start = time.perf_counter()
+        proc = subprocess.Popen(self.inv("build", "--context", str(ctx), "--tag", tag,
+                                         "--strategy", "merge", "--push"),
+                                cwd=REPO, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+        seen: dict[str, float] = {}
+        out: list[str] = []
+        err: list[str] = []
+
+        def read(stream, lines: list[str], key: str) -> None:
+            for line in stream:
+                if key not in seen and "building on" in line:
+                    seen[key] = time.perf_counter() - start
+                lines.append(line)
+
+        readers = [threading.Thread(target=read, args=(proc.stdout, out, "progress")),
+                   threading.Thread(target=read, args=(proc.stderr, err, "progress-stderr"))]
+        for r in readers:
+            r.start()
+        while proc.poll() is None:
+            if "log" not in seen:
+                dirs = [p for p in self.tmp.glob("archfarm-build-*") if p.name not in before]
+                if dirs:
+                    newest = max(dirs, key=lambda p: p.stat().st_mtime)
+                    if any(f.stat().st_size > 0 for f in newest.glob("*.log")):
+                        seen["log"] = time.perf_counter() - start
+            time.sleep(0.01)
+        took = time.perf_counter() - start
+        for r in readers:
+            r.join()
+        if proc.returncode != 0:
+            sys.exit(f"inv build --tag {tag} failed (exit {proc.returncode}):\n"
+                     f"{''.join(out)[-3000:]}\n{''.join(err)[-3000:]}")
+        starts = [float(x) - wall0 for x in marks.read_text().split()] if marks.exists() else []
+        return {"wall": took, "log": seen.get("log"),
+                "progress": seen.get("progress", seen.get("progress-stderr")),
+                "buildx_start": min(starts) if starts else None}
+
+    # -- (b): by hand ----------------------------------------------------------------------
+
+    def by_hand(self, ctx: Path, tag: str) -> dict:
+        start = time.perf_counter()
+        first: list[float] = []
+        procs = {}
+        for node, platform in NODES.items():
+            meta = ctx.parent / f"{ctx.name}-{node}.json"
+            procs[node] = (meta, subprocess.Popen(
+                [self.docker, "--context", f"archfarm-{FARM}-{node}", "buildx", "build",
+                 "--platform", platform, "--output",
+                 f"type=image,name={tag}-{platform.replace('/', '-')},push=true",
+                 "--metadata-file", str(meta), str(ctx)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                stdin=subprocess.DEVNULL))
+        logs: dict[str, list[str]] = {n: [] for n in procs}
+
+        def read(node: str, stream) -> None:
+            for line in stream:
+                if not first:
+                    first.append(time.perf_counter() - start)
+                logs[node].append(line)
+
+        readers = [threading.Thread(target=read, args=(n, p.stderr)) for n, (_, p) in
+                   procs.items()]
+        for r in readers:
+            r.start()
+        digests = []
+        for node, (meta, proc) in procs.items():
+            proc.wait()
+            if proc.returncode != 0:
+                sys.exit(f"docker buildx build on {node} failed:\n{''.join(logs[node])[-3000:]}")
+            digests.append(json.loads(meta.read_text())["containerimage.digest"])
+        for r in readers:
+            r.join()
+        must([self.docker, "buildx", "imagetools", "create", "-t", tag,
+              *(f"{REPOSITORY}@{d}" for d in digests)], "imagetools create")
+        return {"wall": time.perf_counter() - start, "first_line": first[0] if first else None}
+
+
+def stats(values: list[float]) -> str:
+    return f"{statistics.median(values):6.2f} {min(values):6.2f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--keep", action="store_true", help="leave the farm provisioned")
+    args = parser.parse_args()
+
+    print(f"start: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}; uptime: {uptime()}", flush=True)
+    load = Load()
+    workdir = Path(tempfile.mkdtemp(prefix="archfarm-bench-build-"))
+    bench = Bench(workdir)
+    try:
+        must([*INV, "lab.up"], "inv lab.up")
+        started = time.perf_counter()
+        must(bench.inv("provision"), "inv provision")
+        print(f"inv provision of farm {FARM}: {time.perf_counter() - started:.1f} s", flush=True)
+
+        rows: list[dict] = []
+        for n in range(args.repeat + 1):  # round 0: warm-up, not counted
+            row: dict = {}
+            ways = ["a", "b"] if n % 2 else ["b", "a"]
+            for way in ways:
+                ctx = context_copy(workdir, f"r{n}-{way}")
+                tag = f"{REPOSITORY}:r{n}-{way}"
+                if way == "a":
+                    row["a"] = bench.inv_build(ctx, tag)
+                    row["c"] = bench.inv_build(ctx, tag)
+                else:
+                    row["b"] = bench.by_hand(ctx, tag)
+            a, b, c = row["a"], row["b"], row["c"]
+            print(f"round {n}{' (warm-up)' if n == 0 else ''}, {' then '.join(ways)}: (a)"
+                  f" {a['wall']:.2f} s, (b) {b['wall']:.2f} s, ratio"
+                  f" {a['wall'] / b['wall']:.2f}; (c) {c['wall']:.2f} s; first log line"
+                  f" {a['log'] or float('nan'):.2f} / {c['log'] or float('nan'):.2f} s",
+                  flush=True)
+            if n:
+                rows.append(row)
+
+        def col(way: str, key: str) -> list[float]:
+            return [r[way][key] for r in rows if r[way].get(key) is not None]
+
+        ratios = [r["a"]["wall"] / r["b"]["wall"] for r in rows]
+        logs = col("a", "log")
+        ratio = statistics.median(ratios)
+        first_log = statistics.median(logs) if logs else float("inf")
+        print(f"\n{args.repeat} rounds (after one warm-up), seconds; median  min\n")
+        print(f"{'figure':<66} {'median':>6} {'min':>6}  target")
+        table = [
+            ("(a) inv build --strategy merge --push, cold", stats(col("a", "wall")), ""),
+            ("(b) by hand: 2 x buildx build in parallel + imagetools create",
+             stats(col("b", "wall")), ""),
+            ("ratio (a) / (b)", f"{ratio:6.2f} {min(ratios):6.2f}",
+             f"<= 1.2 -> {'met' if ratio <= 1.2 else 'MISSED'}"),
+            ("(a) - (b): what inv build adds, in seconds",
+             stats([r["a"]["wall"] - r["b"]["wall"] for r in rows]), ""),
+            ("(c) inv build again, unchanged context (cache hits)", stats(col("c", "wall")),
+             ""),
+            ("(d) inv build start -> first line in archfarm-build-*/*.log, (a)",
+             stats(logs) if logs else "  none   none",
+             f"< 2 s -> {'met' if first_log < 2 else 'MISSED'}"),
+            ("    the same in (c), the cache-hit builds",
+             stats(col("c", "log")) if col("c", "log") else "  none   none", ""),
+            ("    inv build start -> first 'building on' progress line",
+             stats(col("a", "progress") + col("c", "progress")), ""),
+            ("    inv build start -> it runs `docker buildx build` (shim)",
+             stats(col("a", "buildx_start") + col("c", "buildx_start")), ""),
+            ("    by hand: buildx build start -> its first output line",
+             stats(col("b", "first_line")), ""),
+        ]
+        for name, figures, target in table:
+            print(f"{name:<66} {figures}  {target}")
+        print(f"\n{load.summary()}\nend: {time.strftime('%Y-%m-%d %H:%M:%S %Z')};"
+              f" uptime: {uptime()}")
+    finally:
+        if not args.keep:
+            destroyed = subprocess.run(bench.inv("destroy", "--yes"), cwd=REPO,
+                                       capture_output=True, text=True)
+            if destroyed.returncode != 0:
+                print(f"inv destroy failed (exit {destroyed.returncode}):"
+                      f" {destroyed.stderr[-2000:]}", file=sys.stderr)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
