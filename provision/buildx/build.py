@@ -10,6 +10,7 @@ its native node. Either way the pushed index is read back and must list every pl
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import tempfile
 import threading
@@ -101,14 +102,19 @@ class Streamed:
         self.last_step = ""
 
     def run(self) -> int:
-        with open(self.log, "w") as out:
+        with open(self.log, "w", buffering=1) as out:  # line by line: the log is live
             proc = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.PIPE, text=True,
                                     stdin=subprocess.DEVNULL)
             assert proc.stderr is not None
             reader = threading.Thread(target=self._read, args=(proc.stderr, out), daemon=True)
             reader.start()
             started = next_beat = time.monotonic()
-            while proc.poll() is None:
+            while True:
+                try:
+                    proc.wait(timeout=0.2)  # returns the moment buildx exits
+                    break
+                except subprocess.TimeoutExpired:
+                    pass
                 if self.cancel.is_set():
                     proc.terminate()
                 if time.monotonic() - started > BUILD_TIMEOUT:
@@ -116,7 +122,6 @@ class Streamed:
                 if time.monotonic() >= next_beat + HEARTBEAT_SECONDS:
                     next_beat = time.monotonic()
                     self.progress(f"{time.monotonic() - started:.0f} s: {self.last_step}"[:150])
-                time.sleep(0.2)
             reader.join(timeout=5)
             self.cancel.check()
             return proc.returncode
@@ -225,15 +230,13 @@ def builder_strategy(farm: Farm, req: Request, chosen: dict[str, Node], workdir:
 
 def verify(tag: str, platforms: list[str]) -> tuple[str, dict[str, str], str | None]:
     """(index digest, platform -> manifest digest, problem): the pushed index, read back."""
-    index, _ = cli.raw_manifest(tag)
+    index, digest = cli.raw_manifest(tag)
     listed = {cli.platform_of(m): m["digest"] for m in index.get("manifests", [])
               if cli.platform_of(m) != "unknown/unknown"}
-    described = json.loads(cli.docker("buildx", "imagetools", "inspect", tag, "--format",
-                                      "{{json .Manifest}}").stdout)
     missing = [p for p in platforms if p not in listed]
     problem = (f"the index {tag} does not list {', '.join(missing)}"
                f" (it lists {', '.join(sorted(listed)) or 'nothing'})") if missing else None
-    return described["digest"], listed, problem
+    return digest, listed, problem
 
 
 def build(farm: Farm, req: Request, say: Callable[[str, str], None], cancel: Cancel
@@ -243,6 +246,8 @@ def build(farm: Farm, req: Request, say: Callable[[str, str], None], cancel: Can
     workdir = Path(tempfile.mkdtemp(prefix="archfarm-build-"))
     strategy = merge_strategy if req.strategy == "merge" else builder_strategy
     outcome = strategy(farm, req, chosen, workdir, say, cancel)
+    if not any(r.bad for r in outcome.results.values()):
+        shutil.rmtree(workdir, ignore_errors=True)  # a failure's logs stay, named in its note
     report: dict = {"image": req.tag if req.push else req.output, "digest": None,
                     "platforms": [{"platform": p, "node": chosen[p].name,
                                    "digest": r.extra.get("digest"),
