@@ -104,6 +104,9 @@ def remove_include() -> bool:
         return False
     if kept and not kept[0].strip():
         kept = kept[1:]  # the blank line archfarm added after its Include
+    if not kept:  # archfarm made the file for its Include: leave no empty file behind
+        config.unlink()
+        return True
     mode = config.stat().st_mode & 0o777
     _write_private(config, "".join(kept))
     os.chmod(config, mode)
