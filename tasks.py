@@ -62,7 +62,7 @@ def register(c, inventory=None, check=False, json=False):
     "push": "push to the registry in --tag", "output": "oci:PATH (builder strategy only)",
     "build_arg": "KEY=VALUE, repeatable",
     "allow_emulation": "build a platform no node runs natively, under QEMU", "json": JSON})
-def build(c, context, tag, inventory=None, file=None, platform=None, strategy="merge",
+def build(c, context=None, tag=None, inventory=None, file=None, platform=None, strategy="merge",
           push=False, output=None, build_arg=None, allow_emulation=False, json=False):
     """Build a multi-arch image on the farm, each platform natively, then verify its index."""
     from pathlib import Path
@@ -70,7 +70,7 @@ def build(c, context, tag, inventory=None, file=None, platform=None, strategy="m
     from provision import cli
     from provision.buildx.build import Request
 
-    request = Request(context_dir=Path(context), tag=tag, file=file,
+    request = Request(context_dir=Path(context) if context else None, tag=tag or "", file=file,
                       platforms=[p.strip() for p in (platform or "").split(",") if p.strip()],
                       strategy=strategy, push=push, output=output,
                       build_args=list(build_arg or []), allow_emulation=allow_emulation)

@@ -48,6 +48,9 @@ def _guard(reporter: Reporter, json_mode: bool, body: Callable[[Cancel], int],
     except UserError as e:
         return _fail(reporter, json_mode, str(e), e.exit_code)
     except DockerError as e:
+        if cancel.is_set():  # Ctrl-C reached the docker child too: this was the interrupt
+            return _fail(reporter, json_mode, "interrupted; run the same task again to"
+                         " converge", 130)
         return _fail(reporter, json_mode, str(e), 1)
     except KeyboardInterrupt:
         return _fail(reporter, json_mode, "interrupted; run the same task again to converge", 130)
@@ -175,11 +178,19 @@ def destroy(inventory: str | None, yes: bool, check: bool, json_mode: bool) -> i
 
         farm, clients = _setup(inventory)
         actions = plan.destroy(farm, observe(clients, farm, cancel, strangers=True))
-        if not actions:  # no VM left: only what is local, if anything
+        if not any(a.changes for a in actions):  # no VM of ours left: only what is local
+            if actions:
+                reporter.plan(f"farm {farm.farm}: destroy in project {farm.gcp.project}",
+                              [(a.verb, a.key, a.target, a.detail) for a in actions])
             local = unregister(farm, check)
+            if not check and local.results:
+                from .hosts import cache
+
+                cache.forget(farm.gcp.project, farm.farm)
             if not local.results:
                 reporter.say(f"farm {farm.farm}: nothing to destroy")
-            return _finish(reporter, local, json_mode)
+            return _finish(reporter, merge(local, RunResult(
+                {a.key: NodeResult(ok=1, note=a.detail) for a in actions}, False)), json_mode)
         vms = sum(1 for a in actions if a.changes and a.vm is not None)
         rule = any(a.changes and a.rule is not None for a in actions)
         question = (f"Delete {vms} VM(s) of farm {farm.farm}"
@@ -261,7 +272,7 @@ def _register(reporter: Reporter, farm: Farm, nodes: set[str] | None, cancel: Ca
                 missing[node.name] = NodeResult(unreachable=True, note=str(e))
     ready = [n for n in targets if n.name not in missing]
     hosts = {n: h for n, h in directory.hosts.items() if directory.cached(n)}
-    return merge(register(farm, hosts, ready, check), RunResult(missing, False))
+    return merge(register(farm, hosts, ready, check, cancel), RunResult(missing, False))
 
 
 def register(inventory: str | None, check: bool, json_mode: bool) -> int:
@@ -393,7 +404,7 @@ def status(inventory: str | None, json_mode: bool) -> int:
         stage.show(reporter, state)
         if json_mode:
             reporter.emit_json(state)
-        return 0
+        return 130 if cancel.is_set() else 0
 
     return _guard(reporter, json_mode, body)
 

@@ -92,6 +92,10 @@ Endpoint = Annotated[str, _matching(
 
 
 def _key_path(text: str) -> str:
+    # It is written into ssh config files: no quotes, % tokens or control characters.
+    if any(c in text for c in '"%') or any(ord(c) < 32 or ord(c) == 127 for c in text):
+        raise ValueError(f"{text!r} has a quote, a % or a control character, which ssh"
+                         " configuration cannot hold; use a plain path like ~/.ssh/archfarm-demo")
     if not text.strip() or text != text.strip():
         raise ValueError(f"{text!r} is empty or has spaces at either end; write the private key"
                          " file's path, like ~/.ssh/archfarm-demo, or leave private_key out for"

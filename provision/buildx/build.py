@@ -10,6 +10,7 @@ its native node. Either way the pushed index is read back and must list every pl
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import tempfile
@@ -31,8 +32,8 @@ BUILD_TIMEOUT = 3600.0
 
 @dataclass
 class Request:
-    context_dir: Path
-    tag: str
+    context_dir: Path | None
+    tag: str  # "" when not given
     file: str | None = None
     platforms: list[str] = field(default_factory=list)
     strategy: str = "merge"
@@ -42,8 +43,19 @@ class Request:
     allow_emulation: bool = False
 
 
+TAG = re.compile(r"[a-z0-9][a-z0-9._:/-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?")
+
+
 def check_request(farm: Farm, req: Request) -> dict[str, Node]:
     """Bad input, before anything runs (exit 2): returns platform -> the node that builds it."""
+    if req.context_dir is None or not req.tag:
+        raise UserError("--context DIR and --tag REF are both needed. Fix: e.g. inv build"
+                        " --context examples/hello --tag 127.0.0.1:5000/hello:demo --push.")
+    if not TAG.fullmatch(req.tag) or "@" in req.tag:
+        raise UserError(f"--tag {req.tag!r}: not an image reference to push to. Fix: write"
+                        " REGISTRY/REPOSITORY[:TAG], e.g. us-central1-docker.pkg.dev/p/r/app:1"
+                        " (lowercase, no digest, no spaces or commas).")
+    cli.binary()  # the docker CLI, checked once here rather than in every platform's job
     if not req.context_dir.is_dir():
         raise UserError(f"--context {req.context_dir}: no such directory. Fix: give the build"
                         " context directory, e.g. --context examples/hello.")
@@ -153,8 +165,7 @@ def _why_failed(text: str, node: str, farm: Farm) -> str:
 def _common_args(req: Request, metadata: Path) -> list[str]:
     args = ["buildx", "build", "--progress", "plain", "--metadata-file", str(metadata)]
     if req.file:
-        args += ["--file", str(req.context_dir / req.file)
-                 if not Path(req.file).is_absolute() else req.file]
+        args += ["--file", str(Path(req.context_dir or ".") / req.file)]
     for arg in req.build_args:
         args += ["--build-arg", arg]
     return args

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 
 from ..errors import UserError
 from ..inventory import Farm
@@ -66,9 +67,17 @@ def check(farm: Farm, image: str, command: list[str]) -> Verdict:
         return Verdict(False, f"no {ARM64} variant: the image offers"
                               f" {', '.join(platforms) or 'no platform'}", platforms)
     context, where = where_to_run(farm)
+    if context is None and not Path("/proc/sys/fs/binfmt_misc/qemu-aarch64").exists():
+        raise UserError("the farm has no registered arm64 node, and this machine cannot run"
+                        " arm64 binaries (no qemu-aarch64 binfmt handler). Fix: `inv"
+                        " provision` a farm with an arm64 node, or install qemu-user-static"
+                        " and binfmt-support here.")
     done = cli.docker("run", "--rm", "--pull", "always", "--platform", ARM64, image, *command,
                       context=context, timeout=RUN_TIMEOUT, check=False)
     output = (done.stdout + done.stderr).strip()
+    if context and ("error during connect" in output or "dial-stdio" in output):
+        raise UserError(f"cannot reach {where} (its docker context over ssh failed): nothing"
+                        " was decided about the image. Fix: `inv status`, then `inv provision`.")
     if "exec format error" in output:
         return Verdict(False, "exec format error: the arm64 variant holds binaries of another"
                               " architecture", platforms, where, output[-2000:])

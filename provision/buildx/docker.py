@@ -62,9 +62,9 @@ def json_lines(text: str) -> list[dict]:
     return out
 
 
-def contexts() -> dict[str, str]:
-    """Docker contexts: name -> docker endpoint."""
-    return {c["Name"]: c.get("DockerEndpoint", "")
+def contexts() -> dict[str, tuple[str, str]]:
+    """Docker contexts: name -> (docker endpoint, description)."""
+    return {c["Name"]: (c.get("DockerEndpoint", ""), c.get("Description", ""))
             for c in json_lines(docker("context", "ls", "--format", "json").stdout)}
 
 

@@ -17,9 +17,10 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import UserError
 from ..hosts.cache import Host, known_hosts_path
 from ..inventory import Farm, Node
-from ..runner import NodeResult, RunResult
+from ..runner import Cancel, NodeResult, RunResult
 from . import docker as cli
 
 MARK = "# added by archfarm (inv destroy removes it when no farm is left)"
@@ -49,7 +50,7 @@ def host_block(farm: Farm, host: Host) -> str:
              f"  HostName {host.address}",
              f"  User {farm.ssh.user}",
              "  Port 22",
-             f'  IdentityFile "{farm.key_path}"',
+             f'  IdentityFile "{farm.key_path.absolute()}"',
              "  IdentitiesOnly yes",
              # Keys are pinned under the alias too, so a new address needs no new pin.
              f"  HostKeyAlias {host.alias}",
@@ -65,8 +66,8 @@ def host_block(farm: Farm, host: Host) -> str:
 
 def render(farm: Farm, hosts: dict[str, Host]) -> str:
     blocks = [host_block(farm, hosts[n]) for n in sorted(hosts)]
-    return (f"# archfarm farm {farm.farm} (project {farm.gcp.project}): managed by archfarm,"
-            " rewritten by `inv register`, removed by `inv destroy`.\n\n" + "\n".join(blocks))
+    return (f"# {marker(farm)}: managed by archfarm, rewritten by `inv register`, removed by"
+            " `inv destroy`.\n\n" + "\n".join(blocks))
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -81,7 +82,7 @@ def _write_private(path: Path, text: str) -> None:
 def ensure_include(check: bool) -> bool:
     """One Include line at the top of ~/.ssh/config (an Include under a Host block would only
     apply to that host). True if it was (or would be) added."""
-    config = ssh_dir() / "config"
+    config = (ssh_dir() / "config").resolve()  # a dotfile manager's symlink stays a symlink
     text = config.read_text() if config.exists() else ""
     if include_line() in text.splitlines():
         return False
@@ -95,7 +96,7 @@ def ensure_include(check: bool) -> bool:
 
 def remove_include() -> bool:
     """Drop archfarm's Include (and its mark) once no farm config is left."""
-    config = ssh_dir() / "config"
+    config = (ssh_dir() / "config").resolve()
     if not config.exists() or any((ssh_dir() / "archfarm").glob("*.conf")):
         return False
     lines = config.read_text().splitlines(keepends=True)
@@ -161,59 +162,99 @@ def _driver_image(farm: str, node: str) -> str | None:
     return None
 
 
-def register(farm: Farm, hosts: dict[str, Host], nodes: list[Node], check: bool
-             ) -> RunResult:
-    """Converge the ssh config, the contexts and the builder for `nodes`; one result each."""
+def marker(farm: Farm) -> str:
+    """What archfarm writes into its contexts' description and its ssh config's first line:
+    the farm and its project, so a same-named farm of another project is never taken."""
+    return f"archfarm farm={farm.farm} project={farm.gcp.project}"
+
+
+def _owner_of_config(farm: Farm) -> str | None:
+    """The marker in the farm's ssh config file, if it exists."""
+    config = farm_config(farm.farm)
+    if not config.exists():
+        return None
+    first = config.read_text().split("\n", 1)[0]
+    return first.removeprefix("# ").split(":", 1)[0] if first.startswith("# archfarm") else ""
+
+
+def _refuse_foreign(farm: Farm, contexts: dict[str, tuple[str, str]]) -> None:
+    """Another project's farm of the same name owns the names this farm would use."""
+    owner = _owner_of_config(farm)
+    foreign = [name for n in farm.expanded()
+               if (name := alias(farm.farm, n.name)) in contexts
+               and contexts[name][1] not in ("", marker(farm))]
+    if (owner not in (None, "", marker(farm))) or foreign:
+        raise UserError(f"farm {farm.farm} of project {farm.gcp.project}: its local names are"
+                        f" taken by {owner or contexts[foreign[0]][1]}"
+                        f" ({farm_config(farm.farm) if owner else foreign[0]}). Fix: give this"
+                        " farm another `farm:` name, or destroy the other farm first.")
+
+
+def register(farm: Farm, hosts: dict[str, Host], nodes: list[Node], check: bool,
+             cancel: Cancel | None = None) -> RunResult:
+    """Converge the ssh config, the contexts and the builder for `nodes`; one result each.
+    A node whose docker command fails is that node's failure; the others go on."""
+    cancel = cancel or Cancel()
+    contexts = cli.contexts()
+    _refuse_foreign(farm, contexts)
     results: dict[str, NodeResult] = {}
     config = farm_config(farm.farm)
     old_text = config.read_text() if config.exists() else ""
     known = {n: h for n, h in hosts.items() if n in {x.name for x in farm.expanded()}}
     new_text = render(farm, known)
-    old_blocks = set(old_text.split("\n\n"))
+    old_blocks = {b.rstrip("\n") for b in old_text.split("\n\n")}
+    cancel.check()
     include_added = ensure_include(check)
     if new_text != old_text and not check:
         _write_private(config, new_text)
 
-    contexts = cli.contexts()
     builder = cli.builders().get(farm.farm)
     for node in nodes:
-        w, done, changes = wanted(farm, node), 0, []
-        block = host_block(farm, hosts[node.name])
-        if block.rstrip("\n") not in {b.rstrip("\n") for b in old_blocks}:
-            changes.append("ssh config")
-        if contexts.get(w.context) != w.endpoint:
-            changes.append("docker context")
-            if not check:
-                verb = "update" if w.context in contexts else "create"
-                cli.docker("context", verb, w.context, "--docker", f"host={w.endpoint}")
-        current = _builder_node(builder, w.builder_node)
-        if (current is None or current.get("Endpoint") != w.context
-                or current.get("Platforms", [None])[:1] != [node.platform]
-                or _driver_image(farm.farm, w.builder_node) != farm.buildx.buildkit_image):
-            changes.append("builder node")
-            if not check:
-                # --append adds or replaces a node of an existing builder.
-                cli.docker(*builder_create_args(farm, w, append=builder is not None))
-                builder = cli.builders().get(farm.farm)
-        done = 3 - len(changes)
+        w, changes = wanted(farm, node), []
+        try:
+            if host_block(farm, hosts[node.name]).rstrip("\n") not in old_blocks:
+                changes.append("ssh config")
+            if contexts.get(w.context) != (w.endpoint, marker(farm)):
+                changes.append("docker context")
+                if not check:
+                    cancel.check()
+                    verb = "update" if w.context in contexts else "create"
+                    cli.docker("context", verb, w.context, "--docker", f"host={w.endpoint}",
+                               "--description", marker(farm))
+            current = _builder_node(builder, w.builder_node)
+            if (current is None or current.get("Endpoint") != w.context
+                    or current.get("Platforms", [None])[:1] != [node.platform]
+                    or _driver_image(farm.farm, w.builder_node) != farm.buildx.buildkit_image):
+                changes.append("builder node")
+                if not check:
+                    cancel.check()
+                    # --append adds or replaces a node of an existing builder.
+                    cli.docker(*builder_create_args(farm, w, append=builder is not None))
+                    builder = cli.builders().get(farm.farm)
+        except cli.DockerError as e:
+            results[node.name] = NodeResult(ok=3 - len(changes), changed=len(changes) - 1,
+                                            failed=1, note=str(e))
+            continue
         note = (("would change: " if check else "changed: ") + ", ".join(changes) if changes
                 else f"{w.builder_node} in builder {farm.farm}, {node.platform}")
-        results[node.name] = NodeResult(ok=done, changed=len(changes), note=note,
-                                        extra={"context": w.context,
-                                               "builder": farm.farm})
+        results[node.name] = NodeResult(ok=3 - len(changes), changed=len(changes), note=note,
+                                        extra={"context": w.context, "builder": farm.farm})
     if include_added and nodes:
         results[nodes[0].name].note += f"; {'would add' if check else 'added'} Include to" \
                                        f" {shlex.quote(str(ssh_dir() / 'config'))}"
-    return RunResult(results, False)
+    return RunResult(results, cancel.is_set())
 
 
 def unregister(farm: Farm, check: bool) -> RunResult:
-    """Remove the farm's builder, its contexts, its ssh config and (if last) the Include."""
+    """Remove the farm's builder, its contexts, its ssh config and (if last) the Include:
+    only what carries this farm's marker (a same-named farm of another project is left)."""
     results: dict[str, NodeResult] = {}
-    prefix = f"archfarm-{farm.farm}-"
+    contexts = cli.contexts() if shutil.which("docker") else {}
+    names = {alias(farm.farm, n.name) for n in farm.expanded()}
+    mine = sorted(name for name, (_, description) in contexts.items()
+                  if description == marker(farm) or (not description and name in names))
     stored = _stored_builder(farm.farm)
-    if stored and any((n.get("Endpoint") or "").startswith(prefix)
-                      for n in stored.get("Nodes") or []):
+    if stored and mine and any(n.get("Endpoint") in mine for n in stored.get("Nodes") or []):
         if not check:
             done = cli.docker("buildx", "rm", "--force", farm.farm, check=False, timeout=60)
             if _stored_builder(farm.farm):
@@ -221,14 +262,12 @@ def unregister(farm: Farm, check: bool) -> RunResult:
                     failed=1, note=f"`docker buildx rm {farm.farm}` failed: "
                                    f"{done.stderr.strip()[-300:]}")
         results.setdefault(f"builder {farm.farm}", NodeResult(changed=1, note="removed"))
-    mine = sorted(c for c in cli.contexts() if c.startswith(prefix)) if shutil.which(
-        "docker") else []
     if mine:
         if not check:
             cli.docker("context", "rm", "--force", *mine)
         results["docker contexts"] = NodeResult(changed=1, note=", ".join(mine))
     config = farm_config(farm.farm)
-    if config.exists():
+    if config.exists() and _owner_of_config(farm) in ("", marker(farm)):
         if not check:
             config.unlink()
         results["ssh config"] = NodeResult(changed=1, note=str(config))

@@ -47,7 +47,9 @@ APT_UPDATE = f"{{ {WAIT_LOCKS}; {APT} update || {{ sleep 5; {WAIT_LOCKS}; {APT} 
 
 
 def apt_install(packages: tuple[str, ...]) -> str:
-    return (f"{{ {WAIT_LOCKS}; {APT} install -y --no-install-recommends "
+    # `dpkg --configure -a` first: an install cut off earlier (a lost connection, Ctrl-C)
+    # leaves dpkg half-done, and every later apt-get would refuse until it is finished.
+    return (f"{{ {WAIT_LOCKS}; dpkg --configure -a; {APT} install -y --no-install-recommends "
             f"-o Dpkg::Options::=--force-confold {' '.join(packages)}; }}")
 
 

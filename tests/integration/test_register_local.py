@@ -1,0 +1,78 @@
+"""Register's local side with the real docker CLI (no engine needed for contexts): archfarm
+takes and removes only what carries its own farm's marker. DOCKER_CONFIG points under
+tmp_path (conftest), and so does the ssh directory here."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+
+from provision import cli
+from provision.buildx import register
+from provision.errors import UserError
+from provision.inventory import parse
+
+from .conftest import run_json
+
+pytestmark = pytest.mark.skipif(not shutil.which("docker"), reason="needs the docker CLI")
+
+
+def farm(name: str, project: str = "proj-one"):
+    return parse(f"""
+farm: {name}
+gcp: {{project: {project}, zones: [us-central1-a], ssh_source_ranges: [10.0.0.0/8]}}
+nodes:
+  - {{name: arm64-1, platform: linux/arm64, machine_type: t2a-standard-4}}
+""", "f.yaml")
+
+
+@pytest.fixture(autouse=True)
+def ssh_home(tmp_path, monkeypatch):
+    monkeypatch.setattr(register, "ssh_dir", lambda: tmp_path / "ssh")
+
+
+def make_context(name: str, description: str) -> None:
+    subprocess.run(["docker", "context", "create", name, "--docker", "host=ssh://" + name,
+                    "--description", description], check=True, capture_output=True)
+
+
+def context_names() -> set[str]:
+    out = subprocess.run(["docker", "context", "ls", "--format", "{{.Name}}"], check=True,
+                         capture_output=True, text=True).stdout
+    return set(out.split())
+
+
+def test_destroying_farm_ci_leaves_farm_ci_arm_alone():
+    ci, ci_arm = farm("ci"), farm("ci-arm")
+    make_context("archfarm-ci-arm64-1", register.marker(ci))
+    make_context("archfarm-ci-arm-arm64-1", register.marker(ci_arm))
+    register.unregister(ci, check=False)
+    assert "archfarm-ci-arm-arm64-1" in context_names()
+    assert "archfarm-ci-arm64-1" not in context_names()
+
+
+def test_a_same_named_farm_of_another_project_is_refused_and_left_alone():
+    ours, theirs = farm("ci", "proj-one"), farm("ci", "proj-two")
+    make_context("archfarm-ci-arm64-1", register.marker(theirs))
+    with pytest.raises(UserError, match="taken by archfarm farm=ci project=proj-two"):
+        register.register(ours, {}, [], check=True)
+    register.unregister(ours, check=False)
+    assert "archfarm-ci-arm64-1" in context_names()
+
+
+@pytest.mark.parametrize("args, message", [
+    ({"context_dir": None, "tag": "r/x:1"}, "--context DIR and --tag REF are both needed"),
+    ({"tag": ""}, "--context DIR and --tag REF are both needed"),
+    ({"tag": "r/x:1,push=false"}, "not an image reference"),
+    ({"tag": "r/x@sha256:00"}, "not an image reference"),
+    ({"tag": "-r/x:1"}, "not an image reference"),
+])
+def test_build_without_context_or_with_a_bad_tag_is_bad_input(inventory, capsys, tmp_path,
+                                                              args, message):
+    from provision.buildx.build import Request
+
+    request = Request(**{"context_dir": tmp_path, "push": True, **args})
+    code, out = run_json(cli.build, str(inventory), request, capsys=capsys)
+    assert code == 2 and message in out["error"]
