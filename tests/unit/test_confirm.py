@@ -35,18 +35,25 @@ def test_ctrl_c_delivered_to_another_thread_interrupts_the_prompt(terminal):
     thread.start()
     bystander_ready.wait()
 
+    answered = threading.Event()
+
     def interrupt_then_unblock() -> None:
         time.sleep(0.3)
         signal.pthread_kill(thread.ident, signal.SIGINT)
-        time.sleep(2)
-        os.write(terminal, b"n\n")  # only reached if the prompt ignored the Ctrl-C
+        if not answered.wait(2):
+            os.write(terminal, b"n\n")  # only reached if the prompt ignored the Ctrl-C
 
-    threading.Thread(target=interrupt_then_unblock, daemon=True).start()
+    unblocker = threading.Thread(target=interrupt_then_unblock, daemon=True)
+    unblocker.start()
     started = time.monotonic()
-    with pytest.raises(KeyboardInterrupt):
-        cli._confirm("Delete 2 VM(s)?")
-    assert time.monotonic() - started < 1.5
-    stop.set()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            cli._confirm("Delete 2 VM(s)?")
+        assert time.monotonic() - started < 1.5
+    finally:
+        answered.set()
+        unblocker.join()
+        stop.set()
 
 
 @pytest.mark.parametrize("typed, answer", [(b"y\n", True), (b"yes\n", True), (b"\n", False),
