@@ -18,8 +18,9 @@ from provision import cli
 def terminal(monkeypatch):
     """stdin on a pseudo-terminal; returns the master side, where the user types."""
     master, slave = pty.openpty()
-    monkeypatch.setattr("sys.stdin", os.fdopen(slave, "r"))
-    yield master
+    with os.fdopen(slave, "r") as stdin:
+        monkeypatch.setattr("sys.stdin", stdin)
+        yield master
     os.close(master)
 
 
