@@ -96,7 +96,11 @@ def hello(farm):
     code, out, err = inv("build", "-i", str(path), "--context", str(REPO / "examples/hello"),
                          "--tag", tag, "--strategy", "merge", "--push")
     assert code == 0, err
-    return tag, out
+    yield tag, out
+    # the tests pulled it into this machine's engine: leave none of it behind
+    pulled = docker("images", "-q", f"{REGISTRY}/bx/hello").stdout.split()
+    if pulled:
+        docker("rmi", "-f", *sorted(set(pulled)))
 
 
 def test_merge_build_pushes_an_index_with_both_platforms_each_built_on_its_node(hello):
