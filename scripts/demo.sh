@@ -11,7 +11,7 @@ scripts/bootstrap.sh
 export PATH="$PWD/.venv/bin:$PATH" ARCHFARM_INVENTORY=inventory/lab.yaml
 image=127.0.0.1:5000/hello:demo
 
-run() { echo; echo "\$ inv $*"; inv "$@"; }
+run() { echo >&2; echo "\$ inv $*" >&2; inv "$@"; }
 run lab.up                 # installs the lab's Debian packages on first use (host setup)
 run provision --check      # the plan and its cost; nothing changes
 run provision
