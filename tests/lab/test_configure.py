@@ -23,10 +23,10 @@ from .conftest import KW, inv
 pytestmark = pytest.mark.lab
 
 
-def inventory(tmp_path: Path, lab: str, project: str, nodes: str) -> Path:
+def inventory(tmp_path: Path, lab: str, project: str, nodes: str, name: str = "cfg") -> Path:
     path = tmp_path / f"{project}.yaml"
     path.write_text(f"""
-farm: cfg
+farm: {name}
 gcp:
   project: {project}
   zones: [us-central1-a]
@@ -85,8 +85,8 @@ def farm(lab, tmp_path, request):
     """A farm in its own project; destroyed afterwards whatever the test did."""
     made: list[Path] = []
 
-    def make(project: str, nodes: str = BOTH) -> Path:
-        path = inventory(tmp_path, lab, project, nodes)
+    def make(project: str, nodes: str = BOTH, name: str = "cfg") -> Path:
+        path = inventory(tmp_path, lab, project, nodes, name)
         made.append(path)
         code, out, err = inv("vms", "-i", str(path))
         assert code == 0, err
@@ -197,7 +197,9 @@ def test_an_apt_lock_held_by_another_process_is_waited_for(farm):
 
 
 def test_a_node_stopped_midway_is_unreachable_the_other_converges_and_a_rerun_converges(farm):
-    path = farm("archfarm-cfg-stop")
+    # Its own farm name: its rerun registers (provision), and the module's farm `cfg` of
+    # another project holds that name's docker contexts and ssh config meanwhile.
+    path = farm("archfarm-cfg-stop", name="cfgstop")
     done: dict = {}
     runner = threading.Thread(target=lambda: done.update(
         zip(("code", "out", "err"), inv("configure", "-i", str(path)), strict=True)))
@@ -206,12 +208,12 @@ def test_a_node_stopped_midway_is_unreachable_the_other_converges_and_a_rerun_co
     client = compute_v1.InstancesClient(**KW)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        status = in_vm("archfarm-cfg-stop", "cfg-arm64",
+        status = in_vm("archfarm-cfg-stop", "cfgstop-arm64",
                        "pgrep -f 'apt-get' >/dev/null && echo busy", check=False).stdout
         if "busy" in status:
             break
         time.sleep(0.3)
-    client.stop(project="archfarm-cfg-stop", zone="us-central1-a", instance="cfg-arm64")
+    client.stop(project="archfarm-cfg-stop", zone="us-central1-a", instance="cfgstop-arm64")
     runner.join(timeout=600)
     assert done["code"] == 1, done.get("err")
     nodes = done["out"]["nodes"]
