@@ -17,7 +17,14 @@ from .errors import KeyFileError
 from .hosts import facts as host_facts
 from .hosts import steps
 from .hosts.cache import Host
-from .hosts.connect import HostKeyRefused, Unreachable, load_key, open_connection, sudo
+from .hosts.connect import (
+    CONNECT_TIMEOUT,
+    HostKeyRefused,
+    Unreachable,
+    load_key,
+    open_connection,
+    sudo,
+)
 from .hosts.directory import Directory, NotUp
 from .inventory import Farm, Node
 from .runner import Job, NodeResult, Progress
@@ -59,6 +66,25 @@ def gather(conn: Any, user: str, timeout: float = FACTS_TIMEOUT) -> host_facts.F
     return host_facts.parse(out.stdout)
 
 
+def connect(farm: Farm, directory: Directory, node: Node, pkey: Any, progress: Progress,
+            wait_seconds: float, timeout: float = CONNECT_TIMEOUT) -> tuple[Any, Host]:
+    """A pinned connection. A cached entry gets one quick try; if the host does not answer
+    as cached, the API says where it is now and which keys it must present, and those are
+    waited for (host keys, then SSH) up to `wait_seconds`."""
+    deadline = time.monotonic() + wait_seconds
+    cached = directory.cached(node.name)
+    if cached is not None:
+        try:
+            return open_connection(cached, farm.ssh.user, pkey, progress.cancel, 0, progress,
+                                   timeout), cached
+        except (HostKeyRefused, Unreachable):
+            progress("not as cached; asking Compute Engine where it is now")
+    host = directory.refresh(node.name, progress.cancel, deadline, progress,
+                             fresh=cached is not None)
+    return open_connection(host, farm.ssh.user, pkey, progress.cancel,
+                           max(0.0, deadline - time.monotonic()), progress, timeout), host
+
+
 class Configure:
     """Runner jobs for the configure stage, sharing the directory of hosts and the key."""
 
@@ -71,27 +97,10 @@ class Configure:
     def job(self, node: Node) -> Job:
         return lambda progress: self.run(node, progress)
 
-    def connect(self, node: Node, progress: Progress) -> tuple[Any, Host]:
-        """A pinned connection. A cached entry gets one quick try; if the host does not
-        answer as cached, the API says where it is now and which keys it must present."""
-        deadline = time.monotonic() + self.wait_seconds
-        cached = self.directory.cached(node.name)
-        if cached is not None:
-            try:
-                return self._open(cached, progress, wait=0), cached
-            except (HostKeyRefused, Unreachable):
-                progress("not as cached; asking Compute Engine where it is now")
-        host = self.directory.refresh(node.name, progress.cancel, deadline, progress,
-                                      fresh=cached is not None)
-        return self._open(host, progress, wait=max(0.0, deadline - time.monotonic())), host
-
-    def _open(self, host: Host, progress: Progress, wait: float) -> Any:
-        return open_connection(host, self.farm.ssh.user, self.pkey, progress.cancel, wait,
-                               progress)
-
     def run(self, node: Node, progress: Progress) -> NodeResult:
         try:
-            conn, host = self.connect(node, progress)
+            conn, host = connect(self.farm, self.directory, node, self.pkey, progress,
+                                 self.wait_seconds)
         except (NotUp, Unreachable) as e:
             return NodeResult(unreachable=True, note=str(e))
         except HostKeyRefused as e:
@@ -148,18 +157,8 @@ def live_facts(farm: Farm, directory: Directory, node: Node, progress: Progress,
                timeout: float = 5.0) -> dict:
     """`inv status`'s per-node look: docker version and emulated, or unreachable. Nothing is
     waited for: host keys not yet published or SSH not up yet read as unreachable."""
-    host = directory.cached(node.name)
     try:
-        pkey = farm_key(farm)
-        if host is None:
-            host = directory.refresh(node.name, progress.cancel, 0, progress)
-        try:
-            conn = open_connection(host, farm.ssh.user, pkey, progress.cancel, 0, progress,
-                                   timeout=timeout)
-        except (Unreachable, HostKeyRefused):
-            host = directory.refresh(node.name, progress.cancel, 0, progress)
-            conn = open_connection(host, farm.ssh.user, pkey, progress.cancel, 0, progress,
-                                   timeout=timeout)
+        conn, host = connect(farm, directory, node, farm_key(farm), progress, 0, timeout)
         with conn:
             found = gather(conn, farm.ssh.user, timeout=timeout + 5)
     except (NotUp, Unreachable, HostKeyRefused, KeyFileError) as e:
