@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UserError
-from ..hosts.cache import Host, known_hosts_path
+from ..hosts.cache import Host, known_hosts_path, write_private
 from ..inventory import Farm, Node
 from ..runner import Cancel, NodeResult, RunResult
 from . import docker as cli
@@ -70,15 +70,6 @@ def render(farm: Farm, hosts: dict[str, Host]) -> str:
             " `inv destroy`.\n\n" + "\n".join(blocks))
 
 
-def _write_private(path: Path, text: str) -> None:
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def ensure_include(check: bool) -> bool:
     """One Include line at the top of ~/.ssh/config (an Include under a Host block would only
     apply to that host). True if it was (or would be) added."""
@@ -87,9 +78,8 @@ def ensure_include(check: bool) -> bool:
     if include_line() in text.splitlines():
         return False
     if not check:
-        ssh_dir().mkdir(mode=0o700, exist_ok=True)
         mode = config.stat().st_mode & 0o777 if config.exists() else 0o600
-        _write_private(config, f"{MARK}\n{include_line()}\n\n{text}")
+        write_private(config, f"{MARK}\n{include_line()}\n\n{text}")
         os.chmod(config, mode)
     return True
 
@@ -109,7 +99,7 @@ def remove_include() -> bool:
         config.unlink()
         return True
     mode = config.stat().st_mode & 0o777
-    _write_private(config, "".join(kept))
+    write_private(config, "".join(kept))
     os.chmod(config, mode)
     return True
 
@@ -206,7 +196,7 @@ def register(farm: Farm, hosts: dict[str, Host], nodes: list[Node], check: bool,
     cancel.check()
     include_added = ensure_include(check)
     if new_text != old_text and not check:
-        _write_private(config, new_text)
+        write_private(config, new_text)
 
     builder = cli.builders().get(farm.farm)
     for node in nodes:

@@ -68,13 +68,12 @@ def load(project: str, farm: str) -> dict[str, Host]:
 def save(project: str, farm: str, hosts: dict[str, Host]) -> None:
     """Write the cache and the farm's known_hosts, each atomically, both 0600 in a 0700 dir."""
     directory = cache_dir(project, farm)
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     nodes = {name: asdict(host) for name, host in sorted(hosts.items())}
-    _write(directory / "hosts.json", json.dumps({"nodes": nodes}, indent=1, sort_keys=True))
+    write_private(directory / "hosts.json", json.dumps({"nodes": nodes}, indent=1, sort_keys=True))
     lines = [f"{host.alias},{host.address} {kind} {blob}"
              for _, host in sorted(hosts.items()) if host.address
              for kind, blob in host.ordered_keys()]
-    _write(directory / "known_hosts", "".join(line + "\n" for line in lines))
+    write_private(directory / "known_hosts", "".join(line + "\n" for line in lines))
 
 
 def forget(project: str, farm: str, nodes: set[str] | None = None) -> None:
@@ -86,7 +85,10 @@ def forget(project: str, farm: str, nodes: set[str] | None = None) -> None:
          {n: h for n, h in hosts.items() if n not in nodes})
 
 
-def _write(path: Path, text: str) -> None:
+def write_private(path: Path, text: str) -> None:
+    """Replace `path` atomically with a 0600 file (its directory made 0700 if missing); the
+    temporary file is never opened through a symlink."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "w") as f:
