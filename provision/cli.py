@@ -240,7 +240,7 @@ def _configure(reporter: Reporter, farm: Farm, nodes: set[str] | None, cancel: C
     from .configure import Configure
     from .hosts.directory import Directory
 
-    targets = [n for n in farm.expanded() if nodes is None or n.name in nodes]
+    targets = farm.selected(nodes)
     if not targets:
         return RunResult({}, cancel.is_set())
     stage = Configure(farm, Directory(farm, make_clients), check)
@@ -257,7 +257,7 @@ def _register(reporter: Reporter, farm: Farm, nodes: set[str] | None, cancel: Ca
     from .buildx.register import register
     from .hosts.directory import Directory, NotUp
 
-    targets = [n for n in farm.expanded() if nodes is None or n.name in nodes]
+    targets = farm.selected(nodes)
     if not targets:
         return RunResult({}, cancel.is_set())
     reporter.say(f"farm {farm.farm}: registering {len(targets)} node(s) as buildx nodes"
@@ -375,7 +375,7 @@ def provision(inventory: str | None, check: bool, limit: str | None, json_mode: 
         # started cannot be looked at: all its steps are counted as changes to come.
         pending = {a.key for a in actions if a.node and check and a.changes}
         failed = {k for k, r in vms_outcome.results.items() if r.bad}
-        wanted = {n.name for n in farm.expanded() if nodes is None or n.name in nodes}
+        wanted = {n.name for n in farm.selected(nodes)}
         ready = wanted - pending - failed
         outcome = _configure(reporter, farm, ready, cancel, check, lambda: clients)
         later = RunResult({key: NodeResult(changed=len(STEPS) + 3, note="configure and"

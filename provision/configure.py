@@ -40,7 +40,7 @@ def desired(farm: Farm, node: Node, host: Host) -> steps.Desired:
     daemon = farm.docker.daemon
     return steps.Desired(
         user=farm.ssh.user, package=farm.docker.package, platform=node.platform,
-        farm_platforms=tuple(sorted({n.platform for n in farm.expanded()})),
+        farm_platforms=tuple(farm.platforms),
         daemon_json=steps.render_daemon_json(daemon.registry_mirrors,
                                              daemon.insecure_registries,
                                              daemon.log_max_size, daemon.log_max_file),

@@ -108,8 +108,7 @@ class Estimate:
 
 def estimate(farm: Farm, nodes: set[str] | None = None) -> Estimate:
     """The cost of running the farm's nodes (all, or those named, as from --limit)."""
-    return Estimate([node_cost(n) for n in farm.expanded()
-                     if nodes is None or n.name in nodes])
+    return Estimate([node_cost(n) for n in farm.selected(nodes)])
 
 
 def node_cost(node: Node) -> NodeCost:

@@ -210,6 +210,15 @@ class Farm(Strict):
                     disk_type=spec.disk_type, spot=spec.spot, max_run_hours=spec.max_run_hours))
         return nodes
 
+    def selected(self, names: set[str] | None) -> list[Node]:
+        """The expanded nodes named in `names` (from `--limit`); every node for None."""
+        return [n for n in self.expanded() if names is None or n.name in names]
+
+    @property
+    def platforms(self) -> list[str]:
+        """The farm's platforms, each once, sorted."""
+        return sorted({n.platform for n in self.expanded()})
+
     @property
     def key_path(self) -> Path:
         return Path(os.path.expanduser(self.ssh.private_key or f"~/.ssh/archfarm-{self.farm}"))

@@ -77,7 +77,7 @@ def check_request(farm: Farm, req: Request) -> dict[str, Node]:
     for arg in req.build_args:
         if "=" not in arg:
             raise UserError(f"--build-arg {arg!r}: not KEY=VALUE. Fix: write it as KEY=VALUE.")
-    farm_platforms = sorted({n.platform for n in farm.expanded()})
+    farm_platforms = farm.platforms
     wanted = req.platforms or farm_platforms
     chosen: dict[str, Node] = {}
     for platform in wanted:
