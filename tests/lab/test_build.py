@@ -47,6 +47,12 @@ nodes:
     inv("destroy", "-i", str(path), "--yes")
 
 
+def build_hello(inventory: Path, tag: str, *extra: str) -> tuple[int, dict, str]:
+    """`inv build` of examples/hello, pushed to `tag`."""
+    return inv("build", "-i", str(inventory), "--context", str(REPO / "examples/hello"),
+               "--tag", tag, "--push", *extra)
+
+
 def docker(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=300)
 
@@ -93,8 +99,7 @@ def test_status_lists_each_nodes_builder_platform(farm):
 def hello(farm):
     path, _ = farm
     tag = f"{REGISTRY}/bx/hello:test"
-    code, out, err = inv("build", "-i", str(path), "--context", str(REPO / "examples/hello"),
-                         "--tag", tag, "--strategy", "merge", "--push")
+    code, out, err = build_hello(path, tag, "--strategy", "merge")
     assert code == 0, err
     yield tag, out
     # the tests pulled it into this machine's engine: leave none of it behind
@@ -136,8 +141,7 @@ def test_check_arm_says_ready_for_the_multi_arch_image(hello, farm):
 def test_check_arm_says_not_ready_for_an_amd64_only_image(farm):
     path, _ = farm
     tag = f"{REGISTRY}/bx/hello:amd64-only"
-    code, out, err = inv("build", "-i", str(path), "--context", str(REPO / "examples/hello"),
-                         "--tag", tag, "--platform", "linux/amd64", "--push")
+    code, out, err = build_hello(path, tag, "--platform", "linux/amd64")
     assert code == 0, err
     code, out, err = inv("check-arm", "-i", str(path), tag)
     assert code == 1
@@ -146,9 +150,7 @@ def test_check_arm_says_not_ready_for_an_amd64_only_image(farm):
 
 def test_builder_strategy_without_a_pullable_buildkit_image_names_the_fix(farm, tmp_path):
     path, _ = farm
-    code, out, err = inv("build", "-i", str(path), "--context", str(REPO / "examples/hello"),
-                         "--tag", f"{REGISTRY}/bx/hello:builder", "--strategy", "builder",
-                         "--push")
+    code, out, err = build_hello(path, f"{REGISTRY}/bx/hello:builder", "--strategy", "builder")
     assert code == 1
     notes = " ".join(r.get("note", "") for r in out["nodes"].values())
     assert "buildx.buildkit_image" in notes and "--strategy merge" in notes
@@ -165,9 +167,7 @@ def test_a_node_unreachable_during_a_build_fails_its_platform_clearly(farm):
         assert time.monotonic() < deadline
         time.sleep(0.5)
     try:
-        code, out, err = inv("build", "-i", str(path), "--context",
-                             str(REPO / "examples/hello"), "--tag",
-                             f"{REGISTRY}/bx/hello:down", "--push")
+        code, out, err = build_hello(path, f"{REGISTRY}/bx/hello:down")
         assert code == 1
         arm = out["nodes"]["linux/arm64"]
         assert arm["failed"] == 1 and "unreachable" in arm["note"], arm
