@@ -61,12 +61,18 @@ def plain_ssh(project: str, key: Path, node: str, command: str
         capture_output=True, text=True, timeout=120)
 
 
-def container_of(project: str, vm: str) -> str:
-    out = subprocess.run(["docker", "ps", "-q", "--filter",
-                          f"label=archfarm.lab.vm={project}/us-central1-a/{vm}"],
-                         capture_output=True, text=True, check=True).stdout.split()
-    assert len(out) == 1, out
-    return out[0]
+def container_of(project: str, vm: str, seconds: float = 60) -> str:
+    """The VM's container. A lab VM boots once Compute Engine says RUNNING, as a real one
+    does, so `inv vms` may return before the container runs."""
+    deadline = time.monotonic() + seconds
+    while True:
+        out = subprocess.run(["docker", "ps", "-q", "--filter",
+                              f"label=archfarm.lab.vm={project}/us-central1-a/{vm}"],
+                             capture_output=True, text=True, check=True).stdout.split()
+        if out or time.monotonic() > deadline:
+            assert len(out) == 1, out
+            return out[0]
+        time.sleep(0.2)
 
 
 def in_vm(project: str, vm: str, command: str, check: bool = True
@@ -185,7 +191,8 @@ def test_an_apt_lock_held_by_another_process_is_waited_for(farm):
     path = farm("archfarm-cfg-lock", ONE)
     # As unattended-upgrades would at first boot: the dpkg and apt lists locks, for 8 s.
     in_vm("archfarm-cfg-lock", "cfg-amd64",
-          "systemd-run --unit=hold-apt-locks python3 -c 'import fcntl, time;"
+          "systemctl is-system-running --wait >/dev/null;"
+          " systemd-run --unit=hold-apt-locks python3 -c 'import fcntl, time;"
           " a = open(\"/var/lib/apt/lists/lock\", \"w\"); fcntl.lockf(a, fcntl.LOCK_EX);"
           " b = open(\"/var/lib/dpkg/lock-frontend\", \"w\"); fcntl.lockf(b, fcntl.LOCK_EX);"
           " time.sleep(8)'")
