@@ -77,8 +77,10 @@ def container_of(project: str, vm: str, seconds: float = 60) -> str:
 
 def in_vm(project: str, vm: str, command: str, check: bool = True
           ) -> subprocess.CompletedProcess:
-    return subprocess.run(["docker", "exec", container_of(project, vm), "sh", "-c", command],
-                          capture_output=True, text=True, check=check, timeout=120)
+    done = subprocess.run(["docker", "exec", container_of(project, vm), "sh", "-c", command],
+                          capture_output=True, text=True, timeout=120)
+    assert not check or done.returncode == 0, f"{command}: {done.stdout}{done.stderr}"
+    return done
 
 
 def installed(project: str, vm: str, package: str) -> bool:
@@ -189,10 +191,11 @@ def test_a_changed_host_key_is_refused_with_both_fingerprints(farm):
 
 def test_an_apt_lock_held_by_another_process_is_waited_for(farm):
     path = farm("archfarm-cfg-lock", ONE)
+    # Booted (configure waits for SSH and first boot), so that systemd-run below works.
+    assert inv("configure", "-i", str(path), "--check")[0] == 0
     # As unattended-upgrades would at first boot: the dpkg and apt lists locks, for 8 s.
     in_vm("archfarm-cfg-lock", "cfg-amd64",
-          "systemctl is-system-running --wait >/dev/null;"
-          " systemd-run --unit=hold-apt-locks python3 -c 'import fcntl, time;"
+          "systemd-run --unit=hold-apt-locks python3 -c 'import fcntl, time;"
           " a = open(\"/var/lib/apt/lists/lock\", \"w\"); fcntl.lockf(a, fcntl.LOCK_EX);"
           " b = open(\"/var/lib/dpkg/lock-frontend\", \"w\"); fcntl.lockf(b, fcntl.LOCK_EX);"
           " time.sleep(8)'")
