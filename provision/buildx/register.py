@@ -229,10 +229,43 @@ def register(farm: Farm, hosts: dict[str, Host], nodes: list[Node], check: bool,
                 else f"{w.builder_node} in builder {farm.farm}, {node.platform}")
         results[node.name] = NodeResult(ok=3 - len(changes), changed=len(changes), note=note,
                                         extra={"context": w.context, "builder": farm.farm})
+    for name, context in _left(farm, contexts).items():
+        results[name] = _remove_left(farm, context, builder, old_text, check, cancel)
     if include_added and nodes:
         results[nodes[0].name].note += f"; {'would add' if check else 'added'} Include to" \
                                        f" {shlex.quote(str(ssh_dir() / 'config'))}"
     return RunResult(results, cancel.is_set())
+
+
+def _left(farm: Farm, contexts: dict[str, tuple[str, str]]) -> dict[str, str]:
+    """The farm's contexts (by its marker) whose node has left the inventory, by node name."""
+    kept = {alias(farm.farm, n.name) for n in farm.expanded()}
+    return {name.removeprefix(alias(farm.farm, "")): name
+            for name, (_, description) in sorted(contexts.items())
+            if description == marker(farm) and name not in kept}
+
+
+def _remove_left(farm: Farm, context: str, builder: dict | None, old_text: str,
+                 check: bool, cancel: Cancel) -> NodeResult:
+    """A node taken out of the inventory leaves the builder (so builds no longer go to it)
+    and loses its context and ssh entry; its VM is `inv vms --prune`'s business."""
+    members = [n["Name"] for n in (builder or {}).get("Nodes") or []
+               if n.get("Endpoint") == context]
+    gone = [f"builder node {m}" for m in members] + [f"docker context {context}"]
+    if f"Host {context}\n" in old_text:
+        gone.append("ssh config entry")  # already dropped: the config lists inventory nodes
+    if not check:
+        try:
+            for member in members:
+                cancel.check()
+                cli.docker("buildx", "create", "--name", farm.farm, "--leave", "--node", member)
+            cancel.check()
+            cli.docker("context", "rm", "--force", context)
+        except cli.DockerError as e:
+            return NodeResult(failed=1, note=f"no longer in the inventory, not removed: {e}")
+    return NodeResult(changed=1, note="no longer in the inventory: "
+                                      f"{'would remove' if check else 'removed'} "
+                                      + ", ".join(gone))
 
 
 def unregister(farm: Farm, check: bool) -> RunResult:

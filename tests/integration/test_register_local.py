@@ -34,8 +34,10 @@ def ssh_home(tmp_path, monkeypatch):
 
 
 def make_context(name: str, description: str) -> None:
-    subprocess.run(["docker", "context", "create", name, "--docker", "host=ssh://" + name,
-                    "--description", description], check=True, capture_output=True)
+    # A closed loopback port: whatever lists contexts (buildx ls) may try to reach them.
+    subprocess.run(["docker", "context", "create", name, "--docker",
+                    "host=ssh://builder@127.0.0.1:9", "--description", description],
+                   check=True, capture_output=True)
 
 
 def context_names() -> set[str]:
@@ -60,6 +62,24 @@ def test_a_same_named_farm_of_another_project_is_refused_and_left_alone():
         register.register(ours, {}, [], check=True)
     register.unregister(ours, check=False)
     assert "archfarm-ci-arm64-1" in context_names()
+
+
+def test_a_node_taken_out_of_the_inventory_loses_its_context_and_nothing_else():
+    ci, ci_arm = farm("ci"), farm("ci-arm")
+    make_context("archfarm-ci-arm64-1", register.marker(ci))
+    make_context("archfarm-ci-arm64-2", register.marker(ci))  # arm64-2 left the inventory
+    make_context("archfarm-ci-arm-arm64-9", register.marker(ci_arm))
+    make_context("archfarm-ci-by-hand", "")
+    planned = register.register(ci, {}, [], check=True)
+    assert {k: (r.changed, r.note) for k, r in planned.results.items()} == {"arm64-2": (
+        1, "no longer in the inventory: would remove docker context archfarm-ci-arm64-2")}
+    assert "archfarm-ci-arm64-2" in context_names()
+    done = register.register(ci, {}, [], check=False)
+    assert done.results["arm64-2"].changed == 1 and not done.results["arm64-2"].failed
+    assert "archfarm-ci-arm64-2" not in context_names()
+    assert {"archfarm-ci-arm64-1", "archfarm-ci-arm-arm64-9",
+            "archfarm-ci-by-hand"} <= context_names()
+    assert register.register(ci, {}, [], check=False).results == {}
 
 
 @pytest.mark.parametrize("args, message", [

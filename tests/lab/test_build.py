@@ -87,6 +87,27 @@ def test_a_second_register_changes_nothing(farm):
     assert {n: r["changed"] for n, r in out["nodes"].items()} == {"arm64": 0, "amd64": 0}
 
 
+def builder_nodes(name: str) -> set[str]:
+    return {n["Name"] for line in docker("buildx", "ls", "--format", "json").stdout.splitlines()
+            if (b := json.loads(line))["Name"] == name for n in b.get("Nodes") or []}
+
+
+def test_a_node_taken_out_of_the_inventory_leaves_the_builder_and_comes_back(farm, tmp_path):
+    path, _ = farm
+    amd64_only = tmp_path / "bx-amd64.yaml"
+    amd64_only.write_text("".join(line for line in path.read_text().splitlines(True)
+                                  if "name: arm64" not in line))
+    code, out, err = inv("register", "-i", str(amd64_only))
+    assert code == 0, err
+    assert out["nodes"]["arm64"]["changed"] == 1, out["nodes"]
+    assert builder_nodes("bx") == {"bx-amd64"}
+    assert "archfarm-bx-arm64" not in docker("context", "ls", "--format", "{{.Name}}").stdout
+    assert "Host archfarm-bx-arm64\n" not in register.farm_config("bx").read_text()
+    code, out, err = inv("register", "-i", str(path))  # back in the inventory
+    assert code == 0, err
+    assert builder_nodes("bx") == {"bx-amd64", "bx-arm64"}
+
+
 def test_status_lists_each_nodes_builder_platform(farm):
     path, _ = farm
     code, out, err = inv("status", "-i", str(path))
