@@ -22,19 +22,24 @@ pytestmark = pytest.mark.skipif(
     reason="needs a real project: set ARCHFARM_GCP_PROJECT and Application Default Credentials")
 
 
-def real_inventory(tmp_path: Path) -> Path:
+E2_MICRO = ("  - {name: x86, platform: linux/amd64, machine_type: e2-micro, disk_gb: 10,"
+            " max_run_hours: 1}\n")
+
+
+def real_inventory(tmp_path: Path, farm: str = "archfarm-ci", nodes: str = E2_MICRO,
+                   extra: str = "") -> Path:
+    """An inventory for the real project; `extra` is more YAML before `nodes:`."""
     source = os.environ.get("ARCHFARM_GCP_SSH_SOURCE", "203.0.113.7/32")
-    inventory = tmp_path / "real.yaml"
+    inventory = tmp_path / f"{farm}.yaml"
     inventory.write_text(f"""
-farm: archfarm-ci
+farm: {farm}
 gcp:
   project: {PROJECT}
   zones: [us-central1-a, us-central1-b, us-central1-f]
   ssh_source_ranges: [{source}]
 ssh: {{private_key: {tmp_path}/key}}
-nodes:
-  - {{name: x86, platform: linux/amd64, machine_type: e2-micro, disk_gb: 10, max_run_hours: 1}}
-""")
+{extra}nodes:
+{nodes}""")
     return inventory
 
 
@@ -79,20 +84,12 @@ def test_provision_and_builder_strategy_build_on_real_arm64_and_amd64_vms(tmp_pa
     from provision.buildx.build import Request
 
     monkeypatch.delenv("ARCHFARM_GCE_ENDPOINT", raising=False)
-    inventory = tmp_path / "build.yaml"
-    inventory.write_text(f"""
-farm: archfarm-cibx
-gcp:
-  project: {PROJECT}
-  zones: [us-central1-a, us-central1-b, us-central1-f]
-  ssh_source_ranges: [{os.environ["ARCHFARM_GCP_SSH_SOURCE"]}]
-ssh: {{private_key: {tmp_path}/key}}
-docker: {{package: docker-ce}}
-nodes:
-  - {{name: arm, platform: linux/arm64, machine_type: t2a-standard-1, spot: true,
-      max_run_hours: 1, disk_gb: 20}}
-  - {{name: x86, platform: linux/amd64, machine_type: e2-small, spot: true,
-      max_run_hours: 1, disk_gb: 20}}
+    inventory = real_inventory(tmp_path, "archfarm-cibx", extra="docker: {package: docker-ce}\n",
+                               nodes="""\
+  - {name: arm, platform: linux/arm64, machine_type: t2a-standard-1, spot: true,
+      max_run_hours: 1, disk_gb: 20}
+  - {name: x86, platform: linux/amd64, machine_type: e2-small, spot: true,
+      max_run_hours: 1, disk_gb: 20}
 """)
     context = tmp_path / "ctx"
     context.mkdir()

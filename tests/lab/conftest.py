@@ -42,22 +42,32 @@ def lab():
         control.down(print)
 
 
-@pytest.fixture
-def lab_inventory(lab, tmp_path) -> Path:
-    path = tmp_path / "lab.yaml"
+BOTH = ("  - {name: arm64, platform: linux/arm64, machine_type: t2a-standard-2}\n"
+        "  - {name: amd64, platform: linux/amd64, machine_type: n2-standard-2}\n")
+
+
+def write_inventory(path: Path, lab: str, project: str, farm: str, nodes: str = BOTH,
+                    zones: str = "us-central1-a", extra: str = "") -> Path:
+    """A lab farm's inventory at `path`: docker.io, SSH from loopback as `builder`, and the
+    farm key beside the file. `extra` is more YAML before `nodes:`."""
     path.write_text(f"""
-farm: labtest
+farm: {farm}
 gcp:
-  project: {PROJECT}
-  zones: [us-central1-a, us-central1-b]
+  project: {project}
+  zones: [{zones}]
   api_endpoint: {lab}
   ssh_source_ranges: [127.0.0.1/32]
-ssh: {{user: builder, private_key: {tmp_path}/farm-key}}
+ssh: {{user: builder, private_key: {path.parent}/farm-key}}
 docker: {{package: docker.io}}
-nodes:
-  - {{name: arm64, platform: linux/arm64, machine_type: t2a-standard-2}}
-  - {{name: amd64, platform: linux/amd64, machine_type: n2-standard-2}}
-""")
+{extra}nodes:
+{nodes}""")
+    return path
+
+
+@pytest.fixture
+def lab_inventory(lab, tmp_path) -> Path:
+    path = write_inventory(tmp_path / "lab.yaml", lab, PROJECT, "labtest",
+                           zones="us-central1-a, us-central1-b")
     yield path
     cli.destroy(str(path), True, False, False)
 

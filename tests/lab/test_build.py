@@ -13,7 +13,7 @@ from google.cloud import compute_v1
 
 from provision.buildx import register
 
-from .conftest import KW, REPO, inv
+from .conftest import KW, REPO, inv, write_inventory
 
 pytestmark = pytest.mark.lab
 
@@ -25,22 +25,10 @@ REGISTRY = "127.0.0.1:5000"
 def farm(lab, tmp_path_factory):
     """A two-node farm provisioned once (vms, configure, register) for the whole module."""
     tmp = tmp_path_factory.mktemp("bx")
-    path = tmp / "bx.yaml"
-    path.write_text(f"""
-farm: bx
-gcp:
-  project: {PROJECT}
-  zones: [us-central1-a]
-  api_endpoint: {lab}
-  ssh_source_ranges: [127.0.0.1/32]
-ssh: {{user: builder, private_key: {tmp}/farm-key}}
-docker: {{package: docker.io}}
-buildx:
-  buildkit_image: {REGISTRY}/moby/buildkit:not-in-the-lab   # nothing reaches Docker Hub
-nodes:
-  - {{name: arm64, platform: linux/arm64, machine_type: t2a-standard-2}}
-  - {{name: amd64, platform: linux/amd64, machine_type: n2-standard-2}}
-""")
+    # The builder strategy's buildkit image: a lab-registry path, so nothing reaches Docker Hub.
+    buildkit = f"{REGISTRY}/moby/buildkit:not-in-the-lab"
+    path = write_inventory(tmp / "bx.yaml", lab, PROJECT, "bx",
+                           extra=f"buildx: {{buildkit_image: {buildkit}}}\n")
     code, out, err = inv("provision", "-i", str(path))
     assert code == 0, err
     yield path, out

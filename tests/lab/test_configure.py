@@ -18,29 +18,11 @@ from google.cloud import compute_v1
 
 from provision.keys import ensure_keypair
 
-from .conftest import KW, inv
+from .conftest import BOTH, KW, inv, write_inventory
 
 pytestmark = pytest.mark.lab
 
 
-def inventory(tmp_path: Path, lab: str, project: str, nodes: str, name: str = "cfg") -> Path:
-    path = tmp_path / f"{project}.yaml"
-    path.write_text(f"""
-farm: {name}
-gcp:
-  project: {project}
-  zones: [us-central1-a]
-  api_endpoint: {lab}
-  ssh_source_ranges: [127.0.0.1/32]
-ssh: {{user: builder, private_key: {tmp_path}/farm-key}}
-docker: {{package: docker.io}}
-nodes:
-{nodes}""")
-    return path
-
-
-BOTH = ("  - {name: arm64, platform: linux/arm64, machine_type: t2a-standard-2}\n"
-        "  - {name: amd64, platform: linux/amd64, machine_type: n2-standard-2}\n")
 ONE = "  - {name: amd64, platform: linux/amd64, machine_type: n2-standard-2}\n"
 
 
@@ -94,7 +76,7 @@ def farm(lab, tmp_path, request):
     made: list[Path] = []
 
     def make(project: str, nodes: str = BOTH, name: str = "cfg") -> Path:
-        path = inventory(tmp_path, lab, project, nodes, name)
+        path = write_inventory(tmp_path / f"{project}.yaml", lab, project, name, nodes)
         made.append(path)
         code, out, err = inv("vms", "-i", str(path))
         assert code == 0, err
@@ -109,7 +91,7 @@ def farm(lab, tmp_path, request):
 def configured(lab, tmp_path_factory):
     """Two lab VMs configured once, shared by the tests that only look at the result."""
     tmp = tmp_path_factory.mktemp("configured")
-    path = inventory(tmp, lab, "archfarm-cfg-main", BOTH)
+    path = write_inventory(tmp / "archfarm-cfg-main.yaml", lab, "archfarm-cfg-main", "cfg")
     code, first, err = inv("provision", "-i", str(path))
     yield path, tmp / "farm-key", code, first, err
     inv("destroy", "-i", str(path), "--yes")
