@@ -1,4 +1,5 @@
-"""archfarm's tasks. Thin by design: parse flags, call `provision.cli`, exit with its code.
+"""archfarm's tasks. Thin by design: a map of task names and flags to the functions next to
+each stage (`provision/cli.py` says how they run), exiting with their code.
 
 Heavy imports (the Compute Engine client) happen inside task bodies, so `inv --list` and
 `inv <task> --help` stay fast.
@@ -27,36 +28,36 @@ def _exit(code: int) -> None:
             "prune": "delete labelled VMs that are no longer in the inventory", "json": JSON})
 def vms(c, inventory=None, check=False, limit=None, prune=False, json=False):
     """Create, start or keep the farm's VMs (zone failover), and its SSH firewall rule."""
-    from provision import cli
+    from provision.cloud.tasks import vms as run
 
-    _exit(cli.vms(inventory, check, limit, prune, json))
+    _exit(run(inventory=inventory, check=check, limit=limit, prune=prune, json_mode=json))
 
 
 @task(help={"inventory": INVENTORY, "check": "report what would change, change nothing",
             "limit": "only these nodes (comma-separated)", "json": JSON})
 def configure(c, inventory=None, check=False, limit=None, json=False):
     """Install Docker, QEMU/binfmt, the docker group and daemon.json on every VM, over SSH."""
-    from provision import cli
+    from provision.configure import configure as run
 
-    _exit(cli.configure(inventory, check, limit, json))
+    _exit(run(inventory=inventory, check=check, limit=limit, json_mode=json))
 
 
 @task(help={"inventory": INVENTORY, "check": "show the plan and what would change",
             "limit": "only these nodes (comma-separated)", "json": JSON})
 def provision(c, inventory=None, check=False, limit=None, json=False):
     """Create the VMs, configure them, register them (`vms`, `configure`, `register`)."""
-    from provision import cli
+    from provision.pipeline import provision as run
 
-    _exit(cli.provision(inventory, check, limit, json))
+    _exit(run(inventory=inventory, check=check, limit=limit, json_mode=json))
 
 
 @task(help={"inventory": INVENTORY, "check": "report what would change, change nothing",
             "json": JSON})
 def register(c, inventory=None, check=False, json=False):
     """Make each VM a buildx node: ssh config entry, docker context, one builder, pinned."""
-    from provision import cli
+    from provision.buildx.tasks import register as run
 
-    _exit(cli.register(inventory, check, json))
+    _exit(run(inventory=inventory, check=check, json_mode=json))
 
 
 @task(positional=[], iterable=["build_arg"], help={
@@ -74,14 +75,14 @@ def build(c, context=None, tag=None, inventory=None, file=None, platform=None, s
     """Build a multi-arch image on the farm, each platform natively, then verify its index."""
     from pathlib import Path
 
-    from provision import cli
     from provision.buildx.build import Request
+    from provision.buildx.tasks import build as run
 
     request = Request(context_dir=Path(context) if context else None, tag=tag or "", file=file,
                       platforms=[p.strip() for p in (platform or "").split(",") if p.strip()],
                       strategy=strategy, push=push, output=output,
                       build_args=list(build_arg or []), allow_emulation=allow_emulation)
-    _exit(cli.build(inventory, request, json))
+    _exit(run(inventory=inventory, request=request, json_mode=json))
 
 
 # `ref`, not `image`: an argument starting with i would take -i from --inventory.
@@ -92,7 +93,7 @@ def check_arm(c, ref, inventory=None, json=False):
     """Is IMAGE ready for arm64? Its platforms, then a run on an arm64 node (`-- CMD`)."""
     import sys
 
-    from provision import cli
+    from provision.buildx.tasks import check_arm as run
 
     if ref in ("-h", "--help"):  # Invoke hands a pending positional argument the flag
         print("Usage: inv check-arm [--options] IMAGE [-- CMD]\n\n"
@@ -101,32 +102,32 @@ def check_arm(c, ref, inventory=None, json=False):
               f"  -j, --json                      {JSON}")
         return
     command = sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else []
-    _exit(cli.check_arm(inventory, ref, command, json))
+    _exit(run(inventory=inventory, image=ref, command=command, json_mode=json))
 
 
 @task(help={"inventory": INVENTORY, "json": JSON})
 def status(c, inventory=None, json=False):
     """Show the farm's nodes: zone, platform, machine type, state, IP, docker, emulated."""
-    from provision import cli
+    from provision.status import status as run
 
-    _exit(cli.status(inventory, json))
+    _exit(run(inventory=inventory, json_mode=json))
 
 
 @task(help={"inventory": INVENTORY, "yes": "do not ask for confirmation",
             "check": "show what would be deleted, change nothing", "json": JSON})
 def destroy(c, inventory=None, yes=False, check=False, json=False):
     """Delete the farm's VMs (only those with its labels) and its firewall rule."""
-    from provision import cli
+    from provision.cloud.tasks import destroy as run
 
-    _exit(cli.destroy(inventory, yes, check, json))
+    _exit(run(inventory=inventory, yes=yes, check=check, json_mode=json))
 
 
 @task(help={"inventory": INVENTORY, "json": JSON})
 def doctor(c, inventory=None, json=False):
     """Check every prerequisite of the farm, one line each (ok / problem and its fix)."""
-    from provision import cli
+    from provision.doctor import doctor as run
 
-    _exit(cli.doctor(inventory, json))
+    _exit(run(inventory=inventory, json_mode=json))
 
 
 @task(help={"port": "loopback port to listen on (default 8089)",
@@ -141,25 +142,25 @@ def fake(c, port=8089, operation_seconds=2.0):
 @task(name="up", help={"json": JSON})
 def lab_up(c, json=False):
     """Start the local lab: fake Compute Engine with container VMs, registry, docker engine."""
-    from provision import cli
+    from provision.lab import tasks
 
-    _exit(cli.lab_up(json))
+    _exit(tasks.up(json_mode=json))
 
 
 @task(name="down", help={"json": JSON})
 def lab_down(c, json=False):
     """Stop the lab and remove every lab container and volume (the image stays cached)."""
-    from provision import cli
+    from provision.lab import tasks
 
-    _exit(cli.lab_down(json))
+    _exit(tasks.down(json_mode=json))
 
 
 @task(name="status", help={"json": JSON})
 def lab_status(c, json=False):
     """Show the lab's processes and VM containers."""
-    from provision import cli
+    from provision.lab import tasks
 
-    _exit(cli.lab_status(json))
+    _exit(tasks.status(json_mode=json))
 
 
 lab = Collection("lab", lab_up, lab_down, lab_status)

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from .cli import Session, load, task
 from .errors import KeyFileError
 from .hosts import facts as host_facts
 from .hosts import steps
@@ -27,11 +28,12 @@ from .hosts.connect import (
 )
 from .hosts.directory import Directory, NotUp
 from .inventory import Farm, Node
-from .runner import Job, NodeResult, Progress
+from .runner import Job, Outcome, Progress, Recap, run
 
 SSH_WAIT_SECONDS = float(os.environ.get("ARCHFARM_SSH_WAIT_SECONDS", "300"))
 FACTS_TIMEOUT = 60.0
 STEP_TIMEOUT = 1800.0  # an apt install on a slow mirror
+ITEMS = (*steps.STEPS, "verify")  # what configure converges and checks on every host
 SETTLE = ("command -v cloud-init >/dev/null && timeout 600 cloud-init status --wait;"
           " timeout 600 systemctl is-system-running --wait; true")
 
@@ -97,60 +99,57 @@ class Configure:
     def job(self, node: Node) -> Job:
         return lambda progress: self.run(node, progress)
 
-    def run(self, node: Node, progress: Progress) -> NodeResult:
+    def run(self, node: Node, progress: Progress) -> Outcome:
         try:
             conn, host = connect(self.farm, self.directory, node, self.pkey, progress,
                                  self.wait_seconds)
         except (NotUp, Unreachable) as e:
-            return NodeResult(unreachable=True, note=str(e))
+            return Outcome(unreachable=True, note=str(e))
         except HostKeyRefused as e:
-            return NodeResult(failed=1, note=str(e))
+            return Outcome(failures=["host key"], note=str(e))
         try:
             with conn:
                 return self._configure(conn, node, host, progress)
         except Unreachable as e:
-            return NodeResult(unreachable=True, note=str(e))
+            return Outcome(unreachable=True, note=str(e))
 
-    def _configure(self, conn: Any, node: Node, host: Host, progress: Progress) -> NodeResult:
+    def _configure(self, conn: Any, node: Node, host: Host, progress: Progress) -> Outcome:
         cancel, user = progress.cancel, self.farm.ssh.user
         facts = gather(conn, user)
         problem = steps.unsupported(facts)
         if problem:
-            return NodeResult(failed=1, note=problem)
+            return Outcome(failures=["facts"], note=problem)
         if facts.booting:
             progress("waiting for first boot to settle (cloud-init, systemd)")
             sudo(conn, SETTLE, timeout=700)
             facts = gather(conn, user)
         want = desired(self.farm, node, host)
         changes = steps.plan(facts, want)
-        extra: dict[str, Any] = {"changes": [f"{c.step}: {c.detail}" for c in changes]}
+        changed = [c.step for c in changes]
+        extra: dict[str, Any] = {"details": [f"{c.step}: {c.detail}" for c in changes]}
         if self.check:
             for change in changes:
                 progress(f"would {change.step}: {change.detail}")
-            note = ("would change: " + ", ".join(c.step for c in changes) if changes
-                    else "converged")
-            return NodeResult(ok=len(steps.STEPS) - len(changes), changed=len(changes),
-                              note=note, extra=extra)
+            note = "would change: " + ", ".join(changed) if changes else "converged"
+            return Outcome.of(steps.STEPS, changed, note=note, extra=extra)
         for change in changes:
             cancel.check()
             progress(f"{change.step}: {change.detail}")
             out = sudo(conn, change.script, timeout=STEP_TIMEOUT)
             if out.code != 0:
                 tail = (out.stderr.strip() or out.stdout.strip())[-600:]
-                return NodeResult(changed=changes.index(change), failed=1,
-                                  note=f"{change.step} failed (exit {out.code}): {tail}",
-                                  extra=extra)
+                return Outcome.of(ITEMS, changed, failed=change.step, extra=extra,
+                                  note=f"{change.step} failed (exit {out.code}): {tail}")
         if changes:
             facts = gather(conn, user)
         problem = steps.verify(facts, want)
         extra.update(docker=facts.docker_version, emulated=steps.emulated(facts, want))
-        ok = len(steps.STEPS) - len(changes)
         if problem:
-            return NodeResult(ok=ok, changed=len(changes), failed=1, note=problem, extra=extra)
+            return Outcome.of(ITEMS, changed, failed="verify", note=problem, extra=extra)
         arch = f"{facts.docker_arch}{' (emulated arm64 node, lab)' if extra['emulated'] else ''}"
         note = (f"docker {facts.docker_version} on {arch}"
-                + (f"; changed: {', '.join(c.step for c in changes)}" if changes else ""))
-        return NodeResult(ok=ok + 1, changed=len(changes), note=note, extra=extra)
+                + (f"; changed: {', '.join(changed)}" if changes else ""))
+        return Outcome.of(ITEMS, changed, note=note, extra=extra)
 
 
 def live_facts(farm: Farm, directory: Directory, node: Node, progress: Progress,
@@ -168,12 +167,27 @@ def live_facts(farm: Farm, directory: Directory, node: Node, progress: Progress,
             "reachable": True}
 
 
-def make_clients_for(farm: Farm) -> Callable[[], Any]:
-    """Compute Engine clients, built (and the library imported) only when first needed."""
-    def make() -> Any:
-        from .gce.clients import Clients, resolve_endpoint
+def configure_nodes(session: Session, farm: Farm, nodes: set[str] | None, check: bool,
+                    make_clients: Callable[[], Any]) -> Recap:
+    """The configure stage on the nodes given (None: every node), all at once."""
+    from .hosts.directory import Directory
 
-        clients = Clients(resolve_endpoint(farm.gcp.api_endpoint))
-        clients.check_credentials()
-        return clients
-    return make
+    targets = farm.selected(nodes)
+    if not targets:
+        return Recap({}, session.cancel.is_set())
+    stage = Configure(farm, Directory(farm, make_clients), check)
+    session.say(f"farm {farm.farm}: configuring {len(targets)} host(s)"
+                f"{' (check mode: nothing will be changed)' if check else ''}")
+    return run([(n.name, stage.job(n)) for n in targets], session.cancel, say=session.node)
+
+
+@task
+def configure(session: Session, *, inventory: str | None, check: bool = False,
+              limit: str | None = None) -> int:
+    from .gce.clients import lazy_clients
+    from .inventory import parse_limit
+
+    farm = load(inventory)
+    nodes = parse_limit(limit, farm)
+    return session.finish(configure_nodes(session, farm, nodes, check,
+                                          lazy_clients(farm.gcp.api_endpoint)))

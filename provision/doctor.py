@@ -19,9 +19,11 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from .cli import Session, task
 from .errors import CredentialsError, KeyFileError
 from .gce.catalog import DEFAULT_IMAGES
 from .inventory import Farm, Node, NodeSpec
+from .platforms import AMD64, BY_GCE, of_platform
 from .report import Reporter
 
 # Docker CLI 20.10: ssh:// docker contexts (the farm's nodes are reached as ssh contexts)
@@ -271,8 +273,8 @@ def image(clients: Any, farm: Farm, spec: NodeSpec, node: Node) -> Check:
     except exceptions.GoogleAPICallError as e:
         return Check(name, PROBLEM, describe(e), f"correct the node's image, or {default}")
     # ARCHITECTURE_UNSPECIFIED is taken as x86-64 (docs/compute-engine.md, "Images").
-    arch = "ARM64" if found.architecture == "ARM64" else "X86_64"
-    want = "ARM64" if node.platform == "linux/arm64" else "X86_64"
+    arch = found.architecture if found.architecture in BY_GCE else of_platform(AMD64).gce
+    want = of_platform(node.platform).gce
     if arch != want:
         return Check(name, PROBLEM, f"{found.name} is {arch}, but node {spec.name} is"
                      f" {node.platform}; Compute Engine refuses to boot it",
@@ -453,3 +455,19 @@ def to_json(checks: list[Check]) -> dict:
     return {"checks": [asdict(c) for c in checks],
             "problems": sum(c.status == PROBLEM for c in checks),
             "warnings": sum(c.status == WARNING for c in checks)}
+
+
+@task(stage=False)
+def doctor(session: Session, *, inventory: str | None) -> int:
+    """Check every prerequisite without changing anything: exit 1 if any check found a
+    problem, 2 for a bad inventory."""
+    from .gce.clients import Clients, resolve_endpoint
+    from .inventory import load
+
+    farm = load(inventory)
+    session.say(f"farm {farm.farm}: prerequisites in project {farm.gcp.project}")
+    checks = run(farm, Clients(resolve_endpoint(farm.gcp.api_endpoint)))
+    show(session.reporter, checks)
+    report = to_json(checks)
+    session.emit(report)
+    return 1 if report["problems"] else 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class UserError(Exception):
     """Bad input: exit 2, with one paragraph naming what is wrong and the fix."""
@@ -33,3 +35,12 @@ class KeyFileError(UserError):
 
 class CredentialsError(UserError):
     pass
+
+
+class DockerError(Exception):
+    """A docker command failed (exit 1, the cause in the recap); `output` is what it said."""
+
+    def __init__(self, args: Sequence[str], code: int, output: str):
+        self.command = list(args)
+        self.code, self.output = code, output.strip()
+        super().__init__(f"`docker {' '.join(args)}` failed (exit {code}): {self.output[-800:]}")

@@ -13,7 +13,7 @@ from rich.table import Table
 
 if TYPE_CHECKING:
     from .costs import Estimate
-    from .runner import NodeResult
+    from .runner import Outcome
 
 STYLE = {"create": "yellow", "start": "yellow", "resume": "yellow", "update": "yellow",
          "delete": "red", "keep": "green", "wait": "cyan", "orphan": "magenta",
@@ -51,8 +51,9 @@ class Reporter:
                           escape(detail))
         self.console.print(table)
 
-    def recap(self, results: Mapping[str, NodeResult]) -> None:
-        table = self._table("recap", ["node", "ok", "changed", "failed", "note"],
+    def recap(self, results: Mapping[str, Outcome], key: str = "node") -> None:
+        """One row per key (a node, a platform, a resource): counts, then the note."""
+        table = self._table("recap", [key, "ok", "changed", "failed", "note"],
                             right=("ok", "changed", "failed"))
         for name, r in sorted(results.items()):
             style = "red" if r.bad else ("yellow" if r.changed else "green")

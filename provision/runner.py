@@ -1,7 +1,7 @@
 """One runner for every stage: each node's work in isolation, in parallel, stoppable by Ctrl-C.
 
 A job is one node's (or one resource's) work: a function of a `Progress` returning a
-`NodeResult`. Whatever a job raises becomes that job's failure, described by the stage's
+`Outcome`. Whatever a job raises becomes that job's failure, described by the stage's
 `describe`; the other jobs go on. The first Ctrl-C cancels: jobs see it at their next
 checkpoint (before any mutating call, and in their waits), the runner stops waiting for them
 within `grace` seconds and reports what was done and what was left in flight. A second Ctrl-C
@@ -52,25 +52,51 @@ class Cancel:
 
 
 @dataclass
-class NodeResult:
-    ok: int = 0
-    changed: int = 0
-    failed: int = 0
+class Outcome:
+    """What one job (a node's, or a resource's) did, as lists of named items: those it found
+    as wanted, those it changed (or, in check mode, would change) and those that failed. The
+    recap's counts are derived from these lists, never added up by hand."""
+
+    converged: list[str] = field(default_factory=list)
+    changes: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
     unreachable: bool = False
     interrupted: bool = False
     note: str = ""
     extra: dict[str, Any] = field(default_factory=dict)  # stage-specific keys for --json
 
+    @classmethod
+    def of(cls, items: Sequence[str], changes: Sequence[str], failed: str | None = None,
+           note: str = "", extra: dict[str, Any] | None = None) -> Outcome:
+        """The outcome of going through `items` in order: `changes` were changed, `failed`
+        (if any) failed, and items after a failure were never reached."""
+        reached = list(items[:items.index(failed)]) if failed in items else list(items)
+        return cls(converged=[i for i in reached if i not in changes],
+                   changes=[c for c in changes if c != failed],
+                   failures=[failed] if failed else [], note=note, extra=extra or {})
+
+    @property
+    def ok(self) -> int:
+        return len(self.converged)
+
+    @property
+    def changed(self) -> int:
+        return len(self.changes)
+
+    @property
+    def failed(self) -> int:
+        return len(self.failures)
+
     @property
     def bad(self) -> bool:
-        return bool(self.failed or self.unreachable or self.interrupted)
+        return bool(self.failures or self.unreachable or self.interrupted)
 
     def to_json(self) -> dict:
         out = {"ok": self.ok, "changed": self.changed, "failed": self.failed,
-               "unreachable": self.unreachable, **self.extra}
+               "unreachable": self.unreachable, "changes": self.changes, **self.extra}
         if self.note:
             out["note"] = self.note
-        if self.failed:
+        if self.failures:
             out["error"] = self.note
         if self.interrupted:
             out["interrupted"] = True
@@ -91,13 +117,16 @@ class Progress:
             self._say(self.key, text)
 
 
-Job = Callable[[Progress], NodeResult]
+Job = Callable[[Progress], Outcome]
 
 
 @dataclass
-class RunResult:
-    results: dict[str, NodeResult]
-    interrupted: bool
+class Recap:
+    """A stage's outcomes by key (a node, a platform, a resource) and whether it was
+    interrupted: what the recap table and `--json` show."""
+
+    results: dict[str, Outcome]
+    interrupted: bool = False
 
     @property
     def exit_code(self) -> int:
@@ -106,20 +135,20 @@ class RunResult:
         return 1 if any(r.bad for r in self.results.values()) else 0
 
 
-def merge(*outcomes: RunResult) -> RunResult:
-    """Several stages' outcomes as one recap: per key, counts add up and notes join."""
-    results: dict[str, NodeResult] = {}
-    for outcome in outcomes:
-        for key, r in outcome.results.items():
-            into = results.setdefault(key, NodeResult())
-            into.ok += r.ok
-            into.changed += r.changed
-            into.failed += r.failed
+def merge(*recaps: Recap) -> Recap:
+    """Several stages' recaps as one: per key, the lists add up and notes join."""
+    results: dict[str, Outcome] = {}
+    for recap in recaps:
+        for key, r in recap.results.items():
+            into = results.setdefault(key, Outcome())
+            into.converged += r.converged
+            into.changes += r.changes
+            into.failures += r.failures
             into.unreachable |= r.unreachable
             into.interrupted |= r.interrupted
             into.note = "; ".join(n for n in (into.note, r.note) if n)
             into.extra.update(r.extra)
-    return RunResult(results, any(o.interrupted for o in outcomes))
+    return Recap(results, any(r.interrupted for r in recaps))
 
 
 def default_describe(exc: BaseException) -> str:
@@ -129,32 +158,33 @@ def default_describe(exc: BaseException) -> str:
 def run(jobs: Sequence[tuple[str, Job]], cancel: Cancel,
         say: Callable[[str, str], None] = lambda key, text: None,
         describe: Callable[[BaseException], str] = default_describe,
-        grace: float = GRACE_SECONDS) -> RunResult:
-    """Run every job (keyed for the recap) in parallel and collect one NodeResult each."""
+        grace: float = GRACE_SECONDS) -> Recap:
+    """Run every job (keyed for the recap) in parallel and collect one Outcome each."""
     keys = [key for key, _ in jobs]
     if len(set(keys)) != len(keys):
         raise ValueError(f"job keys must be unique: {sorted(keys)}")
-    done: queue.Queue[tuple[str, NodeResult]] = queue.Queue()
+    done: queue.Queue[tuple[str, Outcome]] = queue.Queue()
     slots = threading.Semaphore(MAX_PARALLEL)
     progress = {key: Progress(key, say, cancel) for key, _ in jobs}
 
     def work(key: str, job: Job) -> None:
-        result = NodeResult(failed=1, note="internal error: the job ended without a result")
+        result = Outcome(failures=["job"],
+                         note="internal error: the job ended without a result")
         try:
             with slots:
                 cancel.check()
                 result = job(progress[key])
         except Interrupted:
-            result = NodeResult(interrupted=True, note=_in_flight(progress[key]))
+            result = Outcome(interrupted=True, note=_in_flight(progress[key]))
         except Exception as e:  # noqa: BLE001 (one job's failure is that job's alone)
-            result = NodeResult(failed=1, note=_safely(describe, e))
+            result = Outcome(failures=[key], note=_safely(describe, e))
         finally:
             done.put((key, result))  # always: the wait below counts on one result per job
 
     for key, job in jobs:
         threading.Thread(target=work, args=(key, job), name=f"job-{key}", daemon=True).start()
 
-    results: dict[str, NodeResult] = {}
+    results: dict[str, Outcome] = {}
     give_up: float | None = None
     while len(results) < len(jobs):
         try:
@@ -167,8 +197,8 @@ def run(jobs: Sequence[tuple[str, Job]], cancel: Cancel,
                     break
     for key, _ in jobs:  # still in flight after the grace period
         progress[key].closed = True
-        results.setdefault(key, NodeResult(interrupted=True, note=_in_flight(progress[key])))
-    return RunResult(results, cancel.is_set())
+        results.setdefault(key, Outcome(interrupted=True, note=_in_flight(progress[key])))
+    return Recap(results, cancel.is_set())
 
 
 def _safely(describe: Callable[[BaseException], str], exc: BaseException) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .cli import Session, load_with_clients, task
 from .cloud import spec
 from .gce import instances
 from .inventory import Farm
@@ -27,7 +28,7 @@ def add_live_facts(farm: Farm, clients: Any, status: dict, cancel: Any,
     unreachable and the rest of the status stands."""
     from .configure import live_facts
     from .hosts.directory import Directory
-    from .runner import NodeResult, run
+    from .runner import Outcome, run
 
     nodes = {n.name: n for n in farm.expanded()}
     looked = [n for n in status["nodes"] if n["status"] == "RUNNING" and n["name"] in nodes]
@@ -35,9 +36,9 @@ def add_live_facts(farm: Farm, clients: Any, status: dict, cancel: Any,
     found: dict[str, dict] = {}
 
     def look(name: str) -> Any:
-        def job(progress: Any) -> NodeResult:
+        def job(progress: Any) -> Outcome:
             found[name] = live_facts(farm, directory, nodes[name], progress, timeout)
-            return NodeResult(ok=1)
+            return Outcome(converged=["facts"])
         return job
 
     run([(n["name"], look(n["name"])) for n in looked], cancel)
@@ -52,13 +53,13 @@ def add_builder_platforms(farm: Farm, status: dict) -> None:
     """Each node's platforms in the farm's buildx builder (`inv register`), or None."""
     import shutil
 
-    from .buildx import docker as cli
+    from .buildx import docker_cli
 
     nodes: dict[str, list[str]] = {}
     if shutil.which("docker"):
         try:
-            builder = cli.builders().get(farm.farm) or {}
-        except cli.DockerError:
+            builder = docker_cli.builders().get(farm.farm) or {}
+        except docker_cli.DockerError:
             builder = {}
         nodes = {n.get("Name", ""): n.get("Platforms") or [] for n in builder.get("Nodes") or []}
     for entry in status["nodes"]:
@@ -82,3 +83,14 @@ def show(reporter: Reporter, status: dict) -> None:
         reporter.say(f"farm {status['farm']}: no VMs (run `inv vms` to create them)")
     for name, why in sorted(unreachable.items()):
         reporter.node(name, f"unreachable: {why}")
+
+
+@task
+def status(session: Session, *, inventory: str | None) -> int:
+    farm, clients = load_with_clients(inventory)
+    state = collect(clients, farm, session.cancel)
+    add_live_facts(farm, clients, state, session.cancel)
+    add_builder_platforms(farm, state)
+    show(session.reporter, state)
+    session.emit(state)
+    return 130 if session.cancel.is_set() else 0

@@ -20,11 +20,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import names
 from ..errors import UserError
 from ..inventory import Farm, Node
-from ..runner import Cancel, NodeResult, Progress, RunResult, run
-from . import docker as cli
-from .register import alias
+from ..runner import Cancel, Outcome, Progress, Recap, run
+from . import docker_cli
 
 HEARTBEAT_SECONDS = 10.0
 BUILD_TIMEOUT = 3600.0
@@ -55,7 +55,7 @@ def check_request(farm: Farm, req: Request) -> dict[str, Node]:
         raise UserError(f"--tag {req.tag!r}: not an image reference to push to. Fix: write"
                         " REGISTRY/REPOSITORY[:TAG], e.g. us-central1-docker.pkg.dev/p/r/app:1"
                         " (lowercase, no digest, no spaces or commas).")
-    cli.binary()  # the docker CLI, checked once here rather than in every platform's job
+    docker_cli.binary()  # the docker CLI, checked once here rather than in every platform's job
     if not req.context_dir.is_dir():
         raise UserError(f"--context {req.context_dir}: no such directory. Fix: give the build"
                         " context directory, e.g. --context examples/hello.")
@@ -172,7 +172,7 @@ def _common_args(req: Request, metadata: Path) -> list[str]:
 
 
 def _timed_build(argv: list[str], log: Path, progress: Progress, where: str, farm: Farm
-                 ) -> tuple[float, NodeResult | None]:
+                 ) -> tuple[float, Outcome | None]:
     """(seconds, None) when the build succeeded, else (seconds, the failure with the cause,
     the log's tail and where the whole log is)."""
     started = time.monotonic()
@@ -182,18 +182,18 @@ def _timed_build(argv: list[str], log: Path, progress: Progress, where: str, far
     if code == 0:
         return seconds, None
     tail = build.tail()
-    return seconds, NodeResult(failed=1, note=f"{_why_failed(tail, where, farm)}; log tail:\n"
-                                              f"{tail}",
-                               extra={"seconds": seconds, "log": str(log)})
+    return seconds, Outcome(failures=["build"],
+                            note=f"{_why_failed(tail, where, farm)}; log tail:\n{tail}",
+                            extra={"seconds": seconds, "log": str(log)})
 
 
 def merge_strategy(farm: Farm, req: Request, chosen: dict[str, Node], workdir: Path,
-                   say: Callable[[str, str], None], cancel: Cancel) -> RunResult:
+                   say: Callable[[str, str], None], cancel: Cancel) -> Recap:
     """Each platform on its node's own engine, in parallel, pushed; then one index."""
-    def job_for(platform: str, node: Node) -> Callable[[Progress], NodeResult]:
-        def job(progress: Progress) -> NodeResult:
+    def job_for(platform: str, node: Node) -> Callable[[Progress], Outcome]:
+        def job(progress: Progress) -> Outcome:
             metadata = workdir / f"{platform.replace('/', '-')}.json"
-            argv = [cli.binary(), "--context", alias(farm.farm, node.name),
+            argv = [docker_cli.binary(), "--context", names.alias(farm.farm, node.name),
                     *_common_args(req, metadata), "--platform", platform, "--output",
                     f"type=image,name={platform_tag(req.tag, platform)},push=true",
                     str(req.context_dir)]
@@ -204,7 +204,7 @@ def merge_strategy(farm: Farm, req: Request, chosen: dict[str, Node], workdir: P
                 failed.extra.update(platform=platform, node=node.name)
                 return failed
             digest = json.loads(metadata.read_text())["containerimage.digest"]
-            return NodeResult(changed=1, note=f"{digest[:19]} in {seconds} s on {node.name}",
+            return Outcome(changes=["build"], note=f"{digest[:19]} in {seconds} s on {node.name}",
                               extra={"platform": platform, "node": node.name,
                                      "digest": digest, "seconds": seconds})
         return job
@@ -213,37 +213,37 @@ def merge_strategy(farm: Farm, req: Request, chosen: dict[str, Node], workdir: P
 
 
 def builder_strategy(farm: Farm, req: Request, chosen: dict[str, Node], workdir: Path,
-                     say: Callable[[str, str], None], cancel: Cancel) -> RunResult:
+                     say: Callable[[str, str], None], cancel: Cancel) -> Recap:
     """One build on the farm's builder; buildx routes each platform to its pinned node."""
     metadata = workdir / "builder.json"
-    argv = [cli.binary(), *_common_args(req, metadata), "--builder", farm.farm,
+    argv = [docker_cli.binary(), *_common_args(req, metadata), "--builder", farm.farm,
             "--platform", ",".join(chosen)]
     argv += (["--tag", req.tag, "--push"] if req.push
              else ["--output", f"type=oci,dest={req.output.split(':', 1)[1]}"]  # type: ignore
              ) + [str(req.context_dir)]
     name = ",".join(chosen)
 
-    def job(progress: Progress) -> NodeResult:
+    def job(progress: Progress) -> Outcome:
         progress(f"building on builder {farm.farm}")
         seconds, failed = _timed_build(argv, workdir / "builder.log", progress, farm.farm, farm)
         if failed:
             return failed
-        return NodeResult(changed=1, note=f"built in {seconds} s", extra={"seconds": seconds})
+        return Outcome(changes=["build"], note=f"built in {seconds} s", extra={"seconds": seconds})
 
     outcome = run([(name, job)], cancel, say=say)
     result = outcome.results[name]
     if result.bad:
-        return RunResult({p: result for p in chosen}, outcome.interrupted)
-    return RunResult({p: NodeResult(changed=1, note=result.note, extra={
+        return Recap({p: result for p in chosen}, outcome.interrupted)
+    return Recap({p: Outcome(changes=["build"], note=result.note, extra={
         "platform": p, "node": chosen[p].name, "seconds": result.extra["seconds"]})
         for p in chosen}, outcome.interrupted)
 
 
 def verify(tag: str, platforms: list[str]) -> tuple[str, dict[str, str], str | None]:
     """(index digest, platform -> manifest digest, problem): the pushed index, read back."""
-    index, digest = cli.raw_manifest(tag)
-    listed = {cli.platform_of(m): m["digest"] for m in index.get("manifests", [])
-              if cli.platform_of(m) != "unknown/unknown"}
+    index, digest = docker_cli.raw_manifest(tag)
+    listed = {docker_cli.platform_of(m): m["digest"] for m in index.get("manifests", [])
+              if docker_cli.platform_of(m) != "unknown/unknown"}
     missing = [p for p in platforms if p not in listed]
     problem = (f"the index {tag} does not list {', '.join(missing)}"
                f" (it lists {', '.join(sorted(listed)) or 'nothing'})") if missing else None
@@ -251,7 +251,7 @@ def verify(tag: str, platforms: list[str]) -> tuple[str, dict[str, str], str | N
 
 
 def build(farm: Farm, req: Request, say: Callable[[str, str], None], cancel: Cancel
-          ) -> tuple[RunResult, dict]:
+          ) -> tuple[Recap, dict]:
     """Build, push or export, merge (merge strategy), verify; the outcome and the --json."""
     chosen = check_request(farm, req)
     workdir = Path(tempfile.mkdtemp(prefix="archfarm-build-"))
@@ -269,7 +269,7 @@ def build(farm: Farm, req: Request, say: Callable[[str, str], None], cancel: Can
     if req.strategy == "merge":
         say("index", f"merging {len(chosen)} platform(s) into {req.tag}")
         repo = repo_of(req.tag)
-        cli.docker("buildx", "imagetools", "create", "--tag", req.tag,
+        docker_cli.run("buildx", "imagetools", "create", "--tag", req.tag,
                    *(f"{repo}@{r.extra['digest']}" for r in outcome.results.values()),
                    timeout=300)
     digest, listed, problem = verify(req.tag, list(chosen))
@@ -277,8 +277,8 @@ def build(farm: Farm, req: Request, say: Callable[[str, str], None], cancel: Can
     for entry in report["platforms"]:
         entry["digest"] = entry["digest"] or listed.get(entry["platform"])
     if problem:
-        outcome.results["index"] = NodeResult(failed=1, note=problem)
+        outcome.results["index"] = Outcome(failures=["index"], note=problem)
     else:
-        outcome.results["index"] = NodeResult(ok=1, note=f"{req.tag}@{digest} lists"
+        outcome.results["index"] = Outcome(converged=["index"], note=f"{req.tag}@{digest} lists"
                                                          f" {', '.join(chosen)}")
     return outcome, report

@@ -11,12 +11,12 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import names
 from ..errors import UserError
 from ..inventory import Farm
-from . import docker as cli
-from .register import alias
+from ..platforms import ARM64, of_platform
+from . import docker_cli
 
-ARM64 = "linux/arm64"
 RUN_TIMEOUT = 600.0
 
 
@@ -37,15 +37,16 @@ def platforms_of(image: str) -> list[str]:
     """The platforms the image's manifest offers (an index lists them; a single manifest's
     platform is in its config)."""
     try:
-        manifest, _ = cli.raw_manifest(image)
-    except cli.DockerError as e:
+        manifest, _ = docker_cli.raw_manifest(image)
+    except docker_cli.DockerError as e:
         raise UserError(f"cannot read the manifest of {image}: {e.output[-300:]}. Fix: check"
                         " the reference, and that this machine can reach its registry (and"
                         " is logged in to it).") from None
     if "manifests" in manifest:
-        return sorted({cli.platform_of(m) for m in manifest["manifests"]} - {"unknown/unknown"})
-    config = json.loads(cli.docker("buildx", "imagetools", "inspect", image, "--format",
-                                   "{{json .Image}}").stdout)
+        listed = {docker_cli.platform_of(m) for m in manifest["manifests"]}
+        return sorted(listed - {"unknown/unknown"})
+    config = json.loads(docker_cli.run("buildx", "imagetools", "inspect", image, "--format",
+                                       "{{json .Image}}").stdout)
     text = f"{config.get('os', '?')}/{config.get('architecture', '?')}"
     return [f"{text}/{config['variant']}" if config.get("variant") else text]
 
@@ -53,9 +54,9 @@ def platforms_of(image: str) -> list[str]:
 def where_to_run(farm: Farm) -> tuple[str | None, str]:
     """(docker context, description): the farm's first arm64 node that has a context, or
     this machine (None) through QEMU."""
-    contexts = cli.contexts()
+    contexts = docker_cli.contexts()
     for node in farm.expanded():
-        name = alias(farm.farm, node.name)
+        name = names.alias(farm.farm, node.name)
         if node.platform == ARM64 and name in contexts:
             return name, f"arm64 node {node.name}"
     return None, "this machine, through QEMU (the farm has no registered arm64 node)"
@@ -67,12 +68,13 @@ def check(farm: Farm, image: str, command: list[str]) -> Verdict:
         return Verdict(False, f"no {ARM64} variant: the image offers"
                               f" {', '.join(platforms) or 'no platform'}", platforms)
     context, where = where_to_run(farm)
-    if context is None and not Path("/proc/sys/fs/binfmt_misc/qemu-aarch64").exists():
+    handler = Path(f"/proc/sys/fs/binfmt_misc/qemu-{of_platform(ARM64).uname}")
+    if context is None and not handler.exists():
         raise UserError("the farm has no registered arm64 node, and this machine cannot run"
                         " arm64 binaries (no qemu-aarch64 binfmt handler). Fix: `inv"
                         " provision` a farm with an arm64 node, or install qemu-user-static"
                         " and binfmt-support here.")
-    done = cli.docker("run", "--rm", "--pull", "always", "--platform", ARM64, image, *command,
+    done = docker_cli.run("run", "--rm", "--pull", "always", "--platform", ARM64, image, *command,
                       context=context, timeout=RUN_TIMEOUT, check=False)
     output = (done.stdout + done.stderr).strip()
     if context and ("error during connect" in output or "dial-stdio" in output):

@@ -1,10 +1,12 @@
 """The register stage: each node becomes a buildx node the user's docker CLI can reach.
 
-Per node: a `Host archfarm-<farm>-<node>` entry in an ssh config file archfarm manages
-(`~/.ssh/archfarm/<farm>.conf`, pulled into `~/.ssh/config` by one Include line), a docker
-context `archfarm-<farm>-<node>` over ssh://, and a node `<farm>-<node>` of the builder named
-after the farm (docker-container driver), pinned to the node's platform. Idempotent: each is
-compared with what exists and changed only when it differs. `unregister` undoes all of it.
+Per node, three items: a `Host archfarm-<farm>-<node>` entry in an ssh config file archfarm
+manages (`~/.ssh/archfarm/<farm>.conf`, pulled into `~/.ssh/config` by one Include line), a
+docker context `archfarm-<farm>-<node>` over ssh://, and a node `<farm>-<node>` of the builder
+named after the farm (docker-container driver), pinned to the node's platform.
+
+Like the other stages: `observe` what exists, `plan` (pure) the changes, then `apply` them,
+or only show them under --check. `unregister` undoes all of it.
 """
 
 from __future__ import annotations
@@ -14,14 +16,17 @@ import os
 import pwd
 import shlex
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from .. import names
 from ..errors import UserError
 from ..hosts.cache import Host, known_hosts_path, write_private
 from ..inventory import Farm, Node
-from ..runner import Cancel, NodeResult, RunResult
-from . import docker as cli
+from ..runner import Cancel, Interrupted, Outcome, Recap
+from . import docker_cli
+from .docker_cli import DockerError
 
 MARK = "# added by archfarm (inv destroy removes it when no farm is left)"
 
@@ -39,12 +44,8 @@ def include_line() -> str:
     return f'Include "{ssh_dir() / "archfarm" / "*.conf"}"'
 
 
-def alias(farm: str, node: str) -> str:
-    return f"archfarm-{farm}-{node}"
-
-
 def host_block(farm: Farm, host: Host) -> str:
-    name = alias(farm.farm, host.node)
+    name = names.alias(farm.farm, host.node)
     control = ssh_dir() / "archfarm" / "cm-%C"
     lines = [f"Host {name}",
              f"  HostName {host.address}",
@@ -53,7 +54,7 @@ def host_block(farm: Farm, host: Host) -> str:
              f'  IdentityFile "{farm.key_path.absolute()}"',
              "  IdentitiesOnly yes",
              # Keys are pinned under the alias too, so a new address needs no new pin.
-             f"  HostKeyAlias {host.alias}",
+             f"  HostKeyAlias {name}",
              f'  UserKnownHostsFile "{known_hosts_path(farm.gcp.project, farm.farm)}"',
              "  StrictHostKeyChecking yes",
              "  BatchMode yes",
@@ -70,17 +71,21 @@ def render(farm: Farm, hosts: dict[str, Host]) -> str:
             " `inv destroy`.\n\n" + "\n".join(blocks))
 
 
-def ensure_include(check: bool) -> bool:
+def include_present() -> bool:
+    config = (ssh_dir() / "config").resolve()
+    return config.exists() and include_line() in config.read_text().splitlines()
+
+
+def ensure_include() -> bool:
     """One Include line at the top of ~/.ssh/config (an Include under a Host block would only
-    apply to that host). True if it was (or would be) added."""
+    apply to that host). True if it was added."""
     config = (ssh_dir() / "config").resolve()  # a dotfile manager's symlink stays a symlink
     text = config.read_text() if config.exists() else ""
     if include_line() in text.splitlines():
         return False
-    if not check:
-        mode = config.stat().st_mode & 0o777 if config.exists() else 0o600
-        write_private(config, f"{MARK}\n{include_line()}\n\n{text}")
-        os.chmod(config, mode)
+    mode = config.stat().st_mode & 0o777 if config.exists() else 0o600
+    write_private(config, f"{MARK}\n{include_line()}\n\n{text}")
+    os.chmod(config, mode)
     return True
 
 
@@ -104,27 +109,180 @@ def remove_include() -> bool:
     return True
 
 
+ITEMS = ("ssh config", "docker context", "builder node")  # what register converges per node
+
+
 @dataclass(frozen=True)
-class Wanted:
-    node: Node
-    context: str
-    endpoint: str
-    builder_node: str
+class Observed:
+    """What exists locally: docker contexts (name -> (endpoint, description)), the farm's
+    builder as `buildx ls` shows it, each builder node's `image=` driver option, and the
+    farm's ssh config file's text."""
+
+    contexts: dict[str, tuple[str, str]]
+    builder: dict | None
+    driver_images: dict[str, str | None]
+    config_text: str
 
 
-def wanted(farm: Farm, node: Node) -> Wanted:
-    name = alias(farm.farm, node.name)
-    return Wanted(node, name, f"ssh://{name}", f"{farm.farm}-{node.name}")
+@dataclass(frozen=True)
+class Change:
+    item: str                        # one of ITEMS
+    detail: str
+    command: tuple[str, ...] = ()    # the docker command that makes it; none for the ssh config
 
 
-def builder_create_args(farm: Farm, w: Wanted, append: bool) -> list[str]:
-    args = ["buildx", "create", "--name", farm.farm, "--driver", "docker-container",
-            "--platform", w.node.platform, "--node", w.builder_node]
+@dataclass
+class Plan:
+    config_text: str                 # the farm's ssh config as it must be
+    add_include: bool                # ~/.ssh/config lacks archfarm's Include line
+    nodes: dict[str, list[Change]] = field(default_factory=dict)       # inventory nodes
+    leaving: dict[str, list[Change]] = field(default_factory=dict)     # nodes taken out
+    notes: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def writes_config(self) -> bool:
+        return any(c.item == "ssh config" for cs in self.nodes.values() for c in cs)
+
+
+def observe(farm: Farm) -> Observed:
+    contexts = docker_cli.contexts()
+    _refuse_foreign(farm, contexts)
+    builder = docker_cli.builders().get(names.builder(farm.farm))
+    stored = _stored_builder(farm.farm) or {}
+    images = {n.get("Name", ""): (n.get("DriverOpts") or {}).get("image")
+              for n in stored.get("Nodes") or []}
+    config = farm_config(farm.farm)
+    return Observed(contexts, builder, images, config.read_text() if config.exists() else "")
+
+
+def plan(farm: Farm, hosts: dict[str, Host], nodes: list[Node], seen: Observed,
+         include_present: bool) -> Plan:
+    """Pure: the changes that make `nodes` buildx nodes, and remove the nodes that left."""
+    inventory = {n.name for n in farm.expanded()}
+    text = render(farm, {n: h for n, h in hosts.items() if n in inventory})
+    old_blocks = {b.rstrip("\n") for b in seen.config_text.split("\n\n")}
+    out = Plan(text, not include_present)
+    builder_exists = seen.builder is not None
+    for node in nodes:
+        changes = []
+        if host_block(farm, hosts[node.name]).rstrip("\n") not in old_blocks:
+            changes.append(Change("ssh config", str(farm_config(farm.farm))))
+        context = names.alias(farm.farm, node.name)
+        endpoint = f"ssh://{context}"
+        if seen.contexts.get(context) != (endpoint, marker(farm)):
+            verb = "update" if context in seen.contexts else "create"
+            changes.append(Change("docker context", f"{verb} {context}",
+                                  ("context", verb, context, "--docker", f"host={endpoint}",
+                                   "--description", marker(farm))))
+        member = names.builder_node(farm.farm, node.name)
+        current = _builder_node(seen.builder, member)
+        if (current is None or current.get("Endpoint") != context
+                or current.get("Platforms", [None])[:1] != [node.platform]
+                or seen.driver_images.get(member) != farm.buildx.buildkit_image):
+            # --append adds or replaces a node of an existing builder.
+            changes.append(Change("builder node", f"{member} pinned to {node.platform}",
+                                  builder_create_args(farm, node, append=builder_exists)))
+            builder_exists = True
+        out.nodes[node.name] = changes
+        out.notes[node.name] = f"{member} in builder {farm.farm}, {node.platform}"
+    for name, context in _left(farm, seen.contexts).items():
+        out.leaving[name] = _leaving(farm, context, seen)
+    return out
+
+
+def _leaving(farm: Farm, context: str, seen: Observed) -> list[Change]:
+    """A node taken out of the inventory leaves the builder (so builds no longer go to it)
+    and loses its context and ssh entry; its VM is `inv vms --prune`'s business."""
+    members = [n["Name"] for n in (seen.builder or {}).get("Nodes") or []
+               if n.get("Endpoint") == context]
+    changes = [Change("builder node", f"builder node {m}",
+                      ("buildx", "create", "--name", farm.farm, "--leave", "--node", m))
+               for m in members]
+    changes.append(Change("docker context", f"docker context {context}",
+                          ("context", "rm", "--force", context)))
+    if f"Host {context}\n" in seen.config_text:  # dropped with the rewrite: inventory only
+        changes.append(Change("ssh config", "ssh config entry"))
+    return changes
+
+
+def apply(farm: Farm, planned: Plan, cancel: Cancel) -> Recap:
+    """Carry out the plan: the ssh config first (one file for the farm), then each node's
+    docker commands in order. A node whose docker command fails is that node's failure;
+    the others go on. Ctrl-C stops before the next command, and the recap says what was done."""
+    results: dict[str, Outcome] = {}
+    try:
+        cancel.check()
+        if planned.add_include:
+            ensure_include()
+        if planned.config_text != _config_text(farm):
+            write_private(farm_config(farm.farm), planned.config_text)
+        for name, changes in planned.nodes.items():
+            results[name] = _apply_node(name, changes, ITEMS, cancel, results)
+            if not results[name].changes and not results[name].bad:
+                results[name].note = planned.notes.get(name, "")
+        for name, changes in planned.leaving.items():
+            results[name] = _apply_node(name, changes, _items(changes), cancel, results)
+            if not results[name].bad:
+                results[name].note = ("no longer in the inventory: removed "
+                                      + ", ".join(c.detail for c in changes))
+    except Interrupted:
+        for name in [*planned.nodes, *planned.leaving]:
+            results.setdefault(name, Outcome(interrupted=True,
+                                             note="interrupted before it started"))
+        return Recap(results, True)
+    return Recap(results, cancel.is_set())
+
+
+def _items(changes: list[Change]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(c.item for c in changes))
+
+
+def _apply_node(name: str, changes: list[Change], items: tuple[str, ...], cancel: Cancel,
+                results: dict[str, Outcome]) -> Outcome:
+    """One node's changes in order; on Ctrl-C its partial outcome goes into `results`."""
+    done: list[str] = []
+    for change in changes:
+        try:
+            if change.command:
+                cancel.check()
+                docker_cli.run(*change.command)
+        except DockerError as e:
+            return Outcome.of(items, done, failed=change.item, note=str(e))
+        except Interrupted:
+            results[name] = Outcome(changes=done, interrupted=True,
+                                    note=f"interrupted while making its {change.item}")
+            raise
+        done.append(change.item)
+    return Outcome.of(items, done, note=f"changed: {', '.join(done)}" if done else "")
+
+
+def checked(planned: Plan) -> Recap:
+    """The plan as --check reports it: what would change, node by node."""
+    results = {name: Outcome.of(ITEMS, [c.item for c in changes],
+                                note="would change: " + ", ".join(c.detail for c in changes)
+                                if changes else planned.notes.get(name, ""))
+               for name, changes in planned.nodes.items()}
+    for name, changes in planned.leaving.items():
+        results[name] = Outcome(changes=list(_items(changes)),
+                                note="no longer in the inventory: would remove "
+                                     + ", ".join(c.detail for c in changes))
+    return Recap(results)
+
+
+def _config_text(farm: Farm) -> str:
+    config = farm_config(farm.farm)
+    return config.read_text() if config.exists() else ""
+
+
+def builder_create_args(farm: Farm, node: Node, append: bool) -> tuple[str, ...]:
+    args = ["buildx", "create", "--name", names.builder(farm.farm), "--driver",
+            "docker-container", "--platform", node.platform, "--node",
+            names.builder_node(farm.farm, node.name)]
     if farm.buildx.buildkit_image:
         args += ["--driver-opt", f"image={farm.buildx.buildkit_image}"]
     if append:
         args.append("--append")
-    return [*args, w.context]
+    return (*args, names.alias(farm.farm, node.name))
 
 
 def _builder_node(builder: dict | None, name: str) -> dict | None:
@@ -142,14 +300,6 @@ def _stored_builder(farm: str) -> dict | None:
         return json.loads((root / "buildx" / "instances" / farm).read_text())
     except (OSError, ValueError):
         return None
-
-
-def _driver_image(farm: str, node: str) -> str | None:
-    """The node's `image=` driver option."""
-    for n in (_stored_builder(farm) or {}).get("Nodes") or []:
-        if n.get("Name") == node:
-            return (n.get("DriverOpts") or {}).get("image")
-    return None
 
 
 def marker(farm: Farm) -> str:
@@ -171,7 +321,7 @@ def _refuse_foreign(farm: Farm, contexts: dict[str, tuple[str, str]]) -> None:
     """Another project's farm of the same name owns the names this farm would use."""
     owner = _owner_of_config(farm)
     foreign = [name for n in farm.expanded()
-               if (name := alias(farm.farm, n.name)) in contexts
+               if (name := names.alias(farm.farm, n.name)) in contexts
                and contexts[name][1] not in ("", marker(farm))]
     if (owner not in (None, "", marker(farm))) or foreign:
         raise UserError(f"farm {farm.farm} of project {farm.gcp.project}: its local names are"
@@ -180,121 +330,81 @@ def _refuse_foreign(farm: Farm, contexts: dict[str, tuple[str, str]]) -> None:
                         " farm another `farm:` name, or destroy the other farm first.")
 
 
-def register(farm: Farm, hosts: dict[str, Host], nodes: list[Node], check: bool,
-             cancel: Cancel | None = None) -> RunResult:
-    """Converge the ssh config, the contexts and the builder for `nodes`; one result each.
-    A node whose docker command fails is that node's failure; the others go on."""
-    cancel = cancel or Cancel()
-    contexts = cli.contexts()
-    _refuse_foreign(farm, contexts)
-    results: dict[str, NodeResult] = {}
-    config = farm_config(farm.farm)
-    old_text = config.read_text() if config.exists() else ""
-    known = {n: h for n, h in hosts.items() if n in {x.name for x in farm.expanded()}}
-    new_text = render(farm, known)
-    old_blocks = {b.rstrip("\n") for b in old_text.split("\n\n")}
-    cancel.check()
-    include_added = ensure_include(check)
-    if new_text != old_text and not check:
-        write_private(config, new_text)
-
-    builder = cli.builders().get(farm.farm)
-    for node in nodes:
-        w, changes = wanted(farm, node), []
-        try:
-            if host_block(farm, hosts[node.name]).rstrip("\n") not in old_blocks:
-                changes.append("ssh config")
-            if contexts.get(w.context) != (w.endpoint, marker(farm)):
-                changes.append("docker context")
-                if not check:
-                    cancel.check()
-                    verb = "update" if w.context in contexts else "create"
-                    cli.docker("context", verb, w.context, "--docker", f"host={w.endpoint}",
-                               "--description", marker(farm))
-            current = _builder_node(builder, w.builder_node)
-            if (current is None or current.get("Endpoint") != w.context
-                    or current.get("Platforms", [None])[:1] != [node.platform]
-                    or _driver_image(farm.farm, w.builder_node) != farm.buildx.buildkit_image):
-                changes.append("builder node")
-                if not check:
-                    cancel.check()
-                    # --append adds or replaces a node of an existing builder.
-                    cli.docker(*builder_create_args(farm, w, append=builder is not None))
-                    builder = cli.builders().get(farm.farm)
-        except cli.DockerError as e:
-            results[node.name] = NodeResult(ok=3 - len(changes), changed=len(changes) - 1,
-                                            failed=1, note=str(e))
-            continue
-        note = (("would change: " if check else "changed: ") + ", ".join(changes) if changes
-                else f"{w.builder_node} in builder {farm.farm}, {node.platform}")
-        results[node.name] = NodeResult(ok=3 - len(changes), changed=len(changes), note=note,
-                                        extra={"context": w.context, "builder": farm.farm})
-    for name, context in _left(farm, contexts).items():
-        results[name] = _remove_left(farm, context, builder, old_text, check, cancel)
-    if include_added and nodes:
-        results[nodes[0].name].note += f"; {'would add' if check else 'added'} Include to" \
-                                       f" {shlex.quote(str(ssh_dir() / 'config'))}"
-    return RunResult(results, cancel.is_set())
-
-
 def _left(farm: Farm, contexts: dict[str, tuple[str, str]]) -> dict[str, str]:
     """The farm's contexts (by its marker) whose node has left the inventory, by node name."""
-    kept = {alias(farm.farm, n.name) for n in farm.expanded()}
-    return {name.removeprefix(alias(farm.farm, "")): name
+    kept = {names.alias(farm.farm, n.name) for n in farm.expanded()}
+    prefix = names.alias(farm.farm, "")
+    return {name.removeprefix(prefix): name
             for name, (_, description) in sorted(contexts.items())
             if description == marker(farm) and name not in kept}
 
 
-def _remove_left(farm: Farm, context: str, builder: dict | None, old_text: str,
-                 check: bool, cancel: Cancel) -> NodeResult:
-    """A node taken out of the inventory leaves the builder (so builds no longer go to it)
-    and loses its context and ssh entry; its VM is `inv vms --prune`'s business."""
-    members = [n["Name"] for n in (builder or {}).get("Nodes") or []
-               if n.get("Endpoint") == context]
-    gone = [f"builder node {m}" for m in members] + [f"docker context {context}"]
-    if f"Host {context}\n" in old_text:
-        gone.append("ssh config entry")  # already dropped: the config lists inventory nodes
-    if not check:
-        try:
-            for member in members:
-                cancel.check()
-                cli.docker("buildx", "create", "--name", farm.farm, "--leave", "--node", member)
-            cancel.check()
-            cli.docker("context", "rm", "--force", context)
-        except cli.DockerError as e:
-            return NodeResult(failed=1, note=f"no longer in the inventory, not removed: {e}")
-    return NodeResult(changed=1, note="no longer in the inventory: "
-                                      f"{'would remove' if check else 'removed'} "
-                                      + ", ".join(gone))
+def register(farm: Farm, hosts: dict[str, Host], nodes: list[Node], check: bool,
+             cancel: Cancel | None = None) -> Recap:
+    """Observe, plan, then apply (or under --check only report) for `nodes`."""
+    cancel = cancel or Cancel()
+    seen = observe(farm)
+    planned = plan(farm, hosts, nodes, seen, include_present())
+    recap = checked(planned) if check else apply(farm, planned, cancel)
+    if planned.add_include and nodes and nodes[0].name in recap.results:
+        recap.results[nodes[0].name].note += \
+            f"; {'would add' if check else 'added'} Include to" \
+            f" {shlex.quote(str(ssh_dir() / 'config'))}"
+    return recap
 
 
-def unregister(farm: Farm, check: bool) -> RunResult:
+def register_nodes(session: Any, farm: Farm, nodes: set[str] | None, check: bool,
+                   make_clients: Any) -> Recap:
+    """The register stage for the nodes given (None: every node); a node with no known
+    address and host keys is asked of the API, and one that has none is reported."""
+    from ..hosts.directory import Directory, NotUp
+    from ..runner import merge
+
+    targets = farm.selected(nodes)
+    if not targets:
+        return Recap({}, session.cancel.is_set())
+    session.say(f"farm {farm.farm}: registering {len(targets)} node(s) as buildx nodes"
+                f"{' (check mode: nothing will be changed)' if check else ''}")
+    directory = Directory(farm, make_clients)
+    missing: dict[str, Outcome] = {}
+    for node in targets:
+        if directory.cached(node.name) is None:
+            try:
+                directory.refresh(node.name, session.cancel, 0, lambda text: None)
+            except NotUp as e:
+                missing[node.name] = Outcome(unreachable=True, note=str(e))
+    ready = [n for n in targets if n.name not in missing]
+    hosts = {n: h for n, h in directory.hosts.items() if directory.cached(n)}
+    return merge(register(farm, hosts, ready, check, session.cancel), Recap(missing))
+
+
+def unregister(farm: Farm, check: bool) -> Recap:
     """Remove the farm's builder, its contexts, its ssh config and (if last) the Include:
     only what carries this farm's marker (a same-named farm of another project is left)."""
-    results: dict[str, NodeResult] = {}
-    contexts = cli.contexts() if shutil.which("docker") else {}
-    names = {alias(farm.farm, n.name) for n in farm.expanded()}
+    results: dict[str, Outcome] = {}
+    contexts = docker_cli.contexts() if shutil.which("docker") else {}
+    ours = {names.alias(farm.farm, n.name) for n in farm.expanded()}
     mine = sorted(name for name, (_, description) in contexts.items()
-                  if description == marker(farm) or (not description and name in names))
+                  if description == marker(farm) or (not description and name in ours))
     stored = _stored_builder(farm.farm)
     if stored and mine and any(n.get("Endpoint") in mine for n in stored.get("Nodes") or []):
         if not check:
-            done = cli.docker("buildx", "rm", "--force", farm.farm, check=False, timeout=60)
+            done = docker_cli.run("buildx", "rm", "--force", farm.farm, check=False, timeout=60)
             if _stored_builder(farm.farm):
-                results[f"builder {farm.farm}"] = NodeResult(
-                    failed=1, note=f"`docker buildx rm {farm.farm}` failed: "
-                                   f"{done.stderr.strip()[-300:]}")
-        results.setdefault(f"builder {farm.farm}", NodeResult(changed=1, note="removed"))
+                results[f"builder {farm.farm}"] = Outcome(
+                    failures=["builder"], note=f"`docker buildx rm {farm.farm}` failed: "
+                                               f"{done.stderr.strip()[-300:]}")
+        results.setdefault(f"builder {farm.farm}", Outcome(changes=["builder"], note="removed"))
     if mine:
         if not check:
-            cli.docker("context", "rm", "--force", *mine)
-        results["docker contexts"] = NodeResult(changed=1, note=", ".join(mine))
+            docker_cli.run("context", "rm", "--force", *mine)
+        results["docker contexts"] = Outcome(changes=mine, note=", ".join(mine))
     config = farm_config(farm.farm)
     if config.exists() and _owner_of_config(farm) in ("", marker(farm)):
         if not check:
             config.unlink()
-        results["ssh config"] = NodeResult(changed=1, note=str(config))
+        results["ssh config"] = Outcome(changes=[str(config)], note=str(config))
     if not check and remove_include():
-        results.setdefault("ssh config", NodeResult(changed=1)).note += \
+        results.setdefault("ssh config", Outcome(changes=["Include"])).note += \
             f"; Include removed from {ssh_dir() / 'config'}"
-    return RunResult(results, False)
+    return Recap(results)

@@ -14,7 +14,7 @@ from google.api_core import exceptions
 from ..gce import firewall, instances
 from ..inventory import Farm
 from ..keys import ensure_keypair
-from ..runner import Job, NodeResult, Progress
+from ..runner import Job, Outcome, Progress
 from . import spec
 from .plan import GOING_UP, STOPPED, Action, Verb
 
@@ -45,22 +45,23 @@ class Apply:
                     self._say(f"generated SSH key {self.farm.key_path} (ed25519, 0600)")
             return self._key
 
-    def run(self, action: Action, progress: Progress) -> NodeResult:
-        cancel, verb = progress.cancel, action.verb
+    def run(self, action: Action, progress: Progress) -> Outcome:
+        """The action carried out; its one item is the VM or rule it acts on."""
+        cancel, verb, item = progress.cancel, action.verb, [action.target]
         if action.rule is not None:
             return self._firewall(action, progress)
         if verb in (Verb.KEEP, Verb.SPARE):
-            return NodeResult(ok=1, note=action.detail)
+            return Outcome(converged=item, note=action.detail)
         if verb in (Verb.ORPHAN, Verb.BLOCKED):
             note = (f"{action.detail}; --prune deletes it" if verb is Verb.ORPHAN
                     else action.detail)
-            return NodeResult(failed=int(verb is Verb.BLOCKED), note=note)
+            return Outcome(failures=item if verb is Verb.BLOCKED else [], note=note)
         if verb is Verb.DELETE:
             vm = action.vm
             assert vm is not None
             progress(f"deleting {vm.name} in {vm.zone}")
             instances.delete(self.clients, self.project, vm.zone, vm.name, cancel)
-            return NodeResult(changed=1, note=f"deleted {vm.name}")
+            return Outcome(changes=item, note=f"deleted {vm.name}")
         if verb is not Verb.CREATE:
             try:
                 return self._bring_up(action, progress)
@@ -71,17 +72,17 @@ class Apply:
                 return self._create(action, progress)
             except exceptions.NotFound:  # deleted (or reclaimed) while it was coming up
                 progress(f"{action.target} vanished while coming up; creating it again")
-        return NodeResult(failed=1, note=f"{action.target} vanished {VANISH_RETRIES} times"
-                                         " while coming up; look for what deletes it")
+        return Outcome(failures=item, note=f"{action.target} vanished {VANISH_RETRIES} times"
+                                            " while coming up; look for what deletes it")
 
-    def _bring_up(self, action: Action, progress: Progress) -> NodeResult:
-        vm, cancel = action.vm, progress.cancel
+    def _bring_up(self, action: Action, progress: Progress) -> Outcome:
+        vm, cancel, item = action.vm, progress.cancel, [action.target]
         assert vm is not None
         args = (self.clients, self.project, vm.zone, vm.name)
         if action.verb is Verb.WAIT:
             progress(f"waiting for {vm.name} ({vm.status.lower()})")
             instances.wait_running(*args, cancel)
-            return NodeResult(ok=1, note=f"running in {vm.zone}")
+            return Outcome(converged=item, note=f"running in {vm.zone}")
         if action.verb is Verb.START:
             down, bring_up, done = STOPPED, instances.start, "started"
             progress(f"waiting for {vm.name} to stop, then starting it")
@@ -94,26 +95,28 @@ class Apply:
             bring_up(*args, cancel)
         instances.wait_running(*args, cancel)
         if now.status not in down:
-            return NodeResult(ok=1, note=f"brought up meanwhile by someone else, in {vm.zone}")
-        return NodeResult(changed=1, note=f"{done} in {vm.zone}")
+            return Outcome(converged=item,
+                           note=f"brought up meanwhile by someone else, in {vm.zone}")
+        return Outcome(changes=item, note=f"{done} in {vm.zone}")
 
-    def _create(self, action: Action, progress: Progress) -> NodeResult:
-        node = action.node
+    def _create(self, action: Action, progress: Progress) -> Outcome:
+        node, item = action.node, [action.target]
         assert node is not None
         vm = spec.vm_spec(self.farm, node, self.public_key())
         placement = instances.create(self.clients, self.project, vm, progress, progress.cancel,
                                      self.machine_types)
         if placement.error:
-            return NodeResult(failed=1, note=placement.error)
+            return Outcome(failures=item, note=placement.error)
         if placement.adopted:
-            return NodeResult(ok=1, note=placement.summary, extra={"zone": placement.zone})
-        return NodeResult(changed=1, note=placement.summary, extra={"zone": placement.zone})
+            return Outcome(converged=item, note=placement.summary,
+                           extra={"zone": placement.zone})
+        return Outcome(changes=item, note=placement.summary, extra={"zone": placement.zone})
 
-    def _firewall(self, action: Action, progress: Progress) -> NodeResult:
-        rule, cancel = action.rule, progress.cancel
+    def _firewall(self, action: Action, progress: Progress) -> Outcome:
+        rule, cancel, item = action.rule, progress.cancel, [action.target]
         assert rule is not None
         if action.verb is Verb.KEEP:
-            return NodeResult(ok=1, note=action.detail)
+            return Outcome(converged=item, note=action.detail)
         progress(f"{action.verb} firewall rule {rule.name}: {action.detail}")
         if action.verb is Verb.CREATE:
             firewall.create(self.clients, self.project, rule, cancel)
@@ -121,4 +124,4 @@ class Apply:
             firewall.patch(self.clients, self.project, rule, cancel)
         else:
             firewall.delete(self.clients, self.project, rule.name, cancel)
-        return NodeResult(changed=1, note=f"{DONE[action.verb]}: {action.detail}")
+        return Outcome(changes=item, note=f"{DONE[action.verb]}: {action.detail}")

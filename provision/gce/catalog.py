@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-ARM64 = "linux/arm64"
-AMD64 = "linux/amd64"
+from ..platforms import AMD64, ARM64
+
+__all__ = ["AMD64", "ARM64", "FAMILIES", "DEFAULT_IMAGES"]
 
 T2A_ZONES = frozenset({
     "us-central1-a", "us-central1-b", "us-central1-f", "europe-west4-a", "europe-west4-b",

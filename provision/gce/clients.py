@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -147,3 +148,13 @@ class Clients:
     def check_credentials(self) -> None:
         """Fail early (exit 2) on missing credentials, before any plan is shown."""
         self._kwargs  # noqa: B018 (building them is the check)
+
+
+def lazy_clients(inventory_endpoint: str | None) -> Callable[[], Clients]:
+    """Clients built (credentials checked, the library imported) only when first needed:
+    a no-op configure or register never needs them."""
+    def make() -> Clients:
+        clients = Clients(resolve_endpoint(inventory_endpoint))
+        clients.check_credentials()
+        return clients
+    return make

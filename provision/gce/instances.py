@@ -181,6 +181,37 @@ class MachineTypes:
         return self.get(machine_type, zone) is not None
 
 
+def _zone_failure(e: OperationError | exceptions.BadRequest, zone: str) -> tuple[str, str]:
+    """Why an insert in `zone` failed: ("next", reason) to try the next zone; "quota" (skip
+    the region too); "not offered" (drop the zones without the machine type); or "fatal"
+    with the error."""
+    if isinstance(e, OperationError):
+        if e.code in ZONE_EXHAUSTED:
+            return "next", f"{e.code} (no capacity)"
+        if e.code == "QUOTA_EXCEEDED":
+            return "quota", f"QUOTA_EXCEEDED in {region_of(zone)}: {e.message}"
+        return "fatal", f"{zone}: {e.code}: {e.message}"
+    if "resourceNotReady" in reasons(e):
+        return "next", "resourceNotReady"
+    if "does not exist in zone" in api_message(e):
+        return "not offered", ""
+    return "fatal", f"{zone}: {api_message(e)}"
+
+
+def _adopt(clients: Any, project: str, zone: str, spec: VmSpec, placement: Placement,
+           progress: Callable[[str], None], cancel: Cancel) -> Placement:
+    """The name is taken in `zone`: by this farm's VM (a concurrent run made it: wait for it,
+    it is ours), or by a stranger (an error)."""
+    if _made_from(get(clients, project, zone, spec.name, cancel), spec):
+        progress(f"{spec.name} was made meanwhile by another run; waiting for it")
+        wait_running(clients, project, zone, spec.name, cancel)
+        placement.zone, placement.adopted = zone, True
+        return placement
+    placement.error = (f"a VM named {spec.name} already exists in {zone} without"
+                       " this farm's labels; rename the node or remove that VM")
+    return placement
+
+
 def create(clients: Any, project: str, spec: VmSpec, progress: Callable[[str], None],
            cancel: Cancel | None = None, machine_types: MachineTypes | None = None,
            ) -> Placement:
@@ -207,40 +238,25 @@ def create(clients: Any, project: str, spec: VmSpec, progress: Callable[[str], N
             placement.zone = zone
             wait_running(clients, project, zone, spec.name, cancel)
             return placement
-        except OperationError as e:
-            _remove_leftover(clients, project, zone, spec, cancel)
-            if e.code in ZONE_EXHAUSTED:
-                reason = f"{e.code} (no capacity)"
-            elif e.code == "QUOTA_EXCEEDED":
-                dead_regions.add(region_of(zone))
-                reason = f"QUOTA_EXCEEDED in {region_of(zone)}: {e.message}"
-            else:
-                placement.error = f"{zone}: {e.code}: {e.message}"
+        except (OperationError, exceptions.BadRequest) as e:
+            if isinstance(e, OperationError):
+                _remove_leftover(clients, project, zone, spec, cancel)
+            kind, reason = _zone_failure(e, zone)
+            if kind == "fatal":
+                placement.error = reason
                 return placement
-        except exceptions.BadRequest as e:
-            if "resourceNotReady" in reasons(e):
-                reason = "resourceNotReady"
-            elif "does not exist in zone" in api_message(e):
+            if kind == "quota":
+                dead_regions.add(region_of(zone))
+            if kind == "not offered":
+                reason = f"{spec.machine_type} is not offered there"
                 zones = [z for z in zones if machine_types.offered(spec.machine_type, z)]
                 if not zones and not placement.skipped:
                     placement.error = (f"machine type {spec.machine_type} is offered in none of"
                                        f" {', '.join(spec.zones)}; check its name (gcloud"
                                        " compute machine-types list) or the zones")
                     return placement
-                reason = f"{spec.machine_type} is not offered there"
-            else:
-                placement.error = f"{zone}: {api_message(e)}"
-                return placement
         except exceptions.Conflict:
-            if _made_from(get(clients, project, zone, spec.name, cancel), spec):
-                # A concurrent run of the same farm made it: wait for it, it is ours.
-                progress(f"{spec.name} was made meanwhile by another run; waiting for it")
-                wait_running(clients, project, zone, spec.name, cancel)
-                placement.zone, placement.adopted = zone, True
-                return placement
-            placement.error = (f"a VM named {spec.name} already exists in {zone} without"
-                               " this farm's labels; rename the node or remove that VM")
-            return placement
+            return _adopt(clients, project, zone, spec, placement, progress, cancel)
         placement.skipped.append((zone, reason))
         progress(f"{zone}: {reason}; trying the next zone")
     placement.error = "no zone could take it: " + "; ".join(f"{z}: {r}"

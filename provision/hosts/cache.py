@@ -18,6 +18,8 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .. import names
+
 # Preferred first: paramiko offers the first pinned type to the server.
 KEY_TYPES = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ssh-rsa")
 
@@ -31,10 +33,6 @@ class Host:
     address: str
     host_keys: dict[str, str] = field(default_factory=dict)  # type -> base64 blob
     emulated: bool = False  # docs/configure.md, "The lab: how an emulated node is recognised"
-
-    @property
-    def alias(self) -> str:
-        return f"archfarm-{self.vm}"
 
     def ordered_keys(self) -> list[tuple[str, str]]:
         known = [(t, self.host_keys[t]) for t in KEY_TYPES if t in self.host_keys]
@@ -70,7 +68,7 @@ def save(project: str, farm: str, hosts: dict[str, Host]) -> None:
     directory = cache_dir(project, farm)
     nodes = {name: asdict(host) for name, host in sorted(hosts.items())}
     write_private(directory / "hosts.json", json.dumps({"nodes": nodes}, indent=1, sort_keys=True))
-    lines = [f"{host.alias},{host.address} {kind} {blob}"
+    lines = [f"{names.alias(farm, host.node)},{host.address} {kind} {blob}"
              for _, host in sorted(hosts.items()) if host.address
              for kind, blob in host.ordered_keys()]
     write_private(directory / "known_hosts", "".join(line + "\n" for line in lines))

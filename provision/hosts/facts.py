@@ -14,13 +14,15 @@ import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ..platforms import ARCHES
+
 MARK = "@@ "
 
 # Packages whose installed version configure needs to know (dpkg-query skips unknown names).
 PACKAGES = ("docker.io", "docker-ce", "docker-ce-cli", "containerd.io", "docker-buildx-plugin",
             "qemu-user-static", "binfmt-support")
 # The binfmt_misc handlers configure may need (QEMU for the platforms archfarm knows).
-HANDLERS = "/proc/sys/fs/binfmt_misc/qemu-aarch64 /proc/sys/fs/binfmt_misc/qemu-x86_64"
+HANDLERS = " ".join(f"/proc/sys/fs/binfmt_misc/qemu-{a.uname}" for a in ARCHES)
 DAEMON_JSON = "/etc/docker/daemon.json"
 DOCKER_KEYRING = "/etc/apt/keyrings/docker.asc"
 DOCKER_SOURCE = "/etc/apt/sources.list.d/docker.list"

@@ -12,12 +12,11 @@ import json
 import shlex
 from dataclasses import dataclass, replace
 
+from ..platforms import BY_PLATFORM
 from .facts import DAEMON_JSON, DOCKER_KEYRING, DOCKER_SOURCE, Facts, sha256
 
 STEPS = ("daemon.json", "docker engine", "docker service", "qemu/binfmt", "docker group")
 
-# Platform -> (dpkg architecture, QEMU's name for the CPU, as in binfmt handler names).
-ARCHES = {"linux/amd64": ("amd64", "x86_64"), "linux/arm64": ("arm64", "aarch64")}
 
 # binfmt_misc registrations with the F flag (the interpreter is opened at registration, so it
 # works inside build containers without QEMU in them), used only when the distribution's own
@@ -69,8 +68,8 @@ class Desired:
 def qemu_cpus(f: Facts, d: Desired) -> tuple[str, ...]:
     """CPUs to emulate: the farm's platforms that this host does not run natively (its dpkg
     architecture says what it runs, whatever the node was declared as)."""
-    return tuple(sorted(cpu for p in set(d.farm_platforms) if p in ARCHES
-                        for arch, cpu in [ARCHES[p]] if arch != f.dpkg_arch))
+    return tuple(sorted(BY_PLATFORM[p].uname for p in set(d.farm_platforms)
+                        if p in BY_PLATFORM and BY_PLATFORM[p].dpkg != f.dpkg_arch))
 
 
 def render_daemon_json(registry_mirrors: list[str], insecure_registries: list[str],
@@ -221,7 +220,7 @@ def verify(f: Facts, d: Desired) -> str | None:
         return "did not converge: still to do: " + "; ".join(c.detail for c in left)
     if not f.docker_active or not f.docker_version:
         return "docker is installed but the engine does not answer (see `journalctl -u docker`)"
-    wanted = ARCHES.get(d.platform, ("", ""))[0]
+    wanted = BY_PLATFORM[d.platform].dpkg if d.platform in BY_PLATFORM else ""
     if f.docker_arch != wanted and not d.emulated:
         return (f"the engine runs {f.docker_arch} but the node is declared {d.platform}:"
                 f" check the node's machine_type and image")
@@ -230,4 +229,5 @@ def verify(f: Facts, d: Desired) -> str | None:
 
 def emulated(f: Facts, d: Desired) -> bool:
     """The engine's architecture is not the node's platform (only ever true in the lab)."""
-    return f.docker_arch is not None and f.docker_arch != ARCHES.get(d.platform, ("",))[0]
+    wanted = BY_PLATFORM[d.platform].dpkg if d.platform in BY_PLATFORM else ""
+    return f.docker_arch is not None and f.docker_arch != wanted

@@ -14,9 +14,11 @@ import sys
 import threading
 
 from ..fakegce.backends import BootBackend, Publish, VmView
+from ..platforms import BY_UNAME
 from .containers import LAB_LABEL
 
-HOST_ARCH = {"x86_64": "X86_64", "aarch64": "ARM64"}.get(platform.machine(), platform.machine())
+HOST_ARCH = (BY_UNAME[platform.machine()].gce if platform.machine() in BY_UNAME
+             else platform.machine())
 
 # What a systemd container needs on a Debian 12 docker.io host (README, "The lab"):
 # `--privileged` fails there (CAP_SYS_MODULE is not in the bounding set), and these suffice

@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urljoin
 
+from .. import platforms
 from ..errors import UserError
 from .image import debian_mirror
 from .services import REGISTRY, state_dir
@@ -40,7 +41,7 @@ SUITE = "bookworm"
 BUILD_IMAGE = f"{REGISTRY_ADDRESS}/lab/debian-build:{SUITE}"
 RUN_IMAGE = f"{REGISTRY_ADDRESS}/lab/debian-run:{SUITE}"
 IMAGES = {BUILD_IMAGE: "build", RUN_IMAGE: "run"}   # ref -> KIND of base/build.sh
-ARCHES = ("amd64", "arm64")
+ARCHES = tuple(a.dpkg for a in platforms.ARCHES)
 
 MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 CONFIG = "application/vnd.docker.container.image.v1+json"

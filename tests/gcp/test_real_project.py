@@ -12,7 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from provision import cli
+from provision.buildx.tasks import build as build_task
+from provision.cloud.tasks import destroy as destroy_task
+from provision.cloud.tasks import vms as vms_task
+from provision.doctor import doctor as doctor_task
+from provision.pipeline import provision as provision_task
+from provision.status import status as status_task
 
 PROJECT = os.environ.get("ARCHFARM_GCP_PROJECT")
 ADC = Path("~/.config/gcloud/application_default_credentials.json").expanduser()
@@ -48,7 +53,7 @@ def test_doctor_reads_the_real_project(tmp_path, capsys, monkeypatch):
     may be missing on the test machine: only the Compute Engine lines are asserted."""
     monkeypatch.delenv("ARCHFARM_GCE_ENDPOINT", raising=False)
     capsys.readouterr()
-    code = cli.doctor(str(real_inventory(tmp_path)), True)
+    code = doctor_task(inventory=str(real_inventory(tmp_path)), json_mode=True)
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert code in (0, 1), report
     status = {c["check"]: c["status"] for c in report["checks"]}
@@ -63,12 +68,12 @@ def test_create_status_destroy_on_real_compute_engine(tmp_path, capsys, monkeypa
     monkeypatch.delenv("ARCHFARM_GCE_ENDPOINT", raising=False)
     inventory = real_inventory(tmp_path)
     try:
-        assert cli.vms(str(inventory), False, None, False, False) == 0
-        assert cli.vms(str(inventory), False, None, False, False) == 0  # converged
-        assert cli.status(str(inventory), True) == 0
+        assert vms_task(inventory=str(inventory)) == 0
+        assert vms_task(inventory=str(inventory)) == 0  # converged
+        assert status_task(inventory=str(inventory), json_mode=True) == 0
         assert '"status": "RUNNING"' in capsys.readouterr().out
     finally:
-        assert cli.destroy(str(inventory), True, False, False) == 0
+        assert destroy_task(inventory=str(inventory), yes=True) == 0
 
 
 @pytest.mark.skipif(not os.environ.get("ARCHFARM_GCP_SSH_SOURCE"),
@@ -95,11 +100,11 @@ def test_provision_and_builder_strategy_build_on_real_arm64_and_amd64_vms(tmp_pa
     context.mkdir()
     (context / "Dockerfile").write_text("FROM debian:12-slim\nRUN uname -m > /machine\n")
     try:
-        assert cli.provision(str(inventory), False, None, False) == 0
+        assert provision_task(inventory=str(inventory)) == 0
         out = tmp_path / "image.tar"
         request = Request(context_dir=context, tag="archfarm-ci/bx:test", strategy="builder",
                           output=f"oci:{out}")
-        assert cli.build(str(inventory), request, False) == 0
+        assert build_task(inventory=str(inventory), request=request) == 0
         with tarfile.open(out) as tar:
             index = json.load(tar.extractfile("index.json"))  # type: ignore[arg-type]
             top = json.load(tar.extractfile(  # type: ignore[arg-type]
@@ -108,4 +113,4 @@ def test_provision_and_builder_strategy_build_on_real_arm64_and_amd64_vms(tmp_pa
                      for m in top["manifests"] if m.get("platform", {}).get("os") != "unknown"}
         assert platforms == {"linux/arm64", "linux/amd64"}
     finally:
-        assert cli.destroy(str(inventory), True, False, False) == 0
+        assert destroy_task(inventory=str(inventory), yes=True) == 0

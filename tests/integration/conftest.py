@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from google.cloud import compute_v1
 
-from provision import cli
+from provision.cloud.tasks import vms as vms_task
 from provision.fakegce import MUTATING
 
 REPO = Path(__file__).resolve().parents[2]
@@ -78,12 +78,12 @@ def inventory(write_inventory) -> Path:
 
 
 def run_vms(inventory: Path, *, check=False, limit=None, prune=False) -> int:
-    return cli.vms(str(inventory), check, limit, prune, False)
+    return vms_task(inventory=str(inventory), check=check, limit=limit, prune=prune)
 
 
-def run_json(fn, *args, capsys) -> tuple[int, dict]:
+def run_json(fn, *, capsys, **flags) -> tuple[int, dict]:
     capsys.readouterr()
-    code = fn(*args, True)
+    code = fn(**flags, json_mode=True)
     out = capsys.readouterr().out
     return code, json.loads(out.strip().splitlines()[-1])
 

@@ -7,6 +7,7 @@ many ended cleanly with exit 2, and the tracebacks seen.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import stat
@@ -18,7 +19,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ed25519, rsa
 
-from provision import cli
+from provision.cloud.tasks import destroy as destroy_task
+from provision.cloud.tasks import vms as vms_task
+from provision.status import status as status_task
 
 from .conftest import LAB_LIKE, count_tracebacks, inv, run_vms
 
@@ -55,12 +58,12 @@ def snapshot(root: Path) -> dict:
     return out
 
 
-def exits_2(fn, *args, capsys, fake, record_property, mentions, root: Path | None = None,
-            no_requests: bool = True) -> str:
+def exits_2(fn, *, capsys, fake, record_property, mentions, root: Path | None = None,
+            no_requests: bool = True, **flags) -> str:
     """Run a task with --json; assert a clean exit 2; return the error message."""
     before = snapshot(root) if root else None
     capsys.readouterr()
-    code = fn(*args, True)
+    code = fn(**flags, json_mode=True)
     captured = capsys.readouterr()
     record_property("exit", code)
     record_property("tracebacks", count_tracebacks(captured.err))
@@ -257,7 +260,7 @@ def test_a_bad_inventory_exits_2_before_any_api_call(fake_gce, tmp_path, capsys,
         path.write_bytes(text)
     else:
         path.write_text(text_of(text, fake_gce.endpoint, tmp_path / "ssh" / "farm-key"))
-    message = exits_2(cli.vms, str(path), False, None, False, capsys=capsys, fake=fake_gce,
+    message = exits_2(vms_task, inventory=str(path), capsys=capsys, fake=fake_gce,
                       record_property=record_property, mentions=[str(path), "api_endpoint"],
                       root=tmp_path)
     assert expected in message, message
@@ -300,7 +303,7 @@ def test_bad_input_that_once_got_past_the_checks(fake_gce, tmp_path, capsys, rec
                                              text, key):
     path = tmp_path / "farm.yaml"
     path.write_text(text_of(text, fake_gce.endpoint, tmp_path / "ssh" / "farm-key"))
-    message = exits_2(cli.vms, str(path), False, None, False, capsys=capsys, fake=fake_gce,
+    message = exits_2(vms_task, inventory=str(path), capsys=capsys, fake=fake_gce,
                       record_property=record_property, mentions=[str(path)], root=tmp_path)
     assert key in message, message
 
@@ -339,14 +342,14 @@ PATHS = {
 def test_a_bad_inventory_path_exits_2(fake_gce, tmp_path, capsys, record_property, case):
     make, expected = PATHS[case]
     path = str(make(tmp_path))
-    message = exits_2(cli.vms, path, False, None, False, capsys=capsys, fake=fake_gce,
+    message = exits_2(vms_task, inventory=path, capsys=capsys, fake=fake_gce,
                       record_property=record_property, mentions=[path or "-i ''", "-i '   '"],
                       root=tmp_path)
     assert expected in message, message
 
 
 def test_no_inventory_given_and_no_default_here(fake_gce, tmp_path, capsys, record_property):
-    message = exits_2(cli.vms, None, False, None, False, capsys=capsys, fake=fake_gce,
+    message = exits_2(vms_task, inventory=None, capsys=capsys, fake=fake_gce,
                       record_property=record_property, mentions=["inventory/lab.yaml"],
                       root=tmp_path)
     assert "no such inventory file" in message
@@ -363,9 +366,8 @@ def test_no_inventory_given_and_no_default_here(fake_gce, tmp_path, capsys, reco
 ])
 def test_a_bad_limit_exits_2(fake_gce, inventory, tmp_path, capsys, record_property, limit,
                              expected):
-    message = exits_2(cli.vms, str(inventory), False, limit, False, capsys=capsys,
-                      fake=fake_gce, record_property=record_property, mentions=["--limit"],
-                      root=tmp_path)
+    message = exits_2(vms_task, inventory=str(inventory), limit=limit, capsys=capsys, fake=fake_gce,
+                      record_property=record_property, mentions=["--limit"], root=tmp_path)
     assert expected in message
 
 
@@ -378,18 +380,17 @@ def test_a_bad_endpoint_in_the_environment_exits_2(fake_gce, inventory, tmp_path
                                                    monkeypatch, record_property, endpoint,
                                                    expected):
     monkeypatch.setenv("ARCHFARM_GCE_ENDPOINT", endpoint)
-    message = exits_2(cli.vms, str(inventory), False, None, False, capsys=capsys,
-                      fake=fake_gce, record_property=record_property, mentions=["api_endpoint"],
-                      root=tmp_path)
+    message = exits_2(vms_task, inventory=str(inventory), capsys=capsys, fake=fake_gce,
+                      record_property=record_property, mentions=["api_endpoint"], root=tmp_path)
     assert expected in message
 
 
 TASKS = {
-    "vms": lambda path, json_mode: cli.vms(path, False, None, False, json_mode),
-    "vms --check": lambda path, json_mode: cli.vms(path, True, None, False, json_mode),
-    "status": cli.status,
-    "destroy --yes": lambda path, json_mode: cli.destroy(path, True, False, json_mode),
-    "destroy --check": lambda path, json_mode: cli.destroy(path, False, True, json_mode),
+    "vms": functools.partial(vms_task),
+    "vms --check": functools.partial(vms_task, check=True),
+    "status": functools.partial(status_task),
+    "destroy --yes": functools.partial(destroy_task, yes=True),
+    "destroy --check": functools.partial(destroy_task, check=True),
 }
 
 
@@ -399,7 +400,7 @@ def test_every_task_refuses_a_bad_inventory(fake_gce, tmp_path, capsys, record_p
                                             case):
     path = tmp_path / "farm.yaml"
     path.write_text(text_of(INVENTORIES[case][0], fake_gce.endpoint, tmp_path / "k"))
-    message = exits_2(TASKS[task], str(path), capsys=capsys, fake=fake_gce,
+    message = exits_2(TASKS[task], inventory=str(path), capsys=capsys, fake=fake_gce,
                       record_property=record_property, mentions=[str(path)], root=tmp_path)
     assert INVENTORIES[case][1] in message
 
@@ -408,7 +409,7 @@ def test_no_firewall_and_no_source_ranges_exits_2_without_mutating(
         fake_gce, write_inventory, tmp_path, capsys, record_property):
     """The one bad input only the cloud can show (is the rule there?): reads, no change."""
     path = write_inventory(LAB_LIKE.replace("  ssh_source_ranges: [127.0.0.1/32]\n", ""))
-    message = exits_2(cli.vms, str(path), False, None, False, capsys=capsys, fake=fake_gce,
+    message = exits_2(vms_task, inventory=str(path), capsys=capsys, fake=fake_gce,
                       record_property=record_property, mentions=["gcp.ssh_source_ranges"],
                       root=tmp_path, no_requests=False)
     assert "does not exist and gcp.ssh_source_ranges is empty" in message
@@ -565,9 +566,8 @@ def test_a_bad_ssh_key_exits_2_and_changes_nothing(fake_gce, tmp_path, capsys, k
     key = str(make(tmp_path, keys))
     path = tmp_path / "farm.yaml"
     path.write_text(text_of(LAB_LIKE, fake_gce.endpoint, key))
-    message = exits_2(cli.vms, str(path), False, None, False, capsys=capsys, fake=fake_gce,
-                      record_property=record_property, mentions=[key, f"{key}.pub"],
-                      root=tmp_path)
+    message = exits_2(vms_task, inventory=str(path), capsys=capsys, fake=fake_gce,
+                      record_property=record_property, mentions=[key, f"{key}.pub"], root=tmp_path)
     assert expected in message, message
     assert not (tmp_path / "planted").exists()
 

@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 import pytest
 from google.cloud import compute_v1
 
-from provision import cli
+from provision.cloud.tasks import destroy as destroy_task
+from provision.cloud.tasks import vms as vms_task
 
 from .conftest import PROJECT, SIX, count_tracebacks, inv
 
@@ -166,10 +167,10 @@ def short_retries(monkeypatch):
     monkeypatch.setattr("provision.gce.operations.RETRY_SECONDS", 2.0)
 
 
-def run_cli(fn, *args, capsys) -> tuple[int, dict, str]:
+def run_cli(fn, *, capsys, **flags) -> tuple[int, dict, str]:
     """Run a task with --json: (exit code, the last stdout line as JSON, stderr)."""
     capsys.readouterr()
-    code = fn(*args, True)
+    code = fn(**flags, json_mode=True)
     captured = capsys.readouterr()
     lines = captured.out.strip().splitlines()
     assert lines, f"no JSON on stdout; stderr: {captured.err}"
@@ -243,13 +244,13 @@ def test_fault_scenario_keeps_the_invariants_and_a_rerun_converges(
     tracebacks = 0
     try:
         fake_gce.set_faults(**{"operation_seconds": FAST, **scenario.faults})
-        code, result, err = run_cli(cli.vms, inventory, False, None, False, capsys=capsys)
+        code, result, err = run_cli(vms_task, inventory=inventory, capsys=capsys)
         tracebacks += count_tracebacks(err)
         assert "Traceback" not in err, err
         check_result(scenario, code, result, fake_gce)
 
         fake_gce.set_faults(operation_seconds=FAST)
-        code, result, err = run_cli(cli.vms, inventory, False, None, False, capsys=capsys)
+        code, result, err = run_cli(vms_task, inventory=inventory, capsys=capsys)
         tracebacks += count_tracebacks(err)
         assert "Traceback" not in err, err
         assert code == 0, result
@@ -259,7 +260,7 @@ def test_fault_scenario_keeps_the_invariants_and_a_rerun_converges(
         assert rules(fake_gce) == [RULE]
 
         fake_gce.set_faults(**{"operation_seconds": FAST, **scenario.destroy_faults})
-        code, result, err = run_cli(cli.destroy, inventory, True, False, capsys=capsys)
+        code, result, err = run_cli(destroy_task, inventory=inventory, yes=True, capsys=capsys)
         tracebacks += count_tracebacks(err)
         assert "Traceback" not in err, err
         assert code == 0, result

@@ -12,9 +12,10 @@ import time
 import pytest
 from google.cloud import compute_v1
 
-from provision import cli
 from provision.cloud import plan, spec
 from provision.cloud.apply import Apply
+from provision.cloud.tasks import destroy as destroy_task
+from provision.cloud.tasks import vms as vms_task
 from provision.gce.clients import Clients
 from provision.inventory import load
 from provision.runner import Cancel, Progress, run
@@ -29,11 +30,13 @@ def short_retries(monkeypatch):
 
 
 def vms_json(inventory, capsys, *, prune=False):
-    return run_json(lambda *a: cli.vms(str(inventory), False, None, prune, *a), capsys=capsys)
+    return run_json(lambda json_mode: vms_task(inventory=str(inventory), prune=prune,
+                                               json_mode=json_mode), capsys=capsys)
 
 
 def destroy_json(inventory, capsys):
-    return run_json(lambda *a: cli.destroy(str(inventory), True, False, *a), capsys=capsys)
+    return run_json(lambda json_mode: destroy_task(inventory=str(inventory), yes=True,
+                                                   json_mode=json_mode), capsys=capsys)
 
 
 def insert_farm_vm(fake_gce, inventory, node: str, zone: str) -> None:
@@ -311,7 +314,7 @@ def test_narrowed_source_ranges_update_the_rule(fake_gce, write_inventory, capsy
     assert run_vms(wide) == 0
     narrow = write_inventory(SIX.replace("127.0.0.1/32", "203.0.113.7/32"))
     capsys.readouterr()
-    assert cli.vms(str(narrow), True, None, False, False) == 0
+    assert vms_task(inventory=str(narrow), check=True) == 0
     assert "update" in capsys.readouterr().out
     code, result = vms_json(narrow, capsys)
     assert code == 0 and result["nodes"]["archfarm-t-ssh"]["changed"] == 1
@@ -390,13 +393,13 @@ def test_a_machine_type_offered_nowhere_is_reported_once_without_failover(
 
 
 def test_destroy_with_nothing_to_delete_does_not_ask(fake_gce, inventory, capsys):
-    assert cli.destroy(str(inventory), False, False, False) == 0
+    assert destroy_task(inventory=str(inventory)) == 0
     assert "nothing to destroy" in capsys.readouterr().out
 
 
 def test_json_on_bad_input_prints_the_error_object(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text("farm: Bad\n")
-    code, result = run_json(lambda *a: cli.vms(str(bad), False, None, False, *a),
+    code, result = run_json(lambda json_mode: vms_task(inventory=str(bad), json_mode=json_mode),
                             capsys=capsys)
     assert code == 2 and "bad.yaml" in result["error"]

@@ -8,14 +8,15 @@ import subprocess
 import sys
 import time
 
-from provision import cli
+from provision.configure import configure as configure_task
 from provision.keys import ensure_keypair
+from provision.pipeline import provision as provision_task
 
 from .conftest import REPO, count_tracebacks, inv, mutations, run_json, run_vms
 
 
 def test_configure_before_any_vm_or_key_says_to_run_vms_first(inventory, fake_gce, capsys):
-    code, out = run_json(cli.configure, str(inventory), False, None, capsys=capsys)
+    code, out = run_json(configure_task, inventory=str(inventory), capsys=capsys)
     assert code == 2
     assert "no farm key here yet" in out["error"] and "run `inv vms`" in out["error"]
     assert mutations(fake_gce) == []
@@ -24,7 +25,7 @@ def test_configure_before_any_vm_or_key_says_to_run_vms_first(inventory, fake_gc
 def test_configure_without_vms_reports_each_node_unreachable_and_changes_nothing(
         inventory, fake_gce, capsys, tmp_path):
     ensure_keypair(tmp_path / "ssh" / "farm-key", "test")
-    code, out = run_json(cli.configure, str(inventory), False, None, capsys=capsys)
+    code, out = run_json(configure_task, inventory=str(inventory), capsys=capsys)
     assert code == 1
     for node in ("arm", "x86"):
         assert out["nodes"][node]["unreachable"] is True
@@ -44,7 +45,7 @@ def test_a_vm_that_publishes_no_host_keys_is_never_connected_to(inventory, fake_
 
 def test_provision_check_on_an_empty_farm_plans_everything_and_changes_nothing(
         inventory, fake_gce, capsys):
-    code, out = run_json(cli.provision, str(inventory), True, None, capsys=capsys)
+    code, out = run_json(provision_task, inventory=str(inventory), check=True, capsys=capsys)
     assert code == 0
     for node in ("arm", "x86"):
         # one VM to create, then the five configure and three register steps once it is up
@@ -58,7 +59,7 @@ def test_provision_creates_the_vms_and_reports_configure_per_node_in_one_recap(
     from provision import configure
 
     monkeypatch.setattr(configure, "SSH_WAIT_SECONDS", 1.0)
-    code, out = run_json(cli.provision, str(inventory), False, None, capsys=capsys)
+    code, out = run_json(provision_task, inventory=str(inventory), capsys=capsys)
     assert code == 1  # the bare fake's VMs have no SSH: configure cannot reach them
     for node in ("arm", "x86"):
         result = out["nodes"][node]
@@ -68,7 +69,7 @@ def test_provision_creates_the_vms_and_reports_configure_per_node_in_one_recap(
 
 
 def test_configure_limit_naming_no_node_is_bad_input(inventory, fake_gce, capsys):
-    code, out = run_json(cli.configure, str(inventory), False, "nope", capsys=capsys)
+    code, out = run_json(configure_task, inventory=str(inventory), limit="nope", capsys=capsys)
     assert code == 2 and "no node named nope" in out["error"]
 
 

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import pytest
 
-from provision import cli
 from provision import costs_table as table
+from provision.cloud.tasks import vms as vms_task
 
 from .conftest import SIX, mutations, run_json, run_vms, vms_of
 
 
 def vms_check(inventory, limit=None):
-    return lambda json_mode: cli.vms(str(inventory), True, limit, False, json_mode)
+    return lambda json_mode: vms_task(inventory=str(inventory), check=True, limit=limit,
+                                      json_mode=json_mode)
 
 
 def test_check_json_carries_the_cost_of_every_node_and_changes_nothing(fake_gce, write_inventory,
@@ -72,6 +73,6 @@ def test_a_type_without_a_price_is_named_not_guessed(fake_gce, write_inventory, 
 
 
 def test_a_real_run_carries_no_cost(fake_gce, inventory, capsys):
-    code, result = run_json(lambda json_mode: cli.vms(str(inventory), False, None, False,
-                                                      json_mode), capsys=capsys)
+    code, result = run_json(lambda json_mode: vms_task(inventory=str(inventory),
+                                                       json_mode=json_mode), capsys=capsys)
     assert code == 0 and "cost" not in result

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from google.cloud import compute_v1
 
-from provision import cli
+from provision.doctor import doctor as doctor_task
 
 from .conftest import LAB_LIKE, PROJECT, inv, mutations, run_json, run_vms
 
@@ -55,7 +55,7 @@ def local_tools(tmp_path, monkeypatch) -> Path:
 
 
 def doctor(inventory: Path, capsys) -> tuple[int, dict]:
-    return run_json(cli.doctor, str(inventory), capsys=capsys)
+    return run_json(doctor_task, inventory=str(inventory), capsys=capsys)
 
 
 def only(report: dict, prefix: str) -> dict:
@@ -70,7 +70,7 @@ def problems(report: dict) -> list[str]:
 
 def text_of(inventory: Path, capsys) -> tuple[int, str]:
     capsys.readouterr()
-    code = cli.doctor(str(inventory), False)
+    code = doctor_task(inventory=str(inventory))
     return code, capsys.readouterr().out
 
 

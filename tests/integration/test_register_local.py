@@ -9,8 +9,8 @@ import subprocess
 
 import pytest
 
-from provision import cli
 from provision.buildx import register
+from provision.buildx.tasks import build as build_task
 from provision.errors import UserError
 from provision.inventory import parse
 
@@ -94,5 +94,5 @@ def test_build_without_context_or_with_a_bad_tag_is_bad_input(inventory, capsys,
     from provision.buildx.build import Request
 
     request = Request(**{"context_dir": tmp_path, "push": True, **args})
-    code, out = run_json(cli.build, str(inventory), request, capsys=capsys)
+    code, out = run_json(build_task, inventory=str(inventory), request=request, capsys=capsys)
     assert code == 2 and message in out["error"]

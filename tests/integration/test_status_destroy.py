@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from google.cloud import compute_v1
 
-from provision import cli
+from provision.cloud.tasks import destroy as destroy_task
+from provision.status import status as status_task
 
 from .conftest import PROJECT, inv, mutations, run_json, run_vms, vms_of
 
 
 def test_status_json_lists_every_node(fake_gce, inventory, capsys):
     assert run_vms(inventory) == 0
-    code, status = run_json(lambda *a: cli.status(str(inventory), *a), capsys=capsys)
+    code, status = run_json(lambda json_mode: status_task(inventory=str(inventory),
+                                                          json_mode=json_mode), capsys=capsys)
     assert code == 0
     assert status["farm"] == "t"
     by_name = {n["name"]: n for n in status["nodes"]}
@@ -36,7 +38,7 @@ def test_destroy_spares_an_unlabelled_vm_with_a_colliding_name(fake_gce, invento
     op = client.insert_unary(project=PROJECT, zone="us-central1-b", instance_resource=stranger)
     ops.wait(project=PROJECT, zone="us-central1-b", operation=op.name)
     capsys.readouterr()
-    assert cli.destroy(str(inventory), True, False, False) == 0
+    assert destroy_task(inventory=str(inventory), yes=True) == 0
     left = vms_of(fake_gce)
     assert list(left) == ["t-x86"] and left["t-x86"].zone.endswith("/us-central1-b")
     out = capsys.readouterr().out
@@ -45,13 +47,13 @@ def test_destroy_spares_an_unlabelled_vm_with_a_colliding_name(fake_gce, invento
     assert [f.name for f in fw.list(project=PROJECT)] == []
     # idempotent: nothing of ours is left, so a second destroy changes nothing and exits 0
     fake_gce.server.log.clear()
-    assert cli.destroy(str(inventory), True, False, False) == 0
+    assert destroy_task(inventory=str(inventory), yes=True) == 0
     assert mutations(fake_gce) == []
 
 
 def test_destroy_without_yes_and_no_terminal_refuses(fake_gce, inventory, capsys):
     assert run_vms(inventory) == 0
-    assert cli.destroy(str(inventory), False, False, False) == 2
+    assert destroy_task(inventory=str(inventory)) == 2
     assert "pass --yes" in capsys.readouterr().err
     assert set(vms_of(fake_gce)) == {"t-arm", "t-x86"}
 

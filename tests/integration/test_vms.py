@@ -6,6 +6,8 @@ import stat
 
 from google.cloud import compute_v1
 
+from provision.cloud.tasks import vms as vms_task
+
 from .conftest import PROJECT, mutations, run_json, run_vms, vms_of
 
 
@@ -38,8 +40,8 @@ def test_creates_every_node_with_labels_metadata_key_and_firewall(fake_gce, inve
 def test_rerun_makes_no_mutating_call_and_at_most_two_calls(fake_gce, inventory, capsys):
     assert run_vms(inventory) == 0
     fake_gce.server.log.clear()
-    code, result = run_json(lambda *a: __import__("provision.cli").cli.vms(
-        str(inventory), False, None, False, *a), capsys=capsys)
+    code, result = run_json(lambda json_mode: vms_task(inventory=str(inventory),
+                                                       json_mode=json_mode), capsys=capsys)
     assert code == 0
     counts = {n: {k: r[k] for k in ("ok", "changed", "failed", "unreachable")}
               for n, r in result["nodes"].items()}

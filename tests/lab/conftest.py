@@ -19,7 +19,7 @@ from google.api_core import exceptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import compute_v1
 
-from provision import cli
+from provision.cloud.tasks import destroy as destroy_task
 from provision.lab import control
 
 ENDPOINT = f"http://127.0.0.1:{control.FAKE_PORT}"
@@ -69,7 +69,7 @@ def lab_inventory(lab, tmp_path) -> Path:
     path = write_inventory(tmp_path / "lab.yaml", lab, PROJECT, "labtest",
                            zones="us-central1-a, us-central1-b")
     yield path
-    cli.destroy(str(path), True, False, False)
+    destroy_task(inventory=str(path), yes=True)
 
 
 class Vm:

@@ -13,8 +13,10 @@ from pathlib import Path
 
 from google.cloud import compute_v1
 
-from provision import cli
+from provision.cloud.tasks import destroy as destroy_task
+from provision.cloud.tasks import vms as vms_task
 from provision.lab import control
+from provision.lab import tasks as lab_tasks
 
 from .conftest import KW, PROJECT, Vm, lab_containers
 
@@ -50,7 +52,7 @@ def test_lab_up_twice_is_harmless(lab):
 
 
 def test_vms_boot_as_debian_machines_reachable_with_pinned_host_keys(lab_inventory, tmp_path):
-    assert cli.vms(str(lab_inventory), False, None, False, False) == 0
+    assert vms_task(inventory=str(lab_inventory)) == 0
     vms = {n: Vm(f"labtest-{n}", tmp_path / "farm-key", tmp_path) for n in ("arm64", "amd64")}
     for vm in vms.values():
         result = vm.ssh("sudo -n systemctl is-system-running")
@@ -66,7 +68,7 @@ def test_vms_boot_as_debian_machines_reachable_with_pinned_host_keys(lab_invento
 
 
 def test_arm64_vms_are_marked_emulated_and_see_the_qemu_handler(lab_inventory, tmp_path):
-    assert cli.vms(str(lab_inventory), False, None, False, False) == 0
+    assert vms_task(inventory=str(lab_inventory)) == 0
     arm = Vm("labtest-arm64", tmp_path / "farm-key", tmp_path)
     amd = Vm("labtest-amd64", tmp_path / "farm-key", tmp_path)
     assert arm.wait_for("archfarm-lab/")["emulated"] == "TRUE"
@@ -76,7 +78,7 @@ def test_arm64_vms_are_marked_emulated_and_see_the_qemu_handler(lab_inventory, t
 
 
 def test_apt_get_install_and_the_registry_work_inside_a_vm(lab_inventory, tmp_path):
-    assert cli.vms(str(lab_inventory), False, "amd64", False, False) == 0
+    assert vms_task(inventory=str(lab_inventory), limit="amd64") == 0
     vm = Vm("labtest-amd64", tmp_path / "farm-key", tmp_path)
     installed = vm.ssh("sudo -n apt-get update -qq && sudo -n DEBIAN_FRONTEND=noninteractive"
                        " apt-get install -y -qq --no-install-recommends jq >/dev/null"
@@ -120,7 +122,7 @@ def test_the_registry_socket_is_root_only(lab):
 
 
 def test_inside_a_vm_only_root_uses_the_registry_socket(lab_inventory, tmp_path):
-    assert cli.vms(str(lab_inventory), False, "amd64", False, False) == 0
+    assert vms_task(inventory=str(lab_inventory), limit="amd64") == 0
     vm = Vm("labtest-amd64", tmp_path / "farm-key", tmp_path)
     probe = ("curl -s -o /dev/null -w '%{http_code}' --unix-socket"
              " /run/archfarm-registry.sock http://registry/v2/")
@@ -129,7 +131,7 @@ def test_inside_a_vm_only_root_uses_the_registry_socket(lab_inventory, tmp_path)
 
 
 def test_set_metadata_adds_an_account(lab_inventory, tmp_path):
-    assert cli.vms(str(lab_inventory), False, "amd64", False, False) == 0
+    assert vms_task(inventory=str(lab_inventory), limit="amd64") == 0
     vm = Vm("labtest-amd64", tmp_path / "farm-key", tmp_path)
     current = vm.instance().metadata
     items = list(current.items)
@@ -149,7 +151,7 @@ def test_set_metadata_adds_an_account(lab_inventory, tmp_path):
 
 
 def test_stop_and_start_keep_the_vm_and_its_host_keys(lab_inventory, tmp_path):
-    assert cli.vms(str(lab_inventory), False, "amd64", False, False) == 0
+    assert vms_task(inventory=str(lab_inventory), limit="amd64") == 0
     vm = Vm("labtest-amd64", tmp_path / "farm-key", tmp_path)
     container = vm.wait_for("archfarm-lab/")["container"]
     assert vm.ssh("sudo -n touch /var/was-here && echo ok").stdout.strip() == "ok"
@@ -158,7 +160,7 @@ def test_stop_and_start_keep_the_vm_and_its_host_keys(lab_inventory, tmp_path):
     ops.wait(project=PROJECT, zone="us-central1-a", operation=op.name)
     assert vm.instance().status == "TERMINATED"
     assert running(container) == "false"
-    assert cli.vms(str(lab_inventory), False, "amd64", False, False) == 0  # starts it again
+    assert vms_task(inventory=str(lab_inventory), limit="amd64") == 0  # starts it again
     vm.wait_for("hostkeys/")
     assert running(container) == "true"
     result = vm.ssh("test -e /var/was-here && sudo -n systemctl is-system-running")
@@ -166,32 +168,32 @@ def test_stop_and_start_keep_the_vm_and_its_host_keys(lab_inventory, tmp_path):
 
 
 def test_destroy_removes_the_containers_and_their_volumes(lab_inventory, tmp_path):
-    assert cli.vms(str(lab_inventory), False, None, False, False) == 0
+    assert vms_task(inventory=str(lab_inventory)) == 0
     Vm("labtest-arm64", tmp_path / "farm-key", tmp_path)
     assert len(lab_containers()) >= 2
-    assert cli.destroy(str(lab_inventory), True, False, False) == 0
+    assert destroy_task(inventory=str(lab_inventory), yes=True) == 0
     assert lab_containers() == []
     assert control.lab_volumes() == []
 
 
 def test_lab_down_leaves_no_process_container_or_volume(lab_inventory, tmp_path):
-    assert cli.vms(str(lab_inventory), False, "amd64", False, False) == 0
+    assert vms_task(inventory=str(lab_inventory), limit="amd64") == 0
     Vm("labtest-amd64", tmp_path / "farm-key", tmp_path)
     before = pids()
     assert before["fake-gce"] and before["registry"]
-    assert cli.lab_down(False) == 0
+    assert lab_tasks.down(json_mode=False) == 0
     assert not [pid for pid in before.values() if pid and alive(pid)]
     assert all(pid is None for pid in pids().values())
     assert not control.registry_socket().exists()
     # bring it back for whatever follows; the engine must hold no lab container or volume
-    assert cli.lab_up(False) == 0
+    assert lab_tasks.up(json_mode=False) == 0
     assert lab_containers() == []
     assert control.lab_volumes() == []
 
 
 def test_lab_up_as_a_normal_user_says_it_needs_root(monkeypatch, capsys):
     monkeypatch.setattr("os.geteuid", lambda: 1000)
-    assert cli.lab_up(False) == 2
+    assert lab_tasks.up(json_mode=False) == 2
     err = capsys.readouterr().err
     assert "needs root" in err and "Fix: run `inv lab.up` as root" in err
 

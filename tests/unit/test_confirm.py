@@ -49,7 +49,7 @@ def test_ctrl_c_delivered_to_another_thread_interrupts_the_prompt(terminal):
     started = time.monotonic()
     try:
         with pytest.raises(KeyboardInterrupt):
-            cli._confirm("Delete 2 VM(s)?")
+            cli.confirm("Delete 2 VM(s)?")
         assert time.monotonic() - started < 1.5
     finally:
         answered.set()
@@ -61,4 +61,4 @@ def test_ctrl_c_delivered_to_another_thread_interrupts_the_prompt(terminal):
                                            (b"n\n", False), (b"maybe\n", False)])
 def test_the_prompt_takes_yes_only(terminal, typed, answer):
     os.write(terminal, typed)
-    assert cli._confirm("Delete?") is answer
+    assert cli.confirm("Delete?") is answer

@@ -38,8 +38,8 @@ def test_the_include_is_added_once_at_the_top_and_the_users_lines_kept(home):
     home.mkdir()
     (home / "config").write_text(USER_CONFIG)
     (home / "config").chmod(0o644)
-    assert register.ensure_include(check=False) is True
-    assert register.ensure_include(check=False) is False
+    assert register.ensure_include() is True
+    assert register.ensure_include() is False
     text = (home / "config").read_text()
     assert text.splitlines()[1] == register.include_line() and text.endswith(USER_CONFIG)
     assert text.count("Include") == 1
@@ -47,27 +47,29 @@ def test_the_include_is_added_once_at_the_top_and_the_users_lines_kept(home):
 
 
 def test_check_mode_writes_nothing(home):
-    assert register.ensure_include(check=True) is True
+    assert register.include_present() is False
+    planned = register.plan(FARM, {}, [], SEEN_NOTHING, register.include_present())
+    assert planned.add_include and register.checked(planned).results == {}
     assert not (home / "config").exists()
 
 
 def test_remove_include_restores_the_users_file_exactly(home):
     home.mkdir()
     (home / "config").write_text(USER_CONFIG)
-    register.ensure_include(check=False)
+    register.ensure_include()
     assert register.remove_include() is True
     assert (home / "config").read_text() == USER_CONFIG
 
 
 def test_an_include_only_file_archfarm_made_is_removed(home):
-    register.ensure_include(check=False)
+    register.ensure_include()
     assert stat.S_IMODE((home / "config").stat().st_mode) == 0o600
     assert register.remove_include() is True
     assert not (home / "config").exists()
 
 
 def test_the_include_stays_while_another_farm_is_registered(home):
-    register.ensure_include(check=False)
+    register.ensure_include()
     (home / "archfarm").mkdir()
     (home / "archfarm" / "other.conf").write_text("Host x\n")
     assert register.remove_include() is False
@@ -89,9 +91,76 @@ def test_openssh_reads_the_host_entry_with_strict_pinned_keys(home, tmp_path):
 
 
 def test_the_builder_node_is_pinned_and_takes_the_buildkit_mirror():
-    node = FARM.expanded()[0]
-    args = register.builder_create_args(FARM, register.wanted(FARM, node), append=True)
+    args = list(register.builder_create_args(FARM, FARM.expanded()[0], append=True))
     assert args[:4] == ["buildx", "create", "--name", "demo"]
     assert args[args.index("--platform"):][:2] == ["--platform", "linux/arm64"]
     assert "image=mirror.gcr.io/moby/buildkit:v0.16.0" in args
     assert args[-2:] == ["--append", "archfarm-demo-arm64"]
+
+
+# -- the pure plan: what exists -> the changes ---------------------------------------------
+
+PAIR = parse("""
+farm: demo
+gcp: {project: my-project, zones: [us-central1-a], ssh_source_ranges: [10.0.0.0/8]}
+ssh: {user: builder, private_key: /keys/demo}
+nodes:
+  - {name: arm64, platform: linux/arm64, machine_type: t2a-standard-4}
+  - {name: amd64, platform: linux/amd64, machine_type: n2-standard-4}
+""", "demo.yaml")
+HOSTS = {n: Host(node=n, vm=f"demo-{n}", zone="us-central1-a", vm_id=n, address=f"127.0.0.{i}",
+                 host_keys={"ssh-ed25519": "AAAA"}) for i, n in enumerate(("arm64", "amd64"), 2)}
+
+
+def converged(farm=PAIR) -> register.Observed:
+    """What a registered farm looks like to `observe`."""
+    mark = register.marker(farm)
+    return register.Observed(
+        contexts={f"archfarm-demo-{n.name}": (f"ssh://archfarm-demo-{n.name}", mark)
+                  for n in farm.expanded()},
+        builder={"Name": "demo", "Nodes": [
+            {"Name": f"demo-{n.name}", "Endpoint": f"archfarm-demo-{n.name}",
+             "Platforms": [n.platform]} for n in farm.expanded()]},
+        driver_images={}, config_text=register.render(farm, HOSTS))
+
+
+SEEN_NOTHING = register.Observed(contexts={}, builder=None, driver_images={}, config_text="")
+
+
+def test_a_registered_farm_plans_no_change_and_check_reports_every_item_ok():
+    planned = register.plan(PAIR, HOSTS, PAIR.expanded(), converged(), True)
+    assert planned.nodes == {"arm64": [], "amd64": []} and not planned.leaving
+    recap = register.checked(planned)
+    assert {k: (r.ok, r.changed) for k, r in recap.results.items()} == {
+        "arm64": (3, 0), "amd64": (3, 0)}
+
+
+def test_a_new_farm_creates_the_builder_once_then_appends():
+    planned = register.plan(PAIR, HOSTS, PAIR.expanded(), SEEN_NOTHING, False)
+    assert planned.add_include
+    items = {n: [c.item for c in cs] for n, cs in planned.nodes.items()}
+    assert items == {n: list(register.ITEMS) for n in ("arm64", "amd64")}
+    creates = [c.command for cs in planned.nodes.values() for c in cs
+               if c.item == "builder node"]
+    assert "--append" not in creates[0] and "--append" in creates[1]
+    recap = register.checked(planned)
+    assert all((r.ok, r.changed) == (0, 3) for r in recap.results.values())
+
+
+def test_a_context_pointing_elsewhere_is_updated_and_only_that():
+    seen = converged()
+    seen.contexts["archfarm-demo-amd64"] = ("ssh://elsewhere", register.marker(PAIR))
+    planned = register.plan(PAIR, HOSTS, PAIR.expanded(), seen, True)
+    assert planned.nodes["arm64"] == []
+    [change] = planned.nodes["amd64"]
+    assert change.command[:3] == ("context", "update", "archfarm-demo-amd64")
+
+
+def test_a_node_that_left_the_inventory_leaves_the_builder_and_loses_its_context():
+    seen = converged()
+    seen.contexts["archfarm-demo-old"] = ("ssh://archfarm-demo-old", register.marker(PAIR))
+    seen.builder["Nodes"].append({"Name": "demo-old", "Endpoint": "archfarm-demo-old"})
+    planned = register.plan(PAIR, HOSTS, PAIR.expanded(), seen, True)
+    commands = [c.command for c in planned.leaving["old"]]
+    assert commands == [("buildx", "create", "--name", "demo", "--leave", "--node", "demo-old"),
+                        ("context", "rm", "--force", "archfarm-demo-old")]

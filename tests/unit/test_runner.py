@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from provision.runner import Cancel, NodeResult, run
+from provision.runner import Cancel, Outcome, run
 
 
 def test_a_failing_job_is_that_jobs_alone_and_a_broken_describe_loses_nothing():
@@ -14,7 +14,7 @@ def test_a_failing_job_is_that_jobs_alone_and_a_broken_describe_loses_nothing():
     def broken_describe(exc):
         raise ValueError("describe is broken")
 
-    outcome = run([("a", boom), ("b", lambda p: NodeResult(ok=1))], Cancel(),
+    outcome = run([("a", boom), ("b", lambda p: Outcome(converged=["vm"]))], Cancel(),
                   describe=broken_describe)
     assert outcome.results["a"].failed == 1 and "disk on fire" in outcome.results["a"].note
     assert outcome.results["b"].ok == 1 and outcome.exit_code == 1
@@ -27,7 +27,7 @@ def test_a_job_left_in_flight_is_reported_and_prints_nothing_after_the_recap():
         progress("creating vm in us-central1-a")
         release.wait(5)  # a network call that does not return
         progress("still talking after the recap")
-        return NodeResult(changed=1)
+        return Outcome(changes=["vm"])
 
     threading.Timer(0.2, cancel.set).start()
     outcome = run([("a", stuck)], cancel, say=lambda key, text: said.append(text), grace=0.3)

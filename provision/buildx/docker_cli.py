@@ -6,19 +6,12 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..errors import UserError
+from ..errors import DockerError, UserError
 
-
-class DockerError(Exception):
-    """A docker command failed; `output` is what it said (the tail, for the recap)."""
-
-    def __init__(self, args: Sequence[str], code: int, output: str):
-        self.command = list(args)
-        self.code, self.output = code, output.strip()
-        super().__init__(f"`docker {' '.join(args)}` failed (exit {code}): {self.output[-800:]}")
+__all__ = ["DockerError", "Done", "binary", "run", "contexts", "builders",
+           "raw_manifest", "platform_of", "json_lines"]
 
 
 @dataclass
@@ -36,7 +29,7 @@ def binary() -> str:
     return found
 
 
-def docker(*args: str, context: str | None = None, timeout: float = 120,
+def run(*args: str, context: str | None = None, timeout: float = 120,
            check: bool = True, stdin: str | None = None) -> Done:
     argv = [binary(), *(["--context", context] if context else []), *args]
     try:
@@ -65,13 +58,13 @@ def json_lines(text: str) -> list[dict]:
 def contexts() -> dict[str, tuple[str, str]]:
     """Docker contexts: name -> (docker endpoint, description)."""
     return {c["Name"]: (c.get("DockerEndpoint", ""), c.get("Description", ""))
-            for c in json_lines(docker("context", "ls", "--format", "json").stdout)}
+            for c in json_lines(run("context", "ls", "--format", "json").stdout)}
 
 
 def builders() -> dict[str, dict]:
     """buildx builders by name, each `{"Driver", "Nodes": [{"Name", "Endpoint", "Platforms"}]}`
     (buildx lists a builder once per node; the entries are the same)."""
-    return {b["Name"]: b for b in json_lines(docker("buildx", "ls", "--format", "json",
+    return {b["Name"]: b for b in json_lines(run("buildx", "ls", "--format", "json",
                                                    timeout=60).stdout)}
 
 
@@ -79,7 +72,7 @@ def raw_manifest(ref: str) -> tuple[dict, str]:
     """The manifest or index of `ref` as the registry serves it, and its digest."""
     import hashlib
 
-    raw = docker("buildx", "imagetools", "inspect", "--raw", ref, timeout=120).stdout
+    raw = run("buildx", "imagetools", "inspect", "--raw", ref, timeout=120).stdout
     return json.loads(raw), "sha256:" + hashlib.sha256(raw.encode()).hexdigest()
 
 

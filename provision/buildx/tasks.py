@@ -1,0 +1,53 @@
+"""`inv register`, `inv build` and `inv check-arm`: the buildx side's task bodies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..cli import Session, load, task
+
+
+@task
+def register(session: Session, *, inventory: str | None, check: bool = False) -> int:
+    from ..gce.clients import lazy_clients
+    from .register import register_nodes
+
+    farm = load(inventory)
+    return session.finish(register_nodes(session, farm, None, check,
+                                         lazy_clients(farm.gcp.api_endpoint)))
+
+
+@task
+def build(session: Session, *, inventory: str | None, request: Any) -> int:
+    """See build.py. Ends with a table platform -> node -> digest -> seconds; on a failure,
+    the failing platform's log tail."""
+    from . import build as stage
+
+    farm = load(inventory)
+    recap, report = stage.build(farm, request, session.node, session.cancel)
+    session.reporter.table(f"image {report['image']}" + (f"@{report['digest']}"
+                                                         if report["digest"] else ""),
+                           ["platform", "node", "digest", "seconds"],
+                           [[e["platform"], e["node"], e["digest"] or "-", str(e["seconds"])]
+                            for e in report["platforms"]])
+    for key, result in sorted(recap.results.items()):
+        if result.failed:
+            session.reporter.node(key, f"FAILED: {result.note}", style="red")
+    session.emit({**report, "nodes": {k: r.to_json() for k, r in recap.results.items()}})
+    return recap.exit_code
+
+
+@task(stage=False)
+def check_arm(session: Session, *, inventory: str | None, image: str,
+              command: list[str]) -> int:
+    """READY (exit 0) or NOT READY with the reason (exit 1)."""
+    from .check_arm import check
+
+    farm = load(inventory)
+    verdict = check(farm, image, command)
+    session.say(f"{image}: platforms {', '.join(verdict.platforms) or 'none'}")
+    if verdict.output:
+        session.say(f"output on {verdict.ran_on}:\n{verdict.output}")
+    session.say(("READY: " if verdict.ready else "NOT READY: ") + verdict.reason)
+    session.emit({"image": image, **verdict.to_json()})
+    return 0 if verdict.ready else 1
