@@ -315,8 +315,7 @@ def _demand(farm: Farm, machine_types: Any, holding: set[str],
 def quotas(clients: Any, farm: Farm, machine_types: Any) -> list[Check]:
     from google.api_core import exceptions
 
-    from .cloud import spec
-    from .gce import instances
+    from .gce import instances, labels
     from .gce.operations import call, describe
 
     p = farm.gcp.project
@@ -338,9 +337,9 @@ def quotas(clients: Any, farm: Farm, machine_types: Any) -> list[Check]:
         q = (region(name) or {}).get("PREEMPTIBLE_CPUS")
         return q is not None and q.limit > 0
 
-    existing = instances.find(clients, p, spec.farm_filter(farm.farm))
+    existing = instances.find(clients, p, labels.farm_filter(farm.farm))
     holding = {node for vm in existing if vm.status not in QUOTA_FREE_STATES
-               and (node := spec.node_of(vm)) is not None}
+               and (node := labels.node_of(vm)) is not None}
     demand = _demand(farm, machine_types, holding, granted)
     for (name, metric), asks in sorted(demand.items()):
         quota = (region(name) or {}).get(metric)

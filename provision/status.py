@@ -5,17 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from .cli import Session, load_with_clients, task
-from .cloud import spec
-from .gce import instances
+from .gce import instances, labels
 from .inventory import Farm
 from .report import Reporter
 
 
 def collect(clients: Any, farm: Farm, cancel: Any = None) -> dict:
-    vms = instances.find(clients, farm.gcp.project, spec.farm_filter(farm.farm), cancel)
+    vms = instances.find(clients, farm.gcp.project, labels.farm_filter(farm.farm), cancel)
     return {"farm": farm.farm, "nodes": [{
-        "name": spec.node_of(vm) or vm.name, "vm": vm.name, "zone": vm.zone,
-        "platform": spec.platform_of(vm),
+        "name": labels.node_of(vm) or vm.name, "vm": vm.name, "zone": vm.zone,
+        "platform": labels.platform_of(vm),
         "machine_type": vm.machine_type, "status": vm.status, "external_ip": vm.external_ip,
         "docker": None, "emulated": None,  # live facts, below
     } for vm in vms]}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..gce import firewall, instances
+from ..gce import firewall, instances, labels
 from ..gce.operations import Cancel
 from ..inventory import Farm
 from . import spec
@@ -13,11 +13,11 @@ from .plan import Observed
 
 def observe(clients: Any, farm: Farm, cancel: Cancel, strangers: bool = False) -> Observed:
     project = farm.gcp.project
-    vms = instances.find(clients, project, spec.farm_filter(farm.farm), cancel)
+    vms = instances.find(clients, project, labels.farm_filter(farm.farm), cancel)
     rule = firewall.get(clients, project, spec.rule_name(farm.farm), cancel)
     others = []
     if strangers:
         others = [vm for vm in instances.find(clients, project,
-                                              spec.named_like_filter(farm.farm), cancel)
-                  if not spec.owned(vm, farm.farm)]
+                                              labels.named_like_filter(farm.farm), cancel)
+                  if not labels.owned(vm, farm.farm)]
     return Observed(vms, rule, others)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from ..errors import UserError
+from ..gce import labels
 from ..gce.firewall import FirewallSpec, FoundRule, differences
 from ..gce.instances import FoundVm
 from ..inventory import Farm, Node
@@ -77,7 +78,7 @@ def vms(farm: Farm, seen: Observed, limit: set[str] | None = None,
     actions = []
     # With two VMs for one node, the node keeps the running one; the other is the orphan.
     for vm in sorted(seen.vms, key=lambda v: v.status != "RUNNING"):
-        name = spec.node_of(vm)
+        name = labels.node_of(vm)
         if name is not None and name in wanted and name not in by_node:
             by_node[name] = vm
         elif limit is None:  # --limit narrows the run to nodes; orphans stay untouched
@@ -152,14 +153,14 @@ def destroy(farm: Farm, seen: Observed) -> list[Action]:
     """Every labelled VM (one row each), then the rule; strangers are listed and spared."""
     everyone = seen.vms + seen.strangers
     actions = [Action(Verb.DELETE, vm_key(vm, everyone), vm.name,
-                      f"node {spec.node_of(vm) or '?'}, {vm.status.lower()} in {vm.zone}",
+                      f"node {labels.node_of(vm) or '?'}, {vm.status.lower()} in {vm.zone}",
                       vm=vm) for vm in seen.vms]
     actions += [Action(Verb.SPARE, vm_key(vm, everyone), vm.name,
                        f"in {vm.zone}, lacks this farm's labels", vm=vm)
                 for vm in seen.strangers]
     if seen.rule is not None:
         name = spec.rule_name(farm.farm)
-        if seen.rule.description == spec.rule_mark(farm.farm):
+        if seen.rule.description == labels.rule_mark(farm.farm):
             actions.append(Action(Verb.DELETE, name, name, "firewall rule",
                                   rule=spec.firewall_spec(farm)))
         else:

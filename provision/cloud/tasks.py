@@ -123,13 +123,13 @@ def update_hosts(farm: Farm, actions: Sequence[Action]) -> None:
     resumed, deleted or still coming up may have a new address or new host keys, so they
     are dropped; a running VM the cache does not know as it is gets its address written
     down (configure then fetches its host keys from its guest attributes)."""
+    from ..gce import labels
     from ..hosts import cache
-    from . import spec
     from .plan import Verb
 
     hosts = cache.load(farm.gcp.project, farm.farm)
     for a in actions:
-        node = a.node.name if a.node else (spec.node_of(a.vm) if a.vm else None)
+        node = a.node.name if a.node else (labels.node_of(a.vm) if a.vm else None)
         if node is None:
             continue
         if a.changes or a.verb is Verb.WAIT:

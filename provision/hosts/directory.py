@@ -48,16 +48,15 @@ class Directory:
 
     def _vms(self, cancel: Cancel, fresh: bool) -> dict[str, Any]:
         """The farm's VMs by node name, from one aggregated list per run (or a fresh one)."""
-        from ..cloud import spec
-        from ..gce import instances
+        from ..gce import instances, labels
 
         clients = self._clients_now()
         with self._lock:
             if self._listed is None or fresh:
-                found = instances.find(clients, self.project, spec.farm_filter(self.farm.farm),
+                found = instances.find(clients, self.project, labels.farm_filter(self.farm.farm),
                                        cancel)
                 self.api_calls += 1
-                self._listed = {spec.node_of(vm) or vm.name: vm for vm in found}
+                self._listed = {labels.node_of(vm) or vm.name: vm for vm in found}
             return self._listed
 
     def refresh(self, node: str, cancel: Cancel, deadline: float,

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from provision.cloud import plan, spec
+from provision.cloud import plan
 from provision.cloud.plan import Observed, Verb
 from provision.errors import UserError
+from provision.gce import labels
 from provision.gce.firewall import FoundRule
 from provision.gce.instances import FoundVm
 from provision.inventory import parse
@@ -33,8 +34,8 @@ def farm(ranges: str = "203.0.113.7/32"):
 
 def vm(node: str, status: str = "RUNNING", zone: str = "us-central1-a", name: str = "",
        farm_name: str = "f") -> FoundVm:
-    labels = {spec.MANAGED_BY: "archfarm", spec.FARM_LABEL: farm_name, spec.NODE_LABEL: node}
-    return FoundVm(name or f"{farm_name}-{node}", zone, status, "n2-standard-2", labels,
+    marks = {labels.MANAGED_BY: "archfarm", labels.FARM_LABEL: farm_name, labels.NODE_LABEL: node}
+    return FoundVm(name or f"{farm_name}-{node}", zone, status, "n2-standard-2", marks,
                    None, None)
 
 
