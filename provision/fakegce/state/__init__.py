@@ -2,7 +2,7 @@
 
     clock.py       timestamps and the scheduler that advances operations
     core.py        the lock, faults, boot backend, projects, loopback address pools
-    operations.py  Operation and the zone/global operation calls
+    operations.py  Operation, the zone/global operation calls, requestId replay
     projects.py    the project and its commonInstanceMetadata
     quotas.py      regional quotas: limits, usage from the VMs held, the check on insert
     vm.py          the Instance model
@@ -61,6 +61,7 @@ class ComputeState:
             vms = [vm for p in core.projects.values() for vm in p.instances.values()]
             for vm in vms:
                 self.instances.release(vm)
+            self.operations.clear()
             core.clear()
         for vm in vms:
             core.backend.destroy(vm.view())

@@ -8,7 +8,6 @@ objects and raise `errors.GceError`.
 from __future__ import annotations
 
 import base64
-import functools
 import hashlib
 import ipaddress
 import json
@@ -20,7 +19,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .. import rules
 from ..backends import BootBackend, MemoryBackend
 from ..errors import GceError
 from ..faults import Faults
@@ -29,7 +27,6 @@ from .clock import Scheduler
 if TYPE_CHECKING:
     from .firewalls import Firewall
     from .instances import Instance
-    from .operations import Operation
 
 EMPTY_FINGERPRINT = "42WmSpB8rSM="  # what GCE returns for an empty label set or tag list
 WAIT_SECONDS = 120.0  # zoneOperations.wait returns after about two minutes, done or not
@@ -59,8 +56,6 @@ class Project:
     disks: set[tuple[str, str]] = field(default_factory=set)
     firewalls: dict[str, Firewall] = field(default_factory=dict)
     pending_firewalls: set[str] = field(default_factory=set)
-    operations: dict[str, Operation] = field(default_factory=dict)
-    request_ids: dict[str, Operation] = field(default_factory=dict)
 
 
 class AddressPool:
@@ -153,19 +148,3 @@ class Core:
         self._effects.shutdown(wait=True)
         self.backend.close()
 
-
-def replayable(method):
-    """requestId de-duplication for a mutation of a resource backend, under the state lock.
-
-    A request repeated with the same requestId gets the first one's operation back instead of
-    acting twice. A request rejected before it made an operation left nothing under its id, so
-    a corrected retry with the same id acts: mutations validate before making the operation.
-    """
-    @functools.wraps(method)
-    def wrapper(self, project: str, *args, request_id: str | None = None):
-        core: Core = self.core
-        with core.lock:
-            request_id = rules.request_id(request_id)
-            replay = core.project(project).request_ids.get(request_id) if request_id else None
-            return replay or method(self, project, *args, request_id=request_id)
-    return wrapper

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from .. import rules
 from ..errors import AlreadyExists, InvalidField, NotFound, ResourceNotReady
 from .clock import now_rfc3339
-from .core import Core, new_id, replayable
-from .operations import Operation, Operations
+from .core import Core, new_id
+from .operations import Operation, Operations, replayable
 
 # Firewall fields a patch may replace (output-only fields such as `id` are ignored).
 PATCHABLE = frozenset({

@@ -21,8 +21,8 @@ from ..errors import (
     stockout,
 )
 from . import build
-from .core import Core, replayable
-from .operations import BulkStatus, Operation, Operations, new_group_id
+from .core import Core
+from .operations import BulkStatus, Operation, Operations, new_group_id, replayable
 from .power import PowerTransitions
 from .quotas import Quotas
 from .vm import Instance

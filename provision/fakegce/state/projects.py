@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from .. import rules
 from ..errors import ConditionNotMet
-from .core import Core, Project, fingerprint, replayable
-from .operations import Operation, Operations
+from .core import Core, Project, fingerprint
+from .operations import Operation, Operations, replayable
 
 
 def metadata_fingerprint(proj: Project) -> str:
