@@ -61,6 +61,7 @@ class ComputeState:
             vms = [vm for p in core.projects.values() for vm in p.instances.values()]
             for vm in vms:
                 self.instances.release(vm)
+            self.firewalls.clear()
             self.operations.clear()
             core.clear()
         for vm in vms:

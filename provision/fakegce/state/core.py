@@ -25,7 +25,6 @@ from ..faults import Faults
 from .clock import Scheduler
 
 if TYPE_CHECKING:
-    from .firewalls import Firewall
     from .instances import Instance
 
 EMPTY_FINGERPRINT = "42WmSpB8rSM="  # what GCE returns for an empty label set or tag list
@@ -54,8 +53,6 @@ class Project:
     instances: dict[tuple[str, str], Instance] = field(default_factory=dict)  # (zone, name)
     instances_by_id: dict[str, Instance] = field(default_factory=dict)
     disks: set[tuple[str, str]] = field(default_factory=set)
-    firewalls: dict[str, Firewall] = field(default_factory=dict)
-    pending_firewalls: set[str] = field(default_factory=set)
 
 
 class AddressPool:
