@@ -17,15 +17,11 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from ..backends import BootBackend, MemoryBackend
 from ..errors import GceError
 from ..faults import Faults
 from .clock import Scheduler
-
-if TYPE_CHECKING:
-    from .instances import Instance
 
 EMPTY_FINGERPRINT = "42WmSpB8rSM="  # what GCE returns for an empty label set or tag list
 WAIT_SECONDS = 120.0  # zoneOperations.wait returns after about two minutes, done or not
@@ -50,9 +46,6 @@ class Project:
     id: str = field(default_factory=new_id)
     metadata: list[dict] = field(default_factory=list)  # commonInstanceMetadata items
     metadata_version: int = 0
-    instances: dict[tuple[str, str], Instance] = field(default_factory=dict)  # (zone, name)
-    instances_by_id: dict[str, Instance] = field(default_factory=dict)
-    disks: set[tuple[str, str]] = field(default_factory=set)
 
 
 class AddressPool:
