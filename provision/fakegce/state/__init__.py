@@ -1,17 +1,19 @@
 """State of the fake Compute Engine, split per resource as moto splits a backend.
 
     clock.py       timestamps and the scheduler that advances operations
-    core.py        the lock, faults, boot backend, projects, loopback address pools
+    core.py        the lock, faults, boot backend, loopback address pools
     operations.py  Operation, the zone/global operation calls, requestId replay
     projects.py    the project and its commonInstanceMetadata
-    quotas.py      regional quotas: limits, usage from the VMs held, the check on insert
     vm.py          the Instance model, and the table of VMs held per project
+    quotas.py      regional quotas: limits, usage from the VMs held, the check on insert
     build.py       insert body -> Instance (validation)
     instances.py   instances backend (lookup, insert, bulkInsert, delete, labels, metadata,
                    guest attributes), with power.py (start, stop, suspend, resume)
     firewalls.py   Firewall and its calls
 
-`ComputeState` composes them; the HTTP layer (responses.py) calls
+Imports go one way: a module imports only those above it in this list. The core knows no
+resource; each backend keeps its own records per project and is handed the core (and the
+others it needs). `ComputeState` composes them; the HTTP layer (responses.py) calls
 `state.instances.insert(...)`, `state.operations.wait(...)`, `state.firewalls.patch(...)`.
 Models hold plain Python values; wire JSON is made in `serializers.py`. No HTTP here.
 """
@@ -61,6 +63,7 @@ class ComputeState:
         with core.lock:
             vms = self.instances.clear()
             self.firewalls.clear()
+            self.projects.clear()
             self.operations.clear()
             core.clear()
         for vm in vms:

@@ -1,8 +1,9 @@
-"""What every resource backend shares: the lock, the clock, faults, projects and addresses.
+"""What every resource backend shares: the lock, the clock, faults and addresses.
 
-One lock for the whole fake (GCE's consistency is per project; one lock is simplest and fast
-enough). No HTTP here: backends take plain values and request bodies as dicts, return model
-objects and raise `errors.GceError`.
+The core knows no resource: each backend keeps its own records, per project, and imports the
+core, never the reverse. One lock for the whole fake (GCE's consistency is per project; one
+lock is simplest and fast enough). No HTTP here: backends take plain values and request bodies
+as dicts, return model objects and raise `errors.GceError`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 
 from ..backends import BootBackend, MemoryBackend
 from ..errors import GceError
@@ -38,14 +38,6 @@ def fingerprint(value: object, version: int) -> str:
         return EMPTY_FINGERPRINT
     data = json.dumps([value, version], sort_keys=True).encode()
     return base64.urlsafe_b64encode(hashlib.sha256(data).digest()[:8]).decode()
-
-
-@dataclass
-class Project:
-    name: str
-    id: str = field(default_factory=new_id)
-    metadata: list[dict] = field(default_factory=list)  # commonInstanceMetadata items
-    metadata_version: int = 0
 
 
 class AddressPool:
@@ -73,7 +65,8 @@ class AddressPool:
 
 
 class Core:
-    """The shared machinery. `lock` guards all state; `changed` wakes operation waiters."""
+    """The shared machinery. `lock` guards all state, the backends' records included;
+    `changed` wakes operation waiters."""
 
     def __init__(self, backend: BootBackend | None, operation_seconds: float,
                  boot_seconds: float, wait_seconds: float):
@@ -86,15 +79,8 @@ class Core:
         self.scheduler = Scheduler()
         # Backend calls (a container start or stop can take a second): never under the lock.
         self._effects = ThreadPoolExecutor(max_workers=8, thread_name_prefix="fakegce-backend")
-        self.projects: dict[str, Project] = {}
         self.nat_ips = AddressPool(*self.backend.nat_range)
         self.internal_ips = AddressPool("127.128.0.2", "127.128.255.254")
-
-    def project(self, name: str) -> Project:
-        proj = self.projects.get(name)
-        if proj is None:
-            proj = self.projects[name] = Project(name)
-        return proj
 
     def steps(self, steps: list[tuple[float, Callable[[], None]]]) -> None:
         """Run each step at its fraction of the operation time; all at once when it is 0."""
@@ -125,9 +111,8 @@ class Core:
         self._effects.submit(run)
 
     def clear(self) -> None:
-        """Forget every project and pending step (under the lock)."""
+        """Forget every pending step, address and fault (under the lock)."""
         self.scheduler.clear()
-        self.projects.clear()
         self.nat_ips.clear()
         self.internal_ips.clear()
         self.faults.configure({}, self.defaults)
