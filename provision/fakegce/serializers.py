@@ -14,8 +14,7 @@ from . import catalog
 from .errors import HTTP_MESSAGES, GceError, OperationFailure
 from .faults import Faults
 from .state import Firewall, Instance, Operation
-from .state.core import Project
-from .state.projects import metadata_fingerprint
+from .state.projects import Project, metadata_fingerprint
 
 BASE = "https://www.googleapis.com/compute/v1/"
 

@@ -1,17 +1,19 @@
 """State of the fake Compute Engine, split per resource as moto splits a backend.
 
     clock.py       timestamps and the scheduler that advances operations
-    core.py        the lock, faults, boot backend, projects, loopback address pools
-    operations.py  Operation and the zone/global operation calls
+    core.py        the lock, faults, boot backend, loopback address pools
+    operations.py  Operation, the zone/global operation calls, requestId replay
     projects.py    the project and its commonInstanceMetadata
+    vm.py          the Instance model, and the table of VMs held per project
     quotas.py      regional quotas: limits, usage from the VMs held, the check on insert
-    vm.py          the Instance model
     build.py       insert body -> Instance (validation)
     instances.py   instances backend (lookup, insert, bulkInsert, delete, labels, metadata,
                    guest attributes), with power.py (start, stop, suspend, resume)
     firewalls.py   Firewall and its calls
 
-`ComputeState` composes them; the HTTP layer (responses.py) calls
+Imports go one way: a module imports only those above it in this list. The core knows no
+resource; each backend keeps its own records per project and is handed the core (and the
+others it needs). `ComputeState` composes them; the HTTP layer (responses.py) calls
 `state.instances.insert(...)`, `state.operations.wait(...)`, `state.firewalls.patch(...)`.
 Models hold plain Python values; wire JSON is made in `serializers.py`. No HTTP here.
 """
@@ -25,7 +27,7 @@ from .instances import Instances
 from .operations import BulkStatus, Operation, Operations
 from .projects import Projects
 from .quotas import Quotas
-from .vm import Instance
+from .vm import Instance, VmTable
 
 __all__ = ["ComputeState", "Firewall", "Instance", "Operation", "BulkStatus"]
 
@@ -37,9 +39,10 @@ class ComputeState:
                  boot_seconds: float = 0.0, wait_seconds: float = WAIT_SECONDS):
         self.core = Core(backend, operation_seconds, boot_seconds, wait_seconds)
         self.operations = Operations(self.core)
-        self.quotas = Quotas(self.core)
-        self.instances = Instances(self.core, self.operations, self.quotas)
         self.projects = Projects(self.core, self.operations)
+        vms = VmTable()
+        self.quotas = Quotas(self.core, vms)
+        self.instances = Instances(self.core, self.operations, self.quotas, vms)
         self.firewalls = Firewalls(self.core, self.operations)
 
     @property
@@ -58,9 +61,10 @@ class ComputeState:
         """Forget every resource, operation and fault; the boot backend destroys every VM."""
         core = self.core
         with core.lock:
-            vms = [vm for p in core.projects.values() for vm in p.instances.values()]
-            for vm in vms:
-                self.instances.release(vm)
+            vms = self.instances.clear()
+            self.firewalls.clear()
+            self.projects.clear()
+            self.operations.clear()
             core.clear()
         for vm in vms:
             core.backend.destroy(vm.view())

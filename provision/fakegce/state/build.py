@@ -12,16 +12,16 @@ import re
 from .. import rules
 from ..errors import AlreadyExists, InvalidField
 from .clock import now_rfc3339
-from .core import EMPTY_FINGERPRINT, Core, fingerprint, new_id
-from .vm import AccessConfig, BootDisk, Instance, Nic
+from .core import EMPTY_FINGERPRINT, fingerprint, new_id
+from .vm import AccessConfig, BootDisk, Instance, Nic, ProjectVms
 
 
-def instance(core: Core, project: str, zone: str, body: dict, prefix: str,
+def instance(held: ProjectVms, project: str, zone: str, body: dict, prefix: str,
              taken: set[str]) -> Instance:
-    """Validate an insert body and make the Instance (not yet stored). Call locked."""
+    """Validate an insert body and make the Instance (not yet stored). `held` is the project's
+    VMs, whose names and disks it must not reuse. Call locked."""
     name = rules.name(f"{prefix}.name", body.get("name"))
-    proj = core.project(project)
-    if (zone, name) in proj.instances or name in taken:
+    if (zone, name) in held.instances or name in taken:
         raise AlreadyExists(f"projects/{project}/zones/{zone}/instances/{name}")
     mt = rules.machine_type(f"{prefix}.machineType", body.get("machineType"), project, zone)
     labels = rules.labels(f"{prefix}.labels", body.get("labels"))
@@ -30,7 +30,7 @@ def instance(core: Core, project: str, zone: str, body: dict, prefix: str,
     disk = rules.boot_disk(prefix, body.get("disks"), project, zone, mt)
     boot = next(d for d in body["disks"] if d.get("boot"))
     disk_name = (boot.get("initializeParams") or {}).get("diskName") or name
-    if (zone, disk_name) in proj.disks:
+    if (zone, disk_name) in held.disks:
         raise AlreadyExists(f"projects/{project}/zones/{zone}/disks/{disk_name}")
     nics = []
     for nic in body.get("networkInterfaces") or [{"network": "global/networks/default"}]:

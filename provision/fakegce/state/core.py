@@ -1,14 +1,14 @@
-"""What every resource backend shares: the lock, the clock, faults, projects and addresses.
+"""What every resource backend shares: the lock, the clock, faults and addresses.
 
-One lock for the whole fake (GCE's consistency is per project; one lock is simplest and fast
-enough). No HTTP here: backends take plain values and request bodies as dicts, return model
-objects and raise `errors.GceError`.
+The core knows no resource: each backend keeps its own records, per project, and imports the
+core, never the reverse. One lock for the whole fake (GCE's consistency is per project; one
+lock is simplest and fast enough). No HTTP here: backends take plain values and request bodies
+as dicts, return model objects and raise `errors.GceError`.
 """
 
 from __future__ import annotations
 
 import base64
-import functools
 import hashlib
 import ipaddress
 import json
@@ -17,19 +17,11 @@ import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
-from .. import rules
 from ..backends import BootBackend, MemoryBackend
 from ..errors import GceError
 from ..faults import Faults
 from .clock import Scheduler
-
-if TYPE_CHECKING:
-    from .firewalls import Firewall
-    from .instances import Instance
-    from .operations import Operation
 
 EMPTY_FINGERPRINT = "42WmSpB8rSM="  # what GCE returns for an empty label set or tag list
 WAIT_SECONDS = 120.0  # zoneOperations.wait returns after about two minutes, done or not
@@ -46,21 +38,6 @@ def fingerprint(value: object, version: int) -> str:
         return EMPTY_FINGERPRINT
     data = json.dumps([value, version], sort_keys=True).encode()
     return base64.urlsafe_b64encode(hashlib.sha256(data).digest()[:8]).decode()
-
-
-@dataclass
-class Project:
-    name: str
-    id: str = field(default_factory=new_id)
-    metadata: list[dict] = field(default_factory=list)  # commonInstanceMetadata items
-    metadata_version: int = 0
-    instances: dict[tuple[str, str], Instance] = field(default_factory=dict)  # (zone, name)
-    instances_by_id: dict[str, Instance] = field(default_factory=dict)
-    disks: set[tuple[str, str]] = field(default_factory=set)
-    firewalls: dict[str, Firewall] = field(default_factory=dict)
-    pending_firewalls: set[str] = field(default_factory=set)
-    operations: dict[str, Operation] = field(default_factory=dict)
-    request_ids: dict[str, Operation] = field(default_factory=dict)
 
 
 class AddressPool:
@@ -88,7 +65,8 @@ class AddressPool:
 
 
 class Core:
-    """The shared machinery. `lock` guards all state; `changed` wakes operation waiters."""
+    """The shared machinery. `lock` guards all state, the backends' records included;
+    `changed` wakes operation waiters."""
 
     def __init__(self, backend: BootBackend | None, operation_seconds: float,
                  boot_seconds: float, wait_seconds: float):
@@ -101,15 +79,8 @@ class Core:
         self.scheduler = Scheduler()
         # Backend calls (a container start or stop can take a second): never under the lock.
         self._effects = ThreadPoolExecutor(max_workers=8, thread_name_prefix="fakegce-backend")
-        self.projects: dict[str, Project] = {}
         self.nat_ips = AddressPool(*self.backend.nat_range)
         self.internal_ips = AddressPool("127.128.0.2", "127.128.255.254")
-
-    def project(self, name: str) -> Project:
-        proj = self.projects.get(name)
-        if proj is None:
-            proj = self.projects[name] = Project(name)
-        return proj
 
     def steps(self, steps: list[tuple[float, Callable[[], None]]]) -> None:
         """Run each step at its fraction of the operation time; all at once when it is 0."""
@@ -140,9 +111,8 @@ class Core:
         self._effects.submit(run)
 
     def clear(self) -> None:
-        """Forget every project and pending step (under the lock)."""
+        """Forget every pending step, address and fault (under the lock)."""
         self.scheduler.clear()
-        self.projects.clear()
         self.nat_ips.clear()
         self.internal_ips.clear()
         self.faults.configure({}, self.defaults)
@@ -153,19 +123,3 @@ class Core:
         self._effects.shutdown(wait=True)
         self.backend.close()
 
-
-def replayable(method):
-    """requestId de-duplication for a mutation of a resource backend, under the state lock.
-
-    A request repeated with the same requestId gets the first one's operation back instead of
-    acting twice. A request rejected before it made an operation left nothing under its id, so
-    a corrected retry with the same id acts: mutations validate before making the operation.
-    """
-    @functools.wraps(method)
-    def wrapper(self, project: str, *args, request_id: str | None = None):
-        core: Core = self.core
-        with core.lock:
-            request_id = rules.request_id(request_id)
-            replay = core.project(project).request_ids.get(request_id) if request_id else None
-            return replay or method(self, project, *args, request_id=request_id)
-    return wrapper

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from .. import rules
 from ..errors import AlreadyExists, InvalidField, NotFound, ResourceNotReady
 from .clock import now_rfc3339
-from .core import Core, new_id, replayable
-from .operations import Operation, Operations
+from .core import Core, new_id
+from .operations import Operation, Operations, replayable
 
 # Firewall fields a patch may replace (output-only fields such as `id` are ignored).
 PATCHABLE = frozenset({
@@ -85,13 +85,18 @@ class Firewalls:
     def __init__(self, core: Core, operations: Operations):
         self.core = core
         self.operations = operations
+        self._by_project: dict[str, dict[str, Firewall]] = {}  # project -> name -> rule
+        self._pending: dict[str, set[str]] = {}  # project -> names being inserted
+
+    def _firewalls(self, project: str) -> dict[str, Firewall]:
+        return self._by_project.setdefault(project, {})
 
     @replayable
     def insert(self, project: str, body: dict, request_id: str | None = None) -> Operation:
         core = self.core
         name = rules.name("resource.name", body.get("name"))
-        proj = core.project(project)
-        if name in proj.firewalls or name in proj.pending_firewalls:
+        firewalls, pending = self._firewalls(project), self._pending.setdefault(project, set())
+        if name in firewalls or name in pending:
             raise AlreadyExists(f"projects/{project}/global/firewalls/{name}")
         _check_traffic(body.get("allowed"), body.get("denied"))
         fw = Firewall(project, name, new_id(), now_rfc3339(),
@@ -101,11 +106,11 @@ class Firewalls:
         if fw.direction == "INGRESS" and not fw.source_ranges and not fw.source_tags:
             fw.source_ranges = ["0.0.0.0/0"]  # GCE's default, not archfarm's
         op = self.operations.new(project, "insert", fw.path, fw.id, None, request_id)
-        proj.pending_firewalls.add(name)
+        pending.add(name)
 
         def done() -> None:
-            proj.pending_firewalls.discard(name)
-            proj.firewalls[name] = fw
+            pending.discard(name)
+            firewalls[name] = fw
             op.finish()
 
         core.steps([(0.1, op.start), (1.0, done)])
@@ -113,14 +118,14 @@ class Firewalls:
 
     def get(self, project: str, name: str) -> Firewall:
         with self.core.lock:
-            fw = self.core.project(project).firewalls.get(name)
+            fw = self._firewalls(project).get(name)
             if fw is None:
                 raise NotFound(f"projects/{project}/global/firewalls/{name}")
             return fw
 
     def list(self, project: str) -> list[Firewall]:
         with self.core.lock:
-            return list(self.core.project(project).firewalls.values())
+            return list(self._firewalls(project).values())
 
     def _mutable(self, project: str, name: str) -> Firewall:
         fw = self.get(project, name)
@@ -165,8 +170,13 @@ class Firewalls:
         fw.busy = op
 
         def done() -> None:
-            self.core.project(project).firewalls.pop(name, None)
+            self._firewalls(project).pop(name, None)
             op.finish()
 
         self.core.steps([(0.1, op.start), (1.0, done)])
         return op
+
+    def clear(self) -> None:
+        """Forget every firewall rule (under the lock)."""
+        self._by_project.clear()
+        self._pending.clear()

@@ -21,29 +21,30 @@ from ..errors import (
     stockout,
 )
 from . import build
-from .core import Core, replayable
-from .operations import BulkStatus, Operation, Operations, new_group_id
+from .core import Core
+from .operations import BulkStatus, Operation, Operations, new_group_id, replayable
 from .power import PowerTransitions
 from .quotas import Quotas
-from .vm import Instance
+from .vm import Instance, VmTable
 
 
 class Instances(PowerTransitions):
-    def __init__(self, core: Core, operations: Operations, quotas: Quotas):
+    def __init__(self, core: Core, operations: Operations, quotas: Quotas, vms: VmTable):
         self.core = core
         self.operations = operations
         self.quotas = quotas
+        self.vms = vms  # shared with quotas, which count them
 
     # -- lookup -------------------------------------------------------------------------------
 
     def find(self, project: str, zone: str, ref: str) -> Instance:
         """The VM named `ref`, or whose numeric id is `ref` (GCE takes either). Call locked."""
-        proj = self.core.project(project)
+        held = self.vms.project(project)
         if ref.isdigit():
-            vm = proj.instances_by_id.get(ref)
+            vm = held.instances_by_id.get(ref)
             vm = vm if vm is not None and vm.zone == zone else None
         else:
-            vm = proj.instances.get((zone, ref))
+            vm = held.instances.get((zone, ref))
         if vm is None:
             raise NotFound(f"projects/{project}/zones/{zone}/instances/{ref}")
         return vm
@@ -55,7 +56,7 @@ class Instances(PowerTransitions):
 
     def list(self, project: str, zone: str | None = None) -> list[Instance]:
         with self.core.lock:
-            vms = self.core.project(project).instances.values()
+            vms = self.vms.project(project).instances.values()
             return [vm for vm in vms if zone is None or vm.zone == zone]
 
     def mutable(self, project: str, zone: str, ref: str, allow_busy: bool = False) -> Instance:
@@ -77,7 +78,7 @@ class Instances(PowerTransitions):
     def insert(self, project: str, zone: str, body: dict,
                request_id: str | None = None) -> Operation:
         rules.zone(zone)
-        vm = build.instance(self.core, project, zone, body, "resource", set())
+        vm = build.instance(self.vms.project(project), project, zone, body, "resource", set())
         op = self.vm_operation(vm, "insert", request_id)
         self._create([vm], [op], self._outcome(project, zone, [vm]))
         return op
@@ -95,7 +96,7 @@ class Instances(PowerTransitions):
         for name in names:
             spec = {**copy.deepcopy(props), "name": name, **per.get(name, {})}
             spec["disks"] = spec.get("disks") or []
-            vms.append(build.instance(self.core, project, zone, spec,
+            vms.append(build.instance(self.vms.project(project), project, zone, spec,
                                       "resource.instanceProperties", taken))
             taken.add(name)
         group = new_group_id()
@@ -124,11 +125,11 @@ class Instances(PowerTransitions):
                 failure: OperationFailure | None,
                 bulk: Operation | None = None) -> None:
         core = self.core
-        proj = core.project(vms[0].project)
+        held = self.vms.project(vms[0].project)
         for vm, op in zip(vms, ops, strict=True):
-            proj.instances[(vm.zone, vm.name)] = vm
-            proj.instances_by_id[vm.id] = vm
-            proj.disks.add((vm.zone, vm.disk.name))
+            held.instances[(vm.zone, vm.name)] = vm
+            held.instances_by_id[vm.id] = vm
+            held.disks.add((vm.zone, vm.disk.name))
             vm.network_ip = core.internal_ips.take()
             vm.busy = op
 
@@ -168,11 +169,11 @@ class Instances(PowerTransitions):
 
     def forget(self, vm: Instance) -> None:
         """Drop a VM from state, releasing its addresses and (if autoDelete) its disk."""
-        proj = self.core.project(vm.project)
-        proj.instances.pop((vm.zone, vm.name), None)
-        proj.instances_by_id.pop(vm.id, None)
+        held = self.vms.project(vm.project)
+        held.instances.pop((vm.zone, vm.name), None)
+        held.instances_by_id.pop(vm.id, None)
         if vm.disk.auto_delete:
-            proj.disks.discard((vm.zone, vm.disk.name))
+            held.disks.discard((vm.zone, vm.disk.name))
         self.release(vm)
 
     def release(self, vm: Instance) -> None:
@@ -180,6 +181,15 @@ class Instances(PowerTransitions):
         vm.busy = None
         self.core.nat_ips.release(vm.nat_ip)
         self.core.internal_ips.release(vm.network_ip)
+
+    def clear(self) -> builtins.list[Instance]:
+        """Forget every VM, releasing its addresses; return them for the boot backend to
+        destroy, off the lock. Call locked."""
+        vms = self.vms.all()
+        for vm in vms:
+            self.release(vm)
+        self.vms.clear()
+        return vms
 
     @replayable
     def delete(self, project: str, zone: str, ref: str,

@@ -1,15 +1,19 @@
 """Operations: every mutation returns one; it runs PENDING -> RUNNING -> DONE over time.
 
+`Operations` keeps them per project, and by requestId for `replayable`.
+
 See docs/compute-engine.md, "Operations".
 """
 
 from __future__ import annotations
 
+import functools
 import random
 import time
 import uuid
 from dataclasses import dataclass, field
 
+from .. import rules
 from ..errors import NotFound, OperationFailure
 from .clock import now_rfc3339
 from .core import Core, new_id
@@ -68,6 +72,8 @@ def new_group_id() -> str:
 class Operations:
     def __init__(self, core: Core):
         self.core = core
+        self._by_project: dict[str, dict[str, Operation]] = {}  # project -> name -> operation
+        self._by_request_id: dict[tuple[str, str], Operation] = {}  # (project, requestId)
 
     def new(self, project: str, op_type: str, target: str, target_id: str, zone: str | None,
             request_id: str | None, group_id: str | None = None) -> Operation:
@@ -76,15 +82,18 @@ class Operations:
         name = (f"operation-{ms}-{random.getrandbits(52):013x}-{random.getrandbits(32):08x}-"
                 f"{random.getrandbits(32):08x}")
         op = Operation(project, name, op_type, target, target_id, zone, request_id, group_id)
-        proj = self.core.project(project)
-        proj.operations[name] = op
+        self._by_project.setdefault(project, {})[name] = op
         if request_id:
-            proj.request_ids[request_id] = op
+            self._by_request_id[(project, request_id)] = op
         return op
+
+    def replay(self, project: str, request_id: str) -> Operation | None:
+        """The operation a request with this requestId made, if any. Call locked."""
+        return self._by_request_id.get((project, request_id))
 
     def get(self, project: str, zone: str | None, name: str) -> Operation:
         with self.core.lock:
-            op = self.core.project(project).operations.get(name)
+            op = self._by_project.get(project, {}).get(name)
             if op is None or op.zone != zone:
                 scope = f"zones/{zone}" if zone else "global"
                 raise NotFound(f"projects/{project}/{scope}/operations/{name}")
@@ -103,5 +112,27 @@ class Operations:
 
     def list(self, project: str, zone: str | None) -> list[Operation]:
         with self.core.lock:
-            return [op for op in self.core.project(project).operations.values()
-                    if op.zone == zone]
+            return [op for op in self._by_project.get(project, {}).values() if op.zone == zone]
+
+    def clear(self) -> None:
+        """Forget every operation (under the lock)."""
+        self._by_project.clear()
+        self._by_request_id.clear()
+
+
+def replayable(method):
+    """requestId de-duplication for a mutation of a resource backend, under the state lock.
+
+    A request repeated with the same requestId gets the first one's operation back instead of
+    acting twice. A request rejected before it made an operation left nothing under its id, so
+    a corrected retry with the same id acts: mutations validate before making the operation.
+    The backend has `core` and `operations`.
+    """
+    @functools.wraps(method)
+    def wrapper(self, project: str, *args, request_id: str | None = None):
+        operations: Operations = self.operations
+        with self.core.lock:
+            request_id = rules.request_id(request_id)
+            replay = operations.replay(project, request_id) if request_id else None
+            return replay or method(self, project, *args, request_id=request_id)
+    return wrapper

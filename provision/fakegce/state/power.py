@@ -13,15 +13,14 @@ from typing import TYPE_CHECKING
 
 from ..errors import ResourceNotReady, UnsupportedOperation
 from .clock import now_rfc3339
-from .core import Core, replayable
-
-if TYPE_CHECKING:
-    from .operations import Operation
-    from .vm import Instance
+from .core import Core
+from .operations import Operation, Operations, replayable
+from .vm import Instance
 
 
 class PowerTransitions:
     core: Core
+    operations: Operations  # for `replayable`
 
     if TYPE_CHECKING:
         def mutable(self, project: str, zone: str, ref: str,

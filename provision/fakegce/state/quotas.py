@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from .. import catalog
 from ..errors import OperationFailure, quota_exceeded
 from .core import Core
-from .vm import Instance
+from .vm import Instance, VmTable
 
 # A fresh project's regional limits. CPUS 24, IN_USE_ADDRESSES 8, DISKS_TOTAL_GB 4096 and
 # PREEMPTIBLE_CPUS 0 (not granted: Spot VMs use the CPU quotas) as in public regions.get dumps
@@ -48,8 +48,9 @@ def family_metric(family: str) -> str:
 
 
 class Quotas:
-    def __init__(self, core: Core):
+    def __init__(self, core: Core, vms: VmTable):
         self.core = core
+        self.vms = vms
 
     def limit(self, region: str, metric: str) -> float:
         override = self.core.faults.quota_limit(region, metric)
@@ -76,7 +77,7 @@ class Quotas:
 
     def in_region(self, project: str, region: str) -> list[Instance]:
         """The project's VMs in a region. Call locked."""
-        return [vm for vm in self.core.project(project).instances.values()
+        return [vm for vm in self.vms.project(project).instances.values()
                 if catalog.region_of(vm.zone) == region]
 
     def region(self, project: str, region: str) -> list[tuple[str, float, float]]:

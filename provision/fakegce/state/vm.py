@@ -1,4 +1,5 @@
-"""The instance model: plain values, no wire JSON (that is `serializers.py`).
+"""The instance model: plain values, no wire JSON (that is `serializers.py`); and `VmTable`,
+the VMs the fake holds, which the instances backend writes and quotas count.
 
 See docs/compute-engine.md, "Instance states".
 """
@@ -94,3 +95,31 @@ class Instance:
     def view(self) -> VmView:
         return VmView(self.project, self.zone, self.name, self.id, self.nat_ip,
                       self.machine.architecture, {i["key"]: i["value"] for i in self.metadata})
+
+
+@dataclass
+class ProjectVms:
+    """One project's VMs, by (zone, name) and by id, and the boot disks they hold."""
+
+    instances: dict[tuple[str, str], Instance] = field(default_factory=dict)  # (zone, name)
+    instances_by_id: dict[str, Instance] = field(default_factory=dict)
+    disks: set[tuple[str, str]] = field(default_factory=set)  # (zone, disk name)
+
+
+class VmTable:
+    """Every VM the fake holds, per project. Call locked."""
+
+    def __init__(self) -> None:
+        self._projects: dict[str, ProjectVms] = {}
+
+    def project(self, name: str) -> ProjectVms:
+        held = self._projects.get(name)
+        if held is None:
+            held = self._projects[name] = ProjectVms()
+        return held
+
+    def all(self) -> list[Instance]:
+        return [vm for held in self._projects.values() for vm in held.instances.values()]
+
+    def clear(self) -> None:
+        self._projects.clear()
