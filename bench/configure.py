@@ -2,9 +2,10 @@
 
     inv lab.up && python bench/configure.py [--repeat 5] [--keep] [--no-cold]
 
-Farms of project `archfarm-bench` in the running lab: `bench2` (1 arm64 + 1 amd64 node) and
-`bench8` (4 + 4), provisioned with `inv provision` until converged. Then, interleaved, each
-`--repeat` times (median and min):
+Farms in the running lab, each in its own project `archfarm-<farm>` (a fresh project's regional
+quota holds 8 in-use addresses, so bench2 and bench8 cannot share one): `bench2` (1 arm64 +
+1 amd64 node) and `bench8` (4 + 4), provisioned with `inv provision` until converged. Then,
+interleaved, each `--repeat` times (median and min):
 
 - archfarm: `inv configure -i INV`, the whole command as a user runs it;
 - pyinfra: `pyinfra INV deploy.py -y`, a generated deploy checking what archfarm's facts check
@@ -24,7 +25,7 @@ missing), never into the project's.
 
 Cold: two fresh farms of 2 VMs, each booted with `inv vms` and looked at once with
 `inv configure --check` (host keys cached, first boot settled, nothing installed); then the
-first real `inv configure` on `cold`, and the playbook's first run on `coldansible`.
+first real `inv configure` on `benchcold`, and the playbook's first run on `benchcoldansible`.
 
 Targets (8 VMs, no-op): archfarm at most 1/2 of pyinfra, at most 1/8 of Ansible, at most 2x
 the floor. Every bench farm is destroyed at the end (`inv destroy --yes`) unless --keep.
@@ -44,12 +45,12 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
 INV = [PY, "-m", "invoke"]
-PROJECT = "archfarm-bench"
 ENDPOINT = "http://127.0.0.1:8089"
 STATE = Path.home() / ".cache" / "archfarm-bench"
 PEERS = STATE / "peers-venv"
@@ -99,16 +100,23 @@ def peer_versions() -> str:
     return f"ansible-core {have.get('ansible-core')}, pyinfra {have.get('pyinfra')}"
 
 
+def project_of(farm: str) -> str:
+    """Each bench farm has a project of its own: a fresh project's regional quota
+    (IN_USE_ADDRESSES 8, modelled by the fake) does not hold bench2 and bench8 together."""
+    return f"archfarm-{farm}"
+
+
 class Farm:
     def __init__(self, name: str, vms: int, workdir: Path):
         self.name, self.vms, self.dir = name, vms, workdir / name
+        self.project = project_of(name)
         self.dir.mkdir(parents=True)
         self.key = STATE / f"key-{name}"  # archfarm makes it if missing
         self.inventory = self.dir / "farm.yaml"
         half = vms // 2
         self.inventory.write_text(f"""farm: {name}
 gcp:
-  project: {PROJECT}
+  project: {self.project}
   zones: [us-central1-a, us-central1-b, us-central1-f]
   api_endpoint: {ENDPOINT}
   ssh_source_ranges: [127.0.0.1/32]
@@ -129,7 +137,7 @@ nodes:
     @property
     def cache(self) -> Path:
         root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-        return root / "archfarm" / PROJECT / self.name
+        return root / "archfarm" / self.project / self.name
 
     @property
     def known_hosts(self) -> Path:
@@ -326,7 +334,7 @@ def close_masters(control_dir: Path) -> None:
 
 
 LOADS: list[float] = []  # the 1-minute load average after each measured round
-DRIFTS: dict[str, int] = {"bench2": 0, "bench8": 0}  # rounds discarded (see Drift)
+DRIFTS: Counter[str] = Counter()  # rounds discarded per farm (see Drift)
 
 
 def stats(xs: list[float]) -> tuple[float, float]:
@@ -386,7 +394,7 @@ def measure(farm: Farm, repeat: int) -> dict[str, list[float]]:
 
 def cold(workdir: Path, farms: list[Farm]) -> tuple[float, float]:
     """First real configure on 2 fresh VMs, and the playbook's first run on 2 others."""
-    arch, ans = Farm("cold", 2, workdir), Farm("coldansible", 2, workdir)
+    arch, ans = Farm("benchcold", 2, workdir), Farm("benchcoldansible", 2, workdir)
     for farm in (arch, ans):
         farms.append(farm)
         farm.created = True
@@ -422,6 +430,11 @@ def main() -> None:
     farms = [Farm("bench2", 2, workdir), Farm("bench8", 8, workdir)]
     started = time.strftime("%Y-%m-%d %H:%M")
     print(f"{started}; peers: {peer_versions()}; work dir {workdir}", flush=True)
+    cold_projects = "" if args.no_cold else ", {} for the cold runs".format(
+        ", ".join(project_of(n) for n in ("benchcold", "benchcoldansible")))
+    print("each farm in its own project (a fresh project's regional quota, 8 in-use addresses,"
+          " does not hold them together): "
+          + ", ".join(f"{f.name} -> {f.project}" for f in farms) + cold_projects, flush=True)
     try:
         failed: list[str] = []
 
@@ -468,7 +481,7 @@ def main() -> None:
         print(f"\n1-minute load average after each measured round: {min(LOADS):.1f} to"
               f" {max(LOADS):.1f} (median {statistics.median(LOADS):.1f}) on"
               f" {os.cpu_count()} cores")
-        print(f"rounds discarded because the shared binfmt handler was reset: {DRIFTS}")
+        print(f"rounds discarded because the shared binfmt handler was reset: {dict(DRIFTS)}")
         a = med[8]["archfarm"]
         for name, limit, ok in (
                 ("archfarm <= 1/2 pyinfra", med[8]["pyinfra"] / 2, a <= med[8]["pyinfra"] / 2),
