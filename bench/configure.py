@@ -515,7 +515,8 @@ def main() -> None:
             t.join()
         if failed:
             sys.exit(f"inv provision failed twice on {', '.join(failed)}")
-        print(f"provisioned {' and '.join(f.name for f in farms)} at once in"
+        together = " at once" if len(farms) > 1 else ""
+        print(f"provisioned {' and '.join(f.name for f in farms)}{together} in"
               f" {time.perf_counter() - begin:.0f} s", flush=True)
 
         print(f"before the measured runs: {load_note()}", flush=True)
