@@ -540,7 +540,8 @@ def main() -> None:
                 if farm.created:
                     proc = sh(farm.inv("destroy", "--yes"))
                     if proc.returncode != 0:
-                        print(f"inv destroy {farm.name} failed:\n{proc.stdout[-2000:]}")
+                        print(f"inv destroy {farm.name} failed (exit {proc.returncode}):\n"
+                              f"{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
             shutil.rmtree(workdir, ignore_errors=True)
 
 
