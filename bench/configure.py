@@ -1,10 +1,11 @@
 """Lab: a no-op `inv configure` beside Ansible, pyinfra and the SSH floor, on 2 and 8 VMs.
 
-    inv lab.up && python bench/configure.py [--repeat 5] [--keep] [--no-cold]
+    inv lab.up && python bench/configure.py [--repeat 5] [--keep] [--no-cold] [--quick]
 
-Farms of project `archfarm-bench` in the running lab: `bench2` (1 arm64 + 1 amd64 node) and
-`bench8` (4 + 4), provisioned with `inv provision` until converged. Then, interleaved, each
-`--repeat` times (median and min):
+Farms in the running lab, each in its own project `archfarm-<farm>` (a fresh project's regional
+quota holds 8 in-use addresses, so bench2 and bench8 cannot share one): `bench2` (1 arm64 +
+1 amd64 node) and `bench8` (4 + 4), provisioned with `inv provision` until converged. Then,
+interleaved, each `--repeat` times (median and min):
 
 - archfarm: `inv configure -i INV`, the whole command as a user runs it;
 - pyinfra: `pyinfra INV deploy.py -y`, a generated deploy checking what archfarm's facts check
@@ -24,10 +25,13 @@ missing), never into the project's.
 
 Cold: two fresh farms of 2 VMs, each booted with `inv vms` and looked at once with
 `inv configure --check` (host keys cached, first boot settled, nothing installed); then the
-first real `inv configure` on `cold`, and the playbook's first run on `coldansible`.
+first real `inv configure` on `benchcold`, and the playbook's first run on `benchcoldansible`.
 
 Targets (8 VMs, no-op): archfarm at most 1/2 of pyinfra, at most 1/8 of Ansible, at most 2x
 the floor. Every bench farm is destroyed at the end (`inv destroy --yes`) unless --keep.
+
+--quick: `bench2` only, one round, no warm-up, no cold runs, and no peers (nothing from
+PyPI): archfarm and the floor are measured, the pyinfra and Ansible rows say skipped.
 """
 
 from __future__ import annotations
@@ -44,12 +48,14 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from pathlib import Path
+
+from _common import SKIPPED_QUICK, add_quick, figures, sizes
 
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
 INV = [PY, "-m", "invoke"]
-PROJECT = "archfarm-bench"
 ENDPOINT = "http://127.0.0.1:8089"
 STATE = Path.home() / ".cache" / "archfarm-bench"
 PEERS = STATE / "peers-venv"
@@ -99,16 +105,23 @@ def peer_versions() -> str:
     return f"ansible-core {have.get('ansible-core')}, pyinfra {have.get('pyinfra')}"
 
 
+def project_of(farm: str) -> str:
+    """Each bench farm has a project of its own: a fresh project's regional quota
+    (IN_USE_ADDRESSES 8, modelled by the fake) does not hold bench2 and bench8 together."""
+    return f"archfarm-{farm}"
+
+
 class Farm:
     def __init__(self, name: str, vms: int, workdir: Path):
         self.name, self.vms, self.dir = name, vms, workdir / name
+        self.project = project_of(name)
         self.dir.mkdir(parents=True)
         self.key = STATE / f"key-{name}"  # archfarm makes it if missing
         self.inventory = self.dir / "farm.yaml"
         half = vms // 2
         self.inventory.write_text(f"""farm: {name}
 gcp:
-  project: {PROJECT}
+  project: {self.project}
   zones: [us-central1-a, us-central1-b, us-central1-f]
   api_endpoint: {ENDPOINT}
   ssh_source_ranges: [127.0.0.1/32]
@@ -129,7 +142,7 @@ nodes:
     @property
     def cache(self) -> Path:
         root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-        return root / "archfarm" / PROJECT / self.name
+        return root / "archfarm" / self.project / self.name
 
     @property
     def known_hosts(self) -> Path:
@@ -326,7 +339,7 @@ def close_masters(control_dir: Path) -> None:
 
 
 LOADS: list[float] = []  # the 1-minute load average after each measured round
-DRIFTS: dict[str, int] = {"bench2": 0, "bench8": 0}  # rounds discarded (see Drift)
+DRIFTS: Counter[str] = Counter()  # rounds discarded per farm (see Drift)
 
 
 def stats(xs: list[float]) -> tuple[float, float]:
@@ -345,25 +358,31 @@ def load_note() -> str:
             + "".join(f"\n    {line}" for line in busy[:8]))
 
 
-def measure(farm: Farm, repeat: int) -> dict[str, list[float]]:
+def measure(farm: Farm, repeat: int, peers: bool) -> dict[str, list[float]]:
     """Warm-up (not counted, also proves each tool sees a converged farm), then `repeat`
-    interleaved rounds, so drifting load from outside hits every tool alike."""
-    farm.write_peers()
+    interleaved rounds, so drifting load from outside hits every tool alike. Without `peers`
+    (--quick) only archfarm and the floor, with no warm-up: a handler reset since provision is
+    a Drift, and that round runs again."""
     kept = farm.dir / "cp-kept"
-    sh(farm.inv("configure"))  # converges a handler reset since (see Drift)
-    for _ in range(2):  # pyinfra's first runs may apt-get update and touch its stamp
-        farm.pyinfra(expect_changes=True)
-        farm.ansible(kept, expect_changes=True)
-    times: dict[str, list[float]] = {k: [] for k in
-                                     ("archfarm", "pyinfra", "ansible", "ansible-kept", "floor")}
+    if peers:
+        farm.write_peers()
+        sh(farm.inv("configure"))  # converges a handler reset since (see Drift)
+        for _ in range(2):  # pyinfra's first runs may apt-get update and touch its stamp
+            farm.pyinfra(expect_changes=True)
+            farm.ansible(kept, expect_changes=True)
+    tools = ("archfarm", "pyinfra", "ansible", "ansible-kept", "floor") if peers else (
+        "archfarm", "floor")
+    times: dict[str, list[float]] = {k: [] for k in tools}
     i = 0
     while i < repeat:
         fresh = farm.dir / f"cp-{i}-{DRIFTS[farm.name]}"
         try:
-            took = {"archfarm": farm.archfarm(), "pyinfra": farm.pyinfra(),
-                    "ansible": farm.ansible(fresh)}
-            close_masters(fresh)
-            took["ansible-kept"] = farm.ansible(kept)
+            took = {"archfarm": farm.archfarm()}
+            if peers:
+                took["pyinfra"] = farm.pyinfra()
+                took["ansible"] = farm.ansible(fresh)
+                close_masters(fresh)
+                took["ansible-kept"] = farm.ansible(kept)
             took["floor"] = farm.floor()
         except Drift as e:
             close_masters(fresh)
@@ -386,7 +405,7 @@ def measure(farm: Farm, repeat: int) -> dict[str, list[float]]:
 
 def cold(workdir: Path, farms: list[Farm]) -> tuple[float, float]:
     """First real configure on 2 fresh VMs, and the playbook's first run on 2 others."""
-    arch, ans = Farm("cold", 2, workdir), Farm("coldansible", 2, workdir)
+    arch, ans = Farm("benchcold", 2, workdir), Farm("benchcoldansible", 2, workdir)
     for farm in (arch, ans):
         farms.append(farm)
         farm.created = True
@@ -409,20 +428,73 @@ def cold(workdir: Path, farms: list[Farm]) -> tuple[float, float]:
     return took_arch, took_ans
 
 
+ROWS = [("archfarm", "archfarm (`inv configure`)"), ("pyinfra", "pyinfra"),
+        ("ansible", "Ansible, fresh control masters"),
+        ("ansible-kept", "Ansible, masters kept from the last run"),
+        ("floor", "floor: one `ssh ... true` per host, all at once")]
+
+
+def print_figures(results: dict[int, dict[str, list[float]]], repeat: int) -> None:
+    """The table (a column per farm size) and the targets, judged at the largest size."""
+    counts = sorted(results)
+    top = max(counts)
+    med = {n: {k: stats(v)[0] for k, v in r.items()} for n, r in results.items()}
+    print(f"no-op on converged VMs, median (min) of {repeat} runs, seconds;"
+          f" ratio = tool / archfarm at {top} VMs\n")
+    print("| tool | " + " | ".join(f"{n} VMs" for n in counts) + f" | ratio at {top} |")
+    print("|---" * (len(counts) + 2) + "|")
+    for key, label in ROWS:
+        if key in med[top]:
+            cells = [f"{stats(results[n][key])[0]:.2f} ({stats(results[n][key])[1]:.2f})"
+                     for n in counts] + [f"{med[top][key] / med[top]['archfarm']:.1f}x"]
+        else:
+            cells = [SKIPPED_QUICK] * len(counts) + ["-"]
+        print(f"| {label} | " + " | ".join(cells) + " |")
+    print(f"\n1-minute load average after each measured round: {min(LOADS):.1f} to"
+          f" {max(LOADS):.1f} (median {statistics.median(LOADS):.1f}) on"
+          f" {os.cpu_count()} cores")
+    print(f"rounds discarded because the shared binfmt handler was reset: {dict(DRIFTS)}")
+    a = med[top]["archfarm"]
+    for name, key, factor in (("archfarm <= 1/2 pyinfra", "pyinfra", 1 / 2),
+                              ("archfarm <= 1/8 Ansible", "ansible", 1 / 8),
+                              ("archfarm <= 2x floor", "floor", 2)):
+        if key not in med[top]:
+            print(f"target {name}: {SKIPPED_QUICK}")
+            continue
+        limit = med[top][key] * factor
+        print(f"target {name}, at {top} VMs: {a:.2f} s vs {limit:.2f} s ->"
+              f" {'met' if a <= limit else 'MISSED'}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--repeat", type=int, help="measured rounds (default 5; 1 with --quick)")
     parser.add_argument("--keep", action="store_true", help="leave the bench farms up")
     parser.add_argument("--no-cold", action="store_true", help="skip the cold runs")
+    add_quick(parser)
     args = parser.parse_args()
+    sizes(args, repeat=(5, 1))
+    peers = not args.quick  # --quick installs nothing from PyPI
+    with_cold = not (args.no_cold or args.quick)
 
-    peers_venv()
+    if peers:
+        peers_venv()
     must([*INV, "lab.up"], "inv lab.up")
     workdir = Path(tempfile.mkdtemp(prefix="archfarm-bench-configure-"))
-    farms = [Farm("bench2", 2, workdir), Farm("bench8", 8, workdir)]
-    started = time.strftime("%Y-%m-%d %H:%M")
-    print(f"{started}; peers: {peer_versions()}; work dir {workdir}", flush=True)
+    farms: list[Farm] = []
     try:
+        farms.append(Farm("bench2", 2, workdir))
+        if not args.quick:  # --quick: the smallest farm only
+            farms.append(Farm("bench8", 8, workdir))
+        started = time.strftime("%Y-%m-%d %H:%M")
+        versions = peer_versions() if peers else SKIPPED_QUICK
+        print(f"{started}; peers: {versions}; work dir {workdir}", flush=True)
+        cold_projects = "" if not with_cold else ", {} for the cold runs".format(
+            ", ".join(project_of(n) for n in ("benchcold", "benchcoldansible")))
+        print("each farm in its own project (a fresh project's regional quota, 8 in-use"
+              " addresses, does not hold them together): "
+              + ", ".join(f"{f.name} -> {f.project}" for f in farms) + cold_projects,
+              flush=True)
         failed: list[str] = []
 
         def provision(farm: Farm) -> None:
@@ -443,42 +515,23 @@ def main() -> None:
             t.join()
         if failed:
             sys.exit(f"inv provision failed twice on {', '.join(failed)}")
-        print(f"provisioned bench2 and bench8 at once in {time.perf_counter() - begin:.0f} s",
-              flush=True)
+        together = " at once" if len(farms) > 1 else ""
+        print(f"provisioned {' and '.join(f.name for f in farms)}{together} in"
+              f" {time.perf_counter() - begin:.0f} s", flush=True)
 
         print(f"before the measured runs: {load_note()}", flush=True)
-        results = {f.vms: measure(f, args.repeat) for f in farms}
+        results = {f.vms: measure(f, args.repeat, peers) for f in farms}
         print(f"after the measured runs: {load_note()}", flush=True)
-        cold_times = None if args.no_cold else cold(workdir, farms)
+        cold_times = cold(workdir, farms) if with_cold else None
 
-        rows = [("archfarm", "archfarm (`inv configure`)"), ("pyinfra", "pyinfra"),
-                ("ansible", "Ansible, fresh control masters"),
-                ("ansible-kept", "Ansible, masters kept from the last run"),
-                ("floor", "floor: one `ssh ... true` per host, all at once")]
-        med = {n: {k: stats(v)[0] for k, v in r.items()} for n, r in results.items()}
-        print(f"\nno-op on converged VMs, median (min) of {args.repeat} runs, seconds;"
-              " ratio = tool / archfarm at 8 VMs\n")
-        print("| tool | 2 VMs | 8 VMs | ratio at 8 |")
-        print("|---|---|---|---|")
-        for key, label in rows:
-            cells = [f"{stats(results[n][key])[0]:.2f} ({stats(results[n][key])[1]:.2f})"
-                     for n in (2, 8)]
-            print(f"| {label} | {cells[0]} | {cells[1]} |"
-                  f" {med[8][key] / med[8]['archfarm']:.1f}x |")
-        print(f"\n1-minute load average after each measured round: {min(LOADS):.1f} to"
-              f" {max(LOADS):.1f} (median {statistics.median(LOADS):.1f}) on"
-              f" {os.cpu_count()} cores")
-        print(f"rounds discarded because the shared binfmt handler was reset: {DRIFTS}")
-        a = med[8]["archfarm"]
-        for name, limit, ok in (
-                ("archfarm <= 1/2 pyinfra", med[8]["pyinfra"] / 2, a <= med[8]["pyinfra"] / 2),
-                ("archfarm <= 1/8 Ansible", med[8]["ansible"] / 8, a <= med[8]["ansible"] / 8),
-                ("archfarm <= 2x floor", 2 * med[8]["floor"], a <= 2 * med[8]["floor"])):
-            print(f"target {name}: {a:.2f} s vs {limit:.2f} s -> {'met' if ok else 'MISSED'}")
-        if cold_times:
-            print(f"\ncold, 2 fresh booted VMs, first run with every install: archfarm"
-                  f" `inv configure` {cold_times[0]:.1f} s; ansible-playbook"
-                  f" {cold_times[1]:.1f} s (one run each)")
+        with figures("configure.py, no-op inv configure beside its peers", args.quick):
+            print_figures(results, args.repeat)
+            if cold_times:
+                print(f"\ncold, 2 fresh booted VMs, first run with every install: archfarm"
+                      f" `inv configure` {cold_times[0]:.1f} s; ansible-playbook"
+                      f" {cold_times[1]:.1f} s (one run each)")
+            else:
+                print(f"\ncold runs: {SKIPPED_QUICK if args.quick else 'skipped (--no-cold)'}")
     finally:
         if args.keep:
             print(f"kept: {', '.join(f'{f.name} ({f.inventory})' for f in farms)}")
@@ -487,7 +540,8 @@ def main() -> None:
                 if farm.created:
                     proc = sh(farm.inv("destroy", "--yes"))
                     if proc.returncode != 0:
-                        print(f"inv destroy {farm.name} failed:\n{proc.stdout[-2000:]}")
+                        print(f"inv destroy {farm.name} failed (exit {proc.returncode}):\n"
+                              f"{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
             shutil.rmtree(workdir, ignore_errors=True)
 
 

@@ -1,10 +1,12 @@
 """Requests per second the fake serves for instances.get, through the real client.
 
-    python bench/fake_throughput.py [--seconds 5]
+    python bench/fake_throughput.py [--seconds 5] [--in-process] [--quick]
 
 The fake runs in server mode (its own process, as the lab runs it), so the client's work does
 not compete with it for one interpreter lock. One client thread, then eight, each with its own
 InstancesClient (as a tool would). With --in-process both share one process, for comparison.
+
+--quick: each measurement lasts 0.5 s, and the client's CPU per call is taken over 50 calls.
 """
 
 from __future__ import annotations
@@ -18,11 +20,16 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import compute_v1
 
-from provision.fakegce import FakeGCE
+from _common import add_quick, figures, sizes
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # this checkout's provision, whatever is installed
+from provision.fakegce import FakeGCE  # noqa: E402
 
 
 def instances_client(endpoint: str) -> compute_v1.InstancesClient:
@@ -36,7 +43,8 @@ def server_process():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen([sys.executable, "-m", "provision.fakegce", "--port", str(port),
-                             "--operation-seconds", "0"], stdout=subprocess.PIPE, text=True)
+                             "--operation-seconds", "0"], cwd=REPO, stdout=subprocess.PIPE,
+                            text=True)
     try:
         proc.stdout.readline()  # "listening on ..."
         yield f"http://127.0.0.1:{port}"
@@ -64,7 +72,7 @@ def measure_bare(endpoint: str, seconds: float) -> float:
     return count / seconds
 
 
-def client_cpu_per_call(endpoint: str, calls: int = 500) -> float:
+def client_cpu_per_call(endpoint: str, calls: int) -> float:
     """CPU seconds the google-cloud-compute client itself spends on one instances.get."""
     client = instances_client(endpoint)
     before = time.process_time()
@@ -93,10 +101,16 @@ def measure(endpoint: str, threads: int, seconds: float) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--seconds", type=float, help="per measurement (default 5; 0.5 with"
+                        " --quick)")
     parser.add_argument("--in-process", action="store_true")
+    add_quick(parser)
     args = parser.parse_args()
-    with (in_process() if args.in_process else server_process()) as endpoint:
+    sizes(args, seconds=(5.0, 0.5))
+    cpu_calls = 50 if args.quick else 500
+    fake = in_process() if args.in_process else server_process()
+    title = "fake_throughput.py, instances.get through the real client"
+    with fake as endpoint, figures(title, args.quick):
         vm = compute_v1.Instance(
             name="vm-1", machine_type="zones/us-central1-a/machineTypes/t2a-standard-1",
             disks=[compute_v1.AttachedDisk(boot=True, initialize_params=(
@@ -113,7 +127,7 @@ def main() -> None:
             rate = measure_bare(endpoint, args.seconds)
             print(f"instances.get ({mode}), bare HTTP client, 1 connection: {rate:,.0f}"
                   f" requests/s ({1e6 / rate:.0f} us per round trip)")
-            cpu = client_cpu_per_call(endpoint)
+            cpu = client_cpu_per_call(endpoint, cpu_calls)
             print(f"google-cloud-compute client CPU per instances.get: {cpu * 1e6:.0f} us"
                   f" (caps one client thread near {1 / cpu:,.0f} requests/s)")
             # The client library costs more CPU per call than the fake does: several client

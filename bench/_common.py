@@ -1,0 +1,40 @@
+"""What every bench shares: the `--quick` switch and the figures block.
+
+Not a bench (the leading underscore keeps the test suite from running it). A bench imports it
+as `_common`: `python bench/X.py` puts bench/ first on sys.path.
+
+`--quick` is a smoke run: the smallest sizes, one round, no warm-up a correct run can do
+without, no peer tool installed from PyPI; the same code paths, so the test suite
+(tests/benches.py) runs every bench that way to keep it from rotting. Its figures are printed
+like any others but are not comparable with a full run's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+from collections.abc import Iterator
+
+SKIPPED_QUICK = "skipped (--quick)"
+
+
+def add_quick(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: smallest sizes, one round, no peers' install")
+
+
+def sizes(args: argparse.Namespace, **options: tuple) -> None:
+    """Fill each option left unset (None) with its (full, quick) default."""
+    for name, (full, quick) in options.items():
+        if getattr(args, name) is None:
+            setattr(args, name, quick if args.quick else full)
+
+
+@contextlib.contextmanager
+def figures(title: str, quick: bool) -> Iterator[None]:
+    """The bench's figures between two marker lines; the end marker only when the block
+    finished, so a bench that died half-way never looks as if it printed its figures."""
+    note = " (--quick: smallest sizes, one round; not comparable with a full run)"
+    print(f"\n=== figures: {title}{note if quick else ''} ===", flush=True)
+    yield
+    print("=== end of figures ===", flush=True)
