@@ -42,7 +42,7 @@ class Firewall:
     target_service_accounts: list[str] = field(default_factory=list)
     allowed: list[dict] = field(default_factory=list)  # [{"IPProtocol", "ports"}], as sent
     denied: list[dict] = field(default_factory=list)
-    busy: Operation | None = None
+    operation_in_flight: Operation | None = None  # until done, a mutation gets resourceNotReady
 
     @property
     def path(self) -> str:
@@ -129,7 +129,7 @@ class Firewalls:
 
     def _mutable(self, project: str, name: str) -> Firewall:
         fw = self.get(project, name)
-        if fw.busy:
+        if fw.operation_in_flight:
             raise ResourceNotReady(fw.path)
         return fw
 
@@ -152,12 +152,12 @@ class Firewalls:
         change = {k: v for k, v in body.items() if k in PATCHABLE}
         _check_traffic(change.get("allowed", fw.allowed), change.get("denied", fw.denied))
         op = self.operations.new(project, "patch", fw.path, fw.id, None, request_id)
-        fw.busy = op
+        fw.operation_in_flight = op
 
         def done() -> None:
-            if fw.busy is op:
+            if fw.operation_in_flight is op:
                 _apply(fw, change)
-                fw.busy = None
+                fw.operation_in_flight = None
             op.finish()
 
         self.core.steps([(0.1, op.start), (1.0, done)])
@@ -167,7 +167,7 @@ class Firewalls:
     def delete(self, project: str, name: str, request_id: str | None = None) -> Operation:
         fw = self._mutable(project, name)
         op = self.operations.new(project, "delete", fw.path, fw.id, None, request_id)
-        fw.busy = op
+        fw.operation_in_flight = op
 
         def done() -> None:
             self._firewalls(project).pop(name, None)

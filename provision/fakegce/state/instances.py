@@ -59,11 +59,11 @@ class Instances(PowerTransitions):
             vms = self.vms.project(project).instances.values()
             return [vm for vm in vms if zone is None or vm.zone == zone]
 
-    def mutable(self, project: str, zone: str, ref: str, allow_busy: bool = False) -> Instance:
+    def mutable(self, project: str, zone: str, ref: str, allow_in_flight: bool = False) -> Instance:
         """The VM a mutation acts on; 400 resourceNotReady while another operation runs."""
         rules.zone(zone)
         vm = self.find(project, zone, ref)
-        if vm.busy and not allow_busy:
+        if vm.operation_in_flight and not allow_in_flight:
             raise ResourceNotReady(vm.path)
         return vm
 
@@ -131,7 +131,7 @@ class Instances(PowerTransitions):
             held.instances_by_id[vm.id] = vm
             held.disks.add((vm.zone, vm.disk.name))
             vm.network_ip = core.internal_ips.take()
-            vm.busy = op
+            vm.operation_in_flight = op
 
         def start() -> None:
             for op in ops:
@@ -141,17 +141,17 @@ class Instances(PowerTransitions):
 
         def staging() -> None:
             for vm, op in zip(vms, ops, strict=True):
-                if vm.busy is op:
+                if vm.operation_in_flight is op:
                     vm.status = "STAGING"
 
         def done() -> None:
-            live = [vm for vm, op in zip(vms, ops, strict=True) if vm.busy is op]
+            live = [vm for vm, op in zip(vms, ops, strict=True) if vm.operation_in_flight is op]
             for vm in live:
                 if failure:  # a failed insert leaves nothing behind, as on GCE
                     self.forget(vm)
                     self._destroy(vm)
                 else:
-                    vm.busy = None
+                    vm.operation_in_flight = None
                     self.power_on(vm)
             for op in ops:
                 op.finish(failure)
@@ -178,7 +178,7 @@ class Instances(PowerTransitions):
 
     def release(self, vm: Instance) -> None:
         vm.epoch += 1
-        vm.busy = None
+        vm.operation_in_flight = None
         self.core.nat_ips.release(vm.nat_ip)
         self.core.internal_ips.release(vm.network_ip)
 
@@ -195,15 +195,15 @@ class Instances(PowerTransitions):
     def delete(self, project: str, zone: str, ref: str,
                request_id: str | None = None) -> Operation:
         core = self.core
-        vm = self.mutable(project, zone, ref, allow_busy=True)
+        vm = self.mutable(project, zone, ref, allow_in_flight=True)
         op = self.vm_operation(vm, "delete", request_id)
-        if vm.busy and vm.busy.status != "DONE":
-            vm.busy.finish()  # an operation overtaken by delete ends without error
-        vm.busy = op
+        if vm.operation_in_flight and vm.operation_in_flight.status != "DONE":
+            vm.operation_in_flight.finish()  # an operation overtaken by delete ends without error
+        vm.operation_in_flight = op
         vm.status = "STOPPING"
 
         def done() -> None:
-            if vm.busy is not op:
+            if vm.operation_in_flight is not op:
                 return op.finish()
 
             def gone() -> None:  # the address is free only once the host is gone

@@ -24,7 +24,7 @@ class PowerTransitions:
 
     if TYPE_CHECKING:
         def mutable(self, project: str, zone: str, ref: str,
-                    allow_busy: bool = False) -> Instance: ...
+                    allow_in_flight: bool = False) -> Instance: ...
 
         def vm_operation(self, vm: Instance, op_type: str, request_id: str | None,
                          group_id: str | None = None) -> Operation: ...
@@ -48,15 +48,15 @@ class PowerTransitions:
 
     def _boot(self, vm: Instance, op: Operation) -> Operation:
         """PROVISIONING -> STAGING -> RUNNING over the operation's time (start and resume)."""
-        vm.busy, vm.status = op, "PROVISIONING"
+        vm.operation_in_flight, vm.status = op, "PROVISIONING"
 
         def staging() -> None:
-            if vm.busy is op:
+            if vm.operation_in_flight is op:
                 vm.status = "STAGING"
 
         def done() -> None:
-            if vm.busy is op:
-                vm.busy = None
+            if vm.operation_in_flight is op:
+                vm.operation_in_flight = None
                 self.power_on(vm)
             op.finish()
 
@@ -67,15 +67,15 @@ class PowerTransitions:
               power_off: bool = True) -> Operation:
         """RUNNING -> `going` -> `final`; the boot backend powers the host off on the way."""
         core = self.core
-        vm.busy, vm.status = op, going
+        vm.operation_in_flight, vm.status = op, going
 
         def done() -> None:
-            if vm.busy is not op:
+            if vm.operation_in_flight is not op:
                 return op.finish()
 
             def halted() -> None:
-                if vm.busy is op:
-                    vm.busy, vm.status = None, final
+                if vm.operation_in_flight is op:
+                    vm.operation_in_flight, vm.status = None, final
                     if final == "TERMINATED":
                         vm.guest_attributes.clear()
                 op.finish()

@@ -65,7 +65,7 @@ class Instance:
     network_ip: str | None = None
     last_start: str | None = None
     guest_attributes: dict[str, dict[str, str]] = field(default_factory=dict)
-    busy: Operation | None = None
+    operation_in_flight: Operation | None = None  # until done, a mutation gets resourceNotReady
     label_version: int = 0
     metadata_version: int = 0
     epoch: int = 0  # bumps on delete so pending transitions of a dead VM do nothing
