@@ -1,0 +1,67 @@
+"""The scheduler on its own: observed nodes + jobs -> which node builds what, in which order."""
+
+from __future__ import annotations
+
+from provision.buildx.schedule import Job, NodeState, schedule, spare
+
+ARM, AMD = "linux/arm64", "linux/amd64"
+FARM = [NodeState("arm64-1", ARM), NodeState("arm64-2", ARM),
+        NodeState("amd64-1", AMD), NodeState("amd64-2", AMD)]
+
+
+def nodes_of(assignments) -> dict[str, str | None]:
+    return {a.job.key: a.node for a in assignments}
+
+
+def test_each_platform_goes_to_a_node_of_that_platform():
+    plan = schedule([Job(ARM, ARM), Job(AMD, AMD)], FARM)
+    assert nodes_of(plan) == {ARM: "arm64-1", AMD: "amd64-1"}
+    assert all(a.wave == 0 and not a.emulated for a in plan)
+
+
+def test_jobs_spread_over_every_node_then_queue_per_node():
+    jobs = [Job(f"t{i}/{ARM}", ARM) for i in range(5)]
+    plan = schedule(jobs, FARM)
+    assert [a.node for a in plan] == ["arm64-1", "arm64-2", "arm64-1", "arm64-2", "arm64-1"]
+    assert [a.wave for a in plan] == [0, 0, 1, 1, 2]
+    assert [a.wave for a in schedule(jobs, FARM, per_node=2)] == [0, 0, 0, 0, 1]
+
+
+def test_a_node_busy_with_another_runs_builds_is_avoided():
+    busy = [NodeState("arm64-1", ARM, in_flight=1), NodeState("arm64-2", ARM)]
+    assert nodes_of(schedule([Job(ARM, ARM)], busy)) == {ARM: "arm64-2"}
+
+
+def test_ties_go_to_the_node_with_a_warm_cache():
+    warm = [NodeState("arm64-1", ARM), NodeState("arm64-2", ARM, warm=frozenset({"hello"}))]
+    [a] = schedule([Job(ARM, ARM, cache_key="hello")], warm)
+    assert a.node == "arm64-2" and "warm cache" in a.why
+    # but load comes first: a warm node with a build in flight loses to an idle one
+    busy_warm = [NodeState("arm64-1", ARM),
+                 NodeState("arm64-2", ARM, in_flight=1, warm=frozenset({"hello"}))]
+    assert schedule([Job(ARM, ARM, cache_key="hello")], busy_warm)[0].node == "arm64-1"
+
+
+def test_a_down_node_is_skipped_and_a_platform_with_none_up_says_why():
+    down = [NodeState("arm64-1", ARM, up=False, why_down="TERMINATED"),
+            NodeState("arm64-2", ARM, up=False, why_down="no SSH answer in 5 s"),
+            NodeState("amd64-1", AMD)]
+    [arm, amd] = schedule([Job(ARM, ARM), Job(AMD, AMD)], down)
+    assert arm.node is None and "arm64-1: TERMINATED" in arm.why
+    assert "arm64-2: no SSH answer in 5 s" in arm.why and "inv status" in arm.why
+    assert amd.node == "amd64-1"
+    assert schedule([Job(ARM, ARM)], [down[1], NodeState("arm64-3", ARM)])[0].node == "arm64-3"
+
+
+def test_emulation_only_when_allowed_and_no_native_node_exists():
+    amd_only = [NodeState("amd64-1", AMD)]
+    [refused] = schedule([Job(ARM, ARM)], amd_only)
+    assert refused.node is None and "--allow-emulation" in refused.why
+    [emulated] = schedule([Job(ARM, ARM)], amd_only, allow_emulation=True)
+    assert emulated.node == "amd64-1" and emulated.emulated
+
+
+def test_a_lost_job_moves_to_another_node_of_its_platform_once():
+    [a] = schedule([Job(ARM, ARM)], FARM)
+    assert spare(a, FARM, {"arm64-1"}) == "arm64-2"
+    assert spare(a, FARM, {"arm64-1", "arm64-2"}) is None
