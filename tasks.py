@@ -23,41 +23,44 @@ def _exit(code: int) -> None:
         raise Exit(code=code)
 
 
+def _run(target: str, **flags) -> None:
+    """Run the task body `module:function` (imported inside the task frame) and exit with its
+    code."""
+    from provision import cli
+
+    _exit(cli.call(target, **flags))
+
+
 @task(help={"inventory": INVENTORY, "check": "show the plan, change nothing",
             "limit": "only these nodes (comma-separated)",
             "prune": "delete labelled VMs that are no longer in the inventory", "json": JSON})
 def vms(c, inventory=None, check=False, limit=None, prune=False, json=False):
     """Create, start or keep the farm's VMs (zone failover), and its SSH firewall rule."""
-    from provision.cloud.tasks import vms as run
-
-    _exit(run(inventory=inventory, check=check, limit=limit, prune=prune, json_mode=json))
+    _run("provision.cloud.tasks:vms", inventory=inventory, check=check, limit=limit, prune=prune,
+         json_mode=json)
 
 
 @task(help={"inventory": INVENTORY, "check": "report what would change, change nothing",
             "limit": "only these nodes (comma-separated)", "json": JSON})
 def configure(c, inventory=None, check=False, limit=None, json=False):
     """Install Docker, QEMU/binfmt, the docker group and daemon.json on every VM, over SSH."""
-    from provision.configure import configure as run
-
-    _exit(run(inventory=inventory, check=check, limit=limit, json_mode=json))
+    _run("provision.configure:configure", inventory=inventory, check=check, limit=limit,
+         json_mode=json)
 
 
 @task(help={"inventory": INVENTORY, "check": "show the plan and what would change",
             "limit": "only these nodes (comma-separated)", "json": JSON})
 def provision(c, inventory=None, check=False, limit=None, json=False):
     """Create the VMs, configure them, register them (`vms`, `configure`, `register`)."""
-    from provision.pipeline import provision as run
-
-    _exit(run(inventory=inventory, check=check, limit=limit, json_mode=json))
+    _run("provision.pipeline:provision", inventory=inventory, check=check, limit=limit,
+         json_mode=json)
 
 
 @task(help={"inventory": INVENTORY, "check": "report what would change, change nothing",
             "json": JSON})
 def register(c, inventory=None, check=False, json=False):
     """Make each VM a buildx node: ssh config entry, docker context, one builder, pinned."""
-    from provision.buildx.tasks import register as run
-
-    _exit(run(inventory=inventory, check=check, json_mode=json))
+    _run("provision.buildx.tasks:register", inventory=inventory, check=check, json_mode=json)
 
 
 @task(positional=[], iterable=["build_arg"], help={
@@ -108,26 +111,20 @@ def check_arm(c, ref, inventory=None, json=False):
 @task(help={"inventory": INVENTORY, "json": JSON})
 def status(c, inventory=None, json=False):
     """Show the farm's nodes: zone, platform, machine type, state, IP, docker, emulated."""
-    from provision.status import status as run
-
-    _exit(run(inventory=inventory, json_mode=json))
+    _run("provision.status:status", inventory=inventory, json_mode=json)
 
 
 @task(help={"inventory": INVENTORY, "yes": "do not ask for confirmation",
             "check": "show what would be deleted, change nothing", "json": JSON})
 def destroy(c, inventory=None, yes=False, check=False, json=False):
     """Delete the farm's VMs (only those with its labels) and its firewall rule."""
-    from provision.cloud.tasks import destroy as run
-
-    _exit(run(inventory=inventory, yes=yes, check=check, json_mode=json))
+    _run("provision.cloud.tasks:destroy", inventory=inventory, yes=yes, check=check, json_mode=json)
 
 
 @task(help={"inventory": INVENTORY, "json": JSON})
 def doctor(c, inventory=None, json=False):
     """Check every prerequisite of the farm, one line each (ok / problem and its fix)."""
-    from provision.doctor import doctor as run
-
-    _exit(run(inventory=inventory, json_mode=json))
+    _run("provision.doctor:doctor", inventory=inventory, json_mode=json)
 
 
 @task(help={"port": "loopback port to listen on (default 8089)",
@@ -142,25 +139,19 @@ def fake(c, port=8089, operation_seconds=2.0):
 @task(name="up", help={"json": JSON})
 def lab_up(c, json=False):
     """Start the local lab: fake Compute Engine with container VMs, registry, docker engine."""
-    from provision.lab import tasks
-
-    _exit(tasks.up(json_mode=json))
+    _run("provision.lab.tasks:up", json_mode=json)
 
 
 @task(name="down", help={"json": JSON})
 def lab_down(c, json=False):
     """Stop the lab and remove every lab container and volume (the image stays cached)."""
-    from provision.lab import tasks
-
-    _exit(tasks.down(json_mode=json))
+    _run("provision.lab.tasks:down", json_mode=json)
 
 
 @task(name="status", help={"json": JSON})
 def lab_status(c, json=False):
     """Show the lab's processes and VM containers."""
-    from provision.lab import tasks
-
-    _exit(tasks.status(json_mode=json))
+    _run("provision.lab.tasks:status", json_mode=json)
 
 
 lab = Collection("lab", lab_up, lab_down, lab_status)

@@ -12,6 +12,7 @@ Exit codes: 0 success, 1 a stage failed somewhere (the recap says where), 2 bad 
 from __future__ import annotations
 
 import functools
+import importlib
 import os
 import select
 import sys
@@ -81,6 +82,17 @@ def task(body: Callable[..., int] | None = None, *, stage: bool = True) -> Any:
             return _guard(session, lambda: body(session, **flags), stage)
         return run_task
     return wrap(body) if body is not None else wrap
+
+
+def call(target: str, *, json_mode: bool = False, **flags: Any) -> int:
+    """Import a task body (`module:function`) and run it. The import is part of the task: a
+    Ctrl-C while the Compute Engine client loads (seconds) ends as one later does."""
+    module, _, name = target.partition(":")
+    try:
+        body = getattr(importlib.import_module(module), name)
+    except KeyboardInterrupt:
+        return fail(Session(Reporter(json_mode), Cancel(), json_mode), INTERRUPTED, 130)
+    return body(json_mode=json_mode, **flags)
 
 
 def _guard(session: Session, body: Callable[[], int], stage: bool) -> int:

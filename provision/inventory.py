@@ -25,16 +25,16 @@ from pydantic import (
     ValidationError,
 )
 
+from . import names
 from .errors import InventoryError
 from .gce.catalog import (
-    AMD64,
-    ARM64,
     DEFAULT_IMAGES,
     FAMILIES,
     family_of,
     platform_of,
     zones_offering,
 )
+from .platforms import AMD64, ARM64
 
 DEFAULT_INVENTORY = "inventory/lab.yaml"
 MAX_BYTES = 1 << 20  # an inventory is a page of YAML; anything this big is the wrong file
@@ -48,6 +48,7 @@ WIDEST_SSH_PREFIX = {4: 8, 6: 32}
 FarmName = Annotated[str, StringConstraints(pattern=r"^[a-z]([-a-z0-9]{0,18}[a-z0-9])?$")]
 NodeName = Annotated[str, StringConstraints(pattern=r"^[a-z]([-a-z0-9]{0,18}[a-z0-9])?$")]
 Zone = Annotated[str, StringConstraints(pattern=r"^[a-z]+-[a-z]+[0-9]+-[a-z]$")]
+# The platforms of platforms.ARCHES, spelled out for Literal (a unit test holds them equal).
 Platform = Literal["linux/arm64", "linux/amd64"]
 
 
@@ -204,7 +205,7 @@ class Farm(Strict):
         for spec in self.nodes:
             for name in spec.names():
                 nodes.append(Node(
-                    name=name, vm_name=f"{self.farm}-{name}", platform=spec.platform,
+                    name=name, vm_name=names.vm(self.farm, name), platform=spec.platform,
                     machine_type=spec.machine_type, zones=spec.zones or self.gcp.zones,
                     image=spec.image or DEFAULT_IMAGES[spec.platform], disk_gb=spec.disk_gb,
                     disk_type=spec.disk_type, spot=spec.spot, max_run_hours=spec.max_run_hours))
@@ -221,7 +222,8 @@ class Farm(Strict):
 
     @property
     def key_path(self) -> Path:
-        return Path(os.path.expanduser(self.ssh.private_key or f"~/.ssh/archfarm-{self.farm}"))
+        default = f"~/.ssh/{names.farm_tag(self.farm)}"
+        return Path(os.path.expanduser(self.ssh.private_key or default))
 
 
 # -- YAML, strictly ------------------------------------------------------------------------------

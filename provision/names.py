@@ -1,7 +1,8 @@
 """The names archfarm gives a farm's things, each built in this one place.
 
 VM `<farm>-<node>`; builder `<farm>` with one node `<farm>-<node>` per VM; docker context,
-ssh `Host` alias and pinned `HostKeyAlias` `archfarm-<farm>-<node>`.
+ssh `Host` alias and pinned `HostKeyAlias` `archfarm-<farm>-<node>`; the farm's key, network
+tag `archfarm-<farm>` and firewall rule `archfarm-<farm>-ssh`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,16 @@ def alias(farm: str, node: str) -> str:
     """The node's ssh Host alias, its HostKeyAlias in the farm's known_hosts, and its docker
     context: one name, so a new address never needs a new pin or context."""
     return f"archfarm-{vm(farm, node)}"
+
+
+def farm_tag(farm: str) -> str:
+    """The farm's key file and comment (`~/.ssh/archfarm-<farm>`), and the network tag on
+    every VM of the farm, which its firewall rule targets."""
+    return f"archfarm-{farm}"
+
+
+def rule(farm: str) -> str:
+    return f"{farm_tag(farm)}-ssh"
 
 
 def builder(farm: str) -> str:

@@ -18,7 +18,7 @@ def provision(session: Session, *, inventory: str | None, check: bool = False,
     from .cloud import plan
     from .cloud.apply import Apply
     from .cloud.observe import observe
-    from .cloud.tasks import show_and_apply, title, update_hosts
+    from .cloud.stage import show_and_apply, title, update_hosts
     from .costs import estimate
     from .inventory import parse_limit
 

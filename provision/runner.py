@@ -70,9 +70,11 @@ class Outcome:
            note: str = "", extra: dict[str, Any] | None = None) -> Outcome:
         """The outcome of going through `items` in order: `changes` were changed, `failed`
         (if any) failed, and items after a failure were never reached."""
-        reached = list(items[:items.index(failed)]) if failed in items else list(items)
+        if failed is not None and failed not in items:
+            raise ValueError(f"{failed!r} is not one of {items}")
+        reached = list(items[:items.index(failed)]) if failed else list(items)
         return cls(converged=[i for i in reached if i not in changes],
-                   changes=[c for c in changes if c != failed],
+                   changes=[c for c in changes if c in reached],
                    failures=[failed] if failed else [], note=note, extra=extra or {})
 
     @property

@@ -11,6 +11,7 @@ from typing import Any
 
 from google.api_core import exceptions
 
+from .. import names
 from ..gce import firewall, instances
 from ..inventory import Farm
 from ..keys import ensure_keypair
@@ -40,7 +41,8 @@ class Apply:
         """The farm key, generated on first need (only VMs being created need it)."""
         with self._key_lock:
             if self._key is None:
-                self._key, made = ensure_keypair(self.farm.key_path, f"archfarm-{self.farm.farm}")
+                self._key, made = ensure_keypair(self.farm.key_path,
+                                                 names.farm_tag(self.farm.farm))
                 if made:
                     self._say(f"generated SSH key {self.farm.key_path} (ed25519, 0600)")
             return self._key

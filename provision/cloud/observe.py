@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import names
 from ..gce import firewall, instances, labels
 from ..gce.operations import Cancel
 from ..inventory import Farm
-from . import spec
 from .plan import Observed
 
 
 def observe(clients: Any, farm: Farm, cancel: Cancel, strangers: bool = False) -> Observed:
     project = farm.gcp.project
     vms = instances.find(clients, project, labels.farm_filter(farm.farm), cancel)
-    rule = firewall.get(clients, project, spec.rule_name(farm.farm), cancel)
+    rule = firewall.get(clients, project, names.rule(farm.farm), cancel)
     others = []
     if strangers:
         others = [vm for vm in instances.find(clients, project,

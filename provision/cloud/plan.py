@@ -9,6 +9,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from .. import names
 from ..errors import UserError
 from ..gce import labels
 from ..gce.firewall import FirewallSpec, FoundRule, differences
@@ -159,7 +160,7 @@ def destroy(farm: Farm, seen: Observed) -> list[Action]:
                        f"in {vm.zone}, lacks this farm's labels", vm=vm)
                 for vm in seen.strangers]
     if seen.rule is not None:
-        name = spec.rule_name(farm.farm)
+        name = names.rule(farm.farm)
         if seen.rule.description == labels.rule_mark(farm.farm):
             actions.append(Action(Verb.DELETE, name, name, "firewall rule",
                                   rule=spec.firewall_spec(farm)))

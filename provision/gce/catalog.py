@@ -11,8 +11,6 @@ from dataclasses import dataclass
 
 from ..platforms import AMD64, ARM64
 
-__all__ = ["AMD64", "ARM64", "FAMILIES", "DEFAULT_IMAGES"]
-
 T2A_ZONES = frozenset({
     "us-central1-a", "us-central1-b", "us-central1-f", "europe-west4-a", "europe-west4-b",
     "europe-west4-c", "asia-southeast1-b", "asia-southeast1-c"})

@@ -307,3 +307,11 @@ def test_the_example_inventories_parse():
 def test_messages_keep_their_shape():
     e = fails(textwrap.dedent(edit("    count: 2\n", "    count: 0\n")))
     assert str(e) == "farm.yaml:10: nodes[0].count: 0 is out of range. Fix: use a value at least 1."
+
+
+def test_the_inventorys_platforms_are_the_platform_tables():
+    from typing import get_args
+
+    from provision import inventory, platforms
+
+    assert set(get_args(inventory.Platform)) == set(platforms.BY_PLATFORM)

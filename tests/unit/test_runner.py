@@ -36,3 +36,13 @@ def test_a_job_left_in_flight_is_reported_and_prints_nothing_after_the_recap():
     assert outcome.exit_code == 130
     assert outcome.results["a"].note == "interrupted while creating vm in us-central1-a"
     assert said == ["creating vm in us-central1-a"]
+
+
+def test_an_outcome_counts_only_the_changes_reached_before_a_failure():
+    items = ("daemon.json", "docker engine", "docker service", "docker group", "verify")
+    planned = ["daemon.json", "docker engine", "docker group"]
+    failed = Outcome.of(items, planned, failed="docker engine")
+    assert failed.changes == ["daemon.json"] and failed.failures == ["docker engine"]
+    assert failed.converged == [] and (failed.ok, failed.changed, failed.failed) == (0, 1, 1)
+    done = Outcome.of(items, planned)
+    assert (done.ok, done.changed, done.failed) == (2, 3, 0)
