@@ -1,0 +1,60 @@
+"""Build slots with a local shell standing in for the SSH hop to a node: the same scripts, the
+real flock, and a holder killed as archfarm could be (SIGKILL)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from provision.buildx import slots
+
+LOCAL = ["sh", "-c"]
+
+
+def count(directory) -> int:
+    out = subprocess.run([*LOCAL, slots.count_script(str(directory))], capture_output=True,
+                         text=True, check=True).stdout
+    return slots.parse_count(out)
+
+
+def test_a_held_slot_counts_until_it_is_let_go(tmp_path):
+    assert count(tmp_path / "s") == 0
+    with slots.Slot(LOCAL, directory=str(tmp_path / "s")):
+        assert count(tmp_path / "s") == 1
+        with slots.Slot(LOCAL, directory=str(tmp_path / "s")):
+            assert count(tmp_path / "s") == 2
+        assert count(tmp_path / "s") == 1
+    assert count(tmp_path / "s") == 0
+    assert list((tmp_path / "s").iterdir()) == []  # each slot removed its own file
+
+
+def test_a_holder_killed_outright_frees_its_slot(tmp_path):
+    directory = str(tmp_path / "s")
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from provision.buildx import slots\n"
+        f"with slots.Slot(['sh', '-c'], directory={directory!r}):\n"
+        "    print('in', flush=True); time.sleep(60)")],
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "in"
+    assert count(directory) == 1
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    deadline = time.monotonic() + 5
+    while count(directory) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert count(directory) == 0
+
+
+def test_no_slot_from_a_node_that_does_not_answer_is_an_error():
+    with pytest.raises(slots.SlotError, match="no build slot"):
+        slots.Slot(["sh", "-c", "exit 255", "--"], timeout=2).__enter__()
+
+
+@pytest.mark.parametrize("text, n", [("3\n", 3), ("", 0), ("garbled", 0)])
+def test_the_count_section_parses(text, n):
+    assert slots.parse_count(text) == n
