@@ -1,13 +1,15 @@
 """`inv check-arm IMAGE [-- CMD]`: is this image ready for Arm?
 
 First the manifest: does the image have a linux/arm64 variant at all? Then the proof: run it
-(or CMD) with `--platform linux/arm64` on an arm64 node of the farm, through its docker
-context, or on this machine through QEMU when the farm has no arm64 node.
+with `--platform linux/arm64` on an arm64 node of the farm, through its docker context, or on
+this machine through QEMU when the farm has no arm64 node. CMD, when given, runs in place of
+the image's entrypoint (`--entrypoint CMD0 IMAGE CMD1...`), so exactly CMD runs.
 """
 
 from __future__ import annotations
 
 import json
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,10 +29,11 @@ class Verdict:
     platforms: list[str]
     ran_on: str | None = None
     output: str = ""
+    command: list[str] | None = None  # what ran in place of the entrypoint; None: the default
 
     def to_json(self) -> dict:
         return {"ready": self.ready, "reason": self.reason, "platforms": self.platforms,
-                "ran_on": self.ran_on, "output": self.output}
+                "ran_on": self.ran_on, "output": self.output, "command": self.command}
 
 
 def platforms_of(image: str) -> list[str]:
@@ -62,6 +65,18 @@ def where_to_run(farm: Farm) -> tuple[str | None, str]:
     return None, "this machine, through QEMU (the farm has no registered arm64 node)"
 
 
+def run_argv(image: str, command: list[str]) -> list[str]:
+    """`docker run` arguments that run exactly `command` (the image's entrypoint replaced),
+    or the image's own entrypoint and command when none is given."""
+    override = ["--entrypoint", command[0]] if command else []
+    return ["run", "--rm", "--pull", "always", "--platform", ARM64, *override, image,
+            *command[1:]]
+
+
+def describe(command: list[str]) -> str:
+    return f"`{shlex.join(command)}`" if command else "the image's default command"
+
+
 def check(farm: Farm, image: str, command: list[str]) -> Verdict:
     platforms = platforms_of(image)
     if ARM64 not in platforms:
@@ -74,18 +89,23 @@ def check(farm: Farm, image: str, command: list[str]) -> Verdict:
                         " arm64 binaries (no qemu-aarch64 binfmt handler). Fix: `inv"
                         " provision` a farm with an arm64 node, or install qemu-user-static"
                         " and binfmt-support here.")
-    done = docker_cli.run("run", "--rm", "--pull", "always", "--platform", ARM64, image, *command,
-                      context=context, timeout=RUN_TIMEOUT, check=False)
+    done = docker_cli.run(*run_argv(image, command), context=context, timeout=RUN_TIMEOUT,
+                          check=False)
     output = (done.stdout + done.stderr).strip()
     if context and ("error during connect" in output or "dial-stdio" in output):
         raise UserError(f"cannot reach {where} (its docker context over ssh failed): nothing"
                         " was decided about the image. Fix: `inv status`, then `inv provision`.")
+    verdict = Verdict(False, "", platforms, where, output[-2000:], command or None)
     if "exec format error" in output:
-        return Verdict(False, "exec format error: the arm64 variant holds binaries of another"
-                              " architecture", platforms, where, output[-2000:])
-    code = done.code
-    if code:
-        what = " ".join(command) or "the image's default command"
-        return Verdict(False, f"{what} failed on {where} (exit {code})", platforms, where,
-                       output[-2000:])
-    return Verdict(True, f"{ARM64} variant ran on {where}", platforms, where, output[-2000:])
+        verdict.reason = ("exec format error: the arm64 variant holds binaries of another"
+                          " architecture")
+    elif done.code:
+        meaning = EXIT_MEANING.get(done.code, "")
+        verdict.reason = f"{describe(command)} failed on {where} (exit {done.code}{meaning})"
+    else:
+        verdict.ready, verdict.reason = True, f"{describe(command)} ran on {where} (exit 0)"
+    return verdict
+
+
+# What the shell's (and docker run's) exit codes say when the command could not run at all.
+EXIT_MEANING = {126: ": the command cannot be executed", 127: ": the command was not found"}

@@ -41,13 +41,19 @@ def build(session: Session, *, inventory: str | None, request: Any) -> int:
 def check_arm(session: Session, *, inventory: str | None, image: str,
               command: list[str]) -> int:
     """READY (exit 0) or NOT READY with the reason (exit 1)."""
-    from .check_arm import check
+    from rich.markup import escape
+
+    from .check_arm import check, describe
 
     farm = load(inventory)
     verdict = check(farm, image, command)
-    session.say(f"{image}: platforms {', '.join(verdict.platforms) or 'none'}")
+    session.say(escape(f"{image}: platforms {', '.join(verdict.platforms) or 'none'}"))
+    if verdict.ran_on:
+        what = ("in place of the image's entrypoint" if command else
+                "the image's entrypoint, with its own arguments")
+        session.say(f"ran on {verdict.ran_on}: {escape(describe(command))} ({what})")
     if verdict.output:
-        session.say(f"output on {verdict.ran_on}:\n{verdict.output}")
-    session.say(("READY: " if verdict.ready else "NOT READY: ") + verdict.reason)
+        session.say(f"output:\n{escape(verdict.output)}")
+    session.say(escape(("READY: " if verdict.ready else "NOT READY: ") + verdict.reason))
     session.emit({"image": image, **verdict.to_json()})
     return 0 if verdict.ready else 1

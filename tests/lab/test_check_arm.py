@@ -1,0 +1,66 @@
+"""`inv check-arm` on a real lab farm, driven as a user would: what `-- CMD` runs, what a
+lost node, docker context or registry says, and that an interrupt leaves no container on the
+node."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from .conftest import REPO, inv, write_inventory
+from .test_build import REGISTRY, build_hello, docker
+
+pytestmark = pytest.mark.lab
+
+PROJECT = "archfarm-checkarm"
+FARM = "checkarm"
+CONTEXT = f"archfarm-{FARM}-arm64"
+IMAGE = f"{REGISTRY}/{FARM}/hello:test"
+INV = [sys.executable, "-m", "invoke", "--search-root", str(REPO)]
+ARM64_ONLY = "  - {name: arm64, platform: linux/arm64, machine_type: t2a-standard-2}\n"
+
+
+@pytest.fixture(scope="module")
+def farm(lab, tmp_path_factory):
+    """A one-node arm64 farm, provisioned once for the module, with examples/hello built on it
+    and pushed to the lab registry."""
+    tmp = tmp_path_factory.mktemp("checkarm")
+    path = write_inventory(tmp / "checkarm.yaml", lab, PROJECT, FARM, nodes=ARM64_ONLY)
+    code, _, err = inv("provision", "-i", str(path))
+    assert code == 0, err
+    code, _, err = build_hello(path, IMAGE)
+    assert code == 0, err
+    yield path
+    inv("destroy", "-i", str(path), "--yes")
+
+
+def check_arm(farm, image: str, *command: str) -> tuple[int, dict, str]:
+    """`inv check-arm --json -i FARM IMAGE [-- COMMAND]` (`inv` puts --json last, into CMD)."""
+    done = subprocess.run([*INV, "check-arm", "--json", "-i", str(farm), image,
+                           *(["--", *command] if command else [])],
+                          capture_output=True, text=True, timeout=600)
+    return done.returncode, json.loads(done.stdout.strip().splitlines()[-1]), done.stderr
+
+
+def containers_of_the_check(all_: bool = True) -> list[str]:
+    """The check's containers on the arm64 node (running ones, or all)."""
+    return docker("--context", CONTEXT, "ps", *(["-a"] if all_ else []), "-q", "--filter",
+                  f"ancestor={IMAGE}").stdout.split()
+
+
+@pytest.mark.parametrize("command, code, reason, output", [
+    (["uname", "-m"], 0, "`uname -m` ran on arm64 node arm64", "aarch64"),
+    (["false"], 1, "`false` failed on arm64 node arm64 (exit 1)", ""),
+    (["/no/such/binary"], 1, "(exit 127", "/no/such/binary"),
+])
+def test_cmd_runs_in_place_of_the_entrypoint_and_its_failure_is_not_ready(
+        farm, command, code, reason, output):
+    got, out, err = check_arm(farm, IMAGE, *command)
+    assert got == code, err
+    assert out["ready"] is (code == 0) and reason in out["reason"], out
+    assert out["command"] == command, out
+    assert output in out["output"] and "hello from" not in out["output"], out
+    assert "entrypoint" in err  # it says the image's entrypoint was replaced
