@@ -4,22 +4,32 @@ First the manifest: does the image have a linux/arm64 variant at all? Then the p
 with `--platform linux/arm64` on an arm64 node of the farm, through its docker context, or on
 this machine through QEMU when the farm has no arm64 node. CMD, when given, runs in place of
 the image's entrypoint (`--entrypoint CMD0 IMAGE CMD1...`), so exactly CMD runs.
+
+Ctrl-C and SIGTERM stop the check: the docker CLI it waits for is killed and the container it
+started (named `archfarm-check-<random>`) is removed through the same docker context, for a
+container outlives the CLI that started it.
 """
 
 from __future__ import annotations
 
 import json
+import secrets
 import shlex
+import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from .. import names
-from ..errors import UserError
+from ..errors import DockerError, UserError
 from ..inventory import Farm
 from ..platforms import ARM64, of_platform
+from ..runner import Cancel, Interrupted
 from . import docker_cli
 
 RUN_TIMEOUT = 600.0
+POLL_SECONDS = 0.2
+REMOVE_TRIES = 3
 
 
 @dataclass
@@ -65,19 +75,71 @@ def where_to_run(farm: Farm) -> tuple[str | None, str]:
     return None, "this machine, through QEMU (the farm has no registered arm64 node)"
 
 
-def run_argv(image: str, command: list[str]) -> list[str]:
+def docker(*args: str, context: str | None, cancel: Cancel,
+           timeout: float) -> docker_cli.Done:
+    """`docker [--context C] ARGS`, killed as soon as the check is cancelled: a signal sent to
+    this process alone never reaches the docker child, so it is stopped here."""
+    argv = [docker_cli.binary(), *(["--context", context] if context else []), *args]
+    deadline = time.monotonic() + timeout
+    with subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True) as child:
+        while True:
+            try:  # communicate() may be called again after a timeout, losing no output
+                out, err = child.communicate(timeout=POLL_SECONDS)
+                break
+            except subprocess.TimeoutExpired:
+                if cancel.is_set() or time.monotonic() > deadline:
+                    child.kill()
+                    cancel.check()
+                    raise DockerError(args, 124, f"no answer within {timeout:.0f} s") from None
+    cancel.check()  # a Ctrl-C on the terminal reaches the child too: it ended because of it
+    return docker_cli.Done(out, err, child.returncode)
+
+
+def run_argv(image: str, command: list[str], name: str) -> list[str]:
     """`docker run` arguments that run exactly `command` (the image's entrypoint replaced),
     or the image's own entrypoint and command when none is given."""
     override = ["--entrypoint", command[0]] if command else []
-    return ["run", "--rm", "--pull", "always", "--platform", ARM64, *override, image,
-            *command[1:]]
+    return ["run", "--rm", "--name", name, "--pull", "always", "--platform", ARM64, *override,
+            image, *command[1:]]
+
+
+def run_container(image: str, command: list[str], context: str | None, where: str,
+                  cancel: Cancel) -> docker_cli.Done:
+    """Run the image (or the command) in a container of its own name, removed if the check
+    is interrupted or gives up on it."""
+    name = f"archfarm-check-{secrets.token_hex(4)}"
+    try:
+        return docker(*run_argv(image, command, name), context=context, cancel=cancel,
+                      timeout=RUN_TIMEOUT)
+    except Interrupted:
+        raise Interrupted(f"interrupted: {remove_container(name, context, where)}; nothing"
+                          f" was decided about {image}") from None
+    except DockerError:
+        remove_container(name, context, where)
+        raise
+
+
+def remove_container(name: str, context: str | None, where: str) -> str:
+    """Remove the container `name` and say so. Looked for again after a moment: the engine
+    may still be creating it (the killed CLI's last request) or removing it (--rm)."""
+    for _ in range(REMOVE_TRIES):
+        docker_cli.run("rm", "-f", name, context=context, timeout=30, check=False)
+        time.sleep(0.5)
+        listed = docker_cli.run("ps", "-aq", "--filter", f"name=^{name}$", context=context,
+                                timeout=30, check=False)
+        if listed.code == 0 and not listed.stdout.strip():
+            return f"the check's container {name} was removed from {where}"
+    switch = f" --context {context}" if context else ""
+    return (f"the check's container {name} may be left on {where}; remove it with"
+            f" `docker{switch} rm -f {name}`")
 
 
 def describe(command: list[str]) -> str:
     return f"`{shlex.join(command)}`" if command else "the image's default command"
 
 
-def check(farm: Farm, image: str, command: list[str]) -> Verdict:
+def check(farm: Farm, image: str, command: list[str], cancel: Cancel) -> Verdict:
     platforms = platforms_of(image)
     if ARM64 not in platforms:
         return Verdict(False, f"no {ARM64} variant: the image offers"
@@ -89,8 +151,8 @@ def check(farm: Farm, image: str, command: list[str]) -> Verdict:
                         " arm64 binaries (no qemu-aarch64 binfmt handler). Fix: `inv"
                         " provision` a farm with an arm64 node, or install qemu-user-static"
                         " and binfmt-support here.")
-    done = docker_cli.run(*run_argv(image, command), context=context, timeout=RUN_TIMEOUT,
-                          check=False)
+    cancel.check()
+    done = run_container(image, command, context, where, cancel)
     output = (done.stdout + done.stderr).strip()
     if context and ("error during connect" in output or "dial-stdio" in output):
         raise UserError(f"cannot reach {where} (its docker context over ssh failed): nothing"

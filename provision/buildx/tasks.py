@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..cli import Session, load, task
+from ..cli import Session, fail, load, task
 
 
 @task
@@ -37,16 +37,21 @@ def build(session: Session, *, inventory: str | None, request: Any) -> int:
     return recap.exit_code
 
 
-@task(stage=False)
+@task  # a stage: Ctrl-C and SIGTERM set session.cancel, and the check stops its container
 def check_arm(session: Session, *, inventory: str | None, image: str,
               command: list[str]) -> int:
-    """READY (exit 0) or NOT READY with the reason (exit 1)."""
+    """READY (exit 0) or NOT READY with the reason (exit 1); interrupted: 130."""
     from rich.markup import escape
 
+    from ..runner import Interrupted
     from .check_arm import check, describe
 
     farm = load(inventory)
-    verdict = check(farm, image, command)
+    try:
+        verdict = check(farm, image, command, session.cancel)
+    except Interrupted as e:
+        return fail(session, str(e) or f"interrupted before anything ran: nothing was decided"
+                    f" about {image}", 130)
     session.say(escape(f"{image}: platforms {', '.join(verdict.platforms) or 'none'}"))
     if verdict.ran_on:
         what = ("in place of the image's entrypoint" if command else

@@ -5,8 +5,11 @@ node."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -55,7 +58,7 @@ def containers_of_the_check(all_: bool = True) -> list[str]:
     (["uname", "-m"], 0, "`uname -m` ran on arm64 node arm64", "aarch64"),
     (["false"], 1, "`false` failed on arm64 node arm64 (exit 1)", ""),
     (["/no/such/binary"], 1, "(exit 127", "/no/such/binary"),
-])
+], ids=["uname", "false", "not-found"])
 def test_cmd_runs_in_place_of_the_entrypoint_and_its_failure_is_not_ready(
         farm, command, code, reason, output):
     got, out, err = check_arm(farm, IMAGE, *command)
@@ -64,3 +67,28 @@ def test_cmd_runs_in_place_of_the_entrypoint_and_its_failure_is_not_ready(
     assert out["command"] == command, out
     assert output in out["output"] and "hello from" not in out["output"], out
     assert "entrypoint" in err  # it says the image's entrypoint was replaced
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_an_interrupt_exits_130_and_removes_the_checks_container(farm, signum):
+    """Sent to the pid alone (not the process group): the docker CLI child never sees it."""
+    assert not containers_of_the_check()
+    check = subprocess.Popen([*INV, "check-arm", "-i", str(farm), IMAGE, "--", "sleep", "30"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not containers_of_the_check(all_=False):
+            assert check.poll() is None, check.communicate()
+            assert time.monotonic() < deadline, "the check's container never ran"
+            time.sleep(0.5)
+        os.kill(check.pid, signum)
+        out, err = check.communicate(timeout=60)
+    finally:
+        if check.poll() is None:
+            check.kill()
+    assert check.returncode == 130, err
+    assert "interrupted" in err and "removed" in err and "arm64" in err, err
+    deadline = time.monotonic() + 5
+    while containers_of_the_check():
+        assert time.monotonic() < deadline, "the check's container was left on the node"
+        time.sleep(0.5)
