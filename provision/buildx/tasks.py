@@ -40,18 +40,21 @@ def build(session: Session, *, inventory: str | None, request: Any) -> int:
 @task  # a stage: Ctrl-C and SIGTERM set session.cancel, and the check stops its container
 def check_arm(session: Session, *, inventory: str | None, image: str,
               command: list[str]) -> int:
-    """READY (exit 0) or NOT READY with the reason (exit 1); interrupted: 130."""
+    """READY (exit 0) or NOT READY with the reason (exit 1); the registry or the node out of
+    reach: exit 1 with the cause and the repair; interrupted: 130."""
     from rich.markup import escape
 
     from ..runner import Interrupted
-    from .check_arm import check, describe
+    from .check_arm import Unreachable, check, describe
 
     farm = load(inventory)
     try:
-        verdict = check(farm, image, command, session.cancel)
+        verdict = check(farm, image, command, session.cancel, inventory)
+    except Unreachable as e:
+        return fail(session, str(e), 1)
     except Interrupted as e:
-        return fail(session, str(e) or f"interrupted before anything ran: nothing was decided"
-                    f" about {image}", 130)
+        return fail(session, str(e) or f"interrupted: nothing was decided about {image}, and"
+                    " nothing of the check is left running", 130)
     session.say(escape(f"{image}: platforms {', '.join(verdict.platforms) or 'none'}"))
     if verdict.ran_on:
         what = ("in place of the image's entrypoint" if command else

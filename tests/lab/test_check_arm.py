@@ -12,8 +12,9 @@ import sys
 import time
 
 import pytest
+from google.cloud import compute_v1
 
-from .conftest import REPO, inv, write_inventory
+from .conftest import KW, REPO, inv, write_inventory
 from .test_build import REGISTRY, build_hello, docker
 
 pytestmark = pytest.mark.lab
@@ -92,3 +93,51 @@ def test_an_interrupt_exits_130_and_removes_the_checks_container(farm, signum):
     while containers_of_the_check():
         assert time.monotonic() < deadline, "the check's container was left on the node"
         time.sleep(0.5)
+
+
+def test_an_unreachable_registry_exits_1_with_the_cause(farm):
+    code, out, err = check_arm(farm, "127.0.0.1:9/x:y")
+    assert code == 1, err
+    assert "registry 127.0.0.1:9" in out["error"] and "connection refused" in out["error"]
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("image, words", [("127.0.0.1:5000/Bad Ref:x", "not an image reference"),
+                                          (f"{REGISTRY}/{FARM}/no-such:x", "not found")])
+def test_a_malformed_or_unknown_reference_is_bad_input(farm, image, words):
+    code, out, err = check_arm(farm, image)
+    assert code == 2, err
+    assert words in out["error"], out
+
+
+def test_a_deleted_docker_context_points_to_register(farm):
+    assert docker("context", "rm", "-f", CONTEXT).returncode == 0
+    try:
+        code, out, err = check_arm(farm, IMAGE)
+        assert code == 1, err
+        assert CONTEXT in out["error"] and "arm64" in out["error"], out
+        assert f"inv register -i {farm}" in out["error"], out
+    finally:
+        assert inv("register", "-i", str(farm))[0] == 0
+    assert check_arm(farm, IMAGE)[0] == 0  # the fix it named repaired it
+
+
+def test_a_stopped_arm64_node_exits_1_naming_the_node_and_the_repair(farm):
+    client = compute_v1.InstancesClient(**KW)
+    # Never `.result()`: it polls through a client that ignores api_endpoint (the real cloud).
+    client.stop(project=PROJECT, zone="us-central1-a", instance=f"{FARM}-arm64")
+    deadline = time.monotonic() + 120
+    while client.get(project=PROJECT, zone="us-central1-a",
+                     instance=f"{FARM}-arm64").status != "TERMINATED":
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    try:
+        code, out, err = check_arm(farm, IMAGE)
+        assert code == 1, err
+        message = out["error"]
+        assert "arm64 node arm64" in message and CONTEXT in message, message
+        assert f"inv provision -i {farm}" in message, message
+        assert "Traceback" not in err
+    finally:
+        assert inv("provision", "-i", str(farm))[0] == 0
+    assert check_arm(farm, IMAGE)[0] == 0  # the fix it named repaired it
