@@ -93,14 +93,15 @@ def build(c, context=None, tag=None, inventory=None, file=None, platform=None, s
                               "ref": "the image reference (positional: inv check-arm IMAGE)",
                               "json": JSON})
 def check_arm(c, ref, inventory=None, json=False):
-    """Is IMAGE ready for arm64? Its platforms, then a run on an arm64 node (`-- CMD`)."""
+    """Is IMAGE ready for arm64? Its platforms, then a run on an arm64 node (`-- CMD` runs
+    CMD in place of the image's entrypoint)."""
     import sys
 
     from provision.buildx.tasks import check_arm as run
 
     if ref in ("-h", "--help"):  # Invoke hands a pending positional argument the flag
         print("Usage: inv check-arm [--options] IMAGE [-- CMD]\n\n"
-              f"Docstring:\n  {check_arm.__doc__}\n\nOptions:\n"
+              f"Docstring:\n  {' '.join(check_arm.__doc__.split())}\n\nOptions:\n"
               f"  -i STRING, --inventory=STRING   {INVENTORY}\n"
               f"  -j, --json                      {JSON}")
         return

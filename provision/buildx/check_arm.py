@@ -1,23 +1,60 @@
 """`inv check-arm IMAGE [-- CMD]`: is this image ready for Arm?
 
-First the manifest: does the image have a linux/arm64 variant at all? Then the proof: run it
-(or CMD) with `--platform linux/arm64` on an arm64 node of the farm, through its docker
-context, or on this machine through QEMU when the farm has no arm64 node.
+First the manifest: does the image have a linux/arm64 variant at all? Then the proof: pull it
+and run it with `--platform linux/arm64` on an arm64 node of the farm, through its docker
+context, or on this machine through QEMU when the farm has no arm64 node. CMD, when given,
+runs in place of the image's entrypoint (`--entrypoint CMD0 IMAGE CMD1...`), so exactly CMD
+runs.
+
+The verdict (READY / NOT READY) is about the image only. A malformed reference, or one its
+registry does not know, is bad input (exit 2). When the registry or the node cannot be reached
+nothing is decided: `Unreachable` (exit 1) names what was lost and the command that repairs it.
+A docker command that fails on the node is put down to the node when the node's engine no
+longer answers through its context, to the image otherwise.
+
+Ctrl-C and SIGTERM stop the check: the docker CLI it waits for is killed and the container it
+started (named `archfarm-check-<random>`) is removed through the same docker context, for a
+container outlives the CLI that started it.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import secrets
+import shlex
+import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from .. import names
-from ..errors import UserError
+from ..errors import DockerError, UserError
 from ..inventory import Farm
 from ..platforms import ARM64, of_platform
+from ..runner import Cancel, Interrupted
 from . import docker_cli
 
-RUN_TIMEOUT = 600.0
+RUN_TIMEOUT = 600.0   # a pull, or the command's run
+READ_TIMEOUT = 120.0  # a manifest read, a probe of the node
+POLL_SECONDS = 0.2
+REMOVE_TRIES = 3
+
+# What the shell's (and docker run's) exit codes say when the command could not run at all.
+EXIT_MEANING = {126: ": the command cannot be executed", 127: ": the command was not found"}
+
+# An image reference as docker parses it (distribution/reference):
+# [HOST[:PORT]/]PATH[:TAG][@DIGEST], the path in lowercase.
+_PART = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_HOST = rf"(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9A-Fa-f:]+\])(?::[0-9]+)?"
+REFERENCE = re.compile(rf"(?:{_HOST}/)?{_PART}(?:/{_PART})*(?::\w[\w.-]{{0,127}})?"
+                       r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*"
+                       r":[0-9a-fA-F]{32,})?")
+
+
+class Unreachable(Exception):
+    """The registry or the node could not be reached: nothing was decided about the image."""
 
 
 @dataclass
@@ -27,65 +64,215 @@ class Verdict:
     platforms: list[str]
     ran_on: str | None = None
     output: str = ""
+    command: list[str] | None = None  # what ran in place of the entrypoint; None: the default
 
     def to_json(self) -> dict:
         return {"ready": self.ready, "reason": self.reason, "platforms": self.platforms,
-                "ran_on": self.ran_on, "output": self.output}
+                "ran_on": self.ran_on, "output": self.output, "command": self.command}
 
 
-def platforms_of(image: str) -> list[str]:
-    """The platforms the image's manifest offers (an index lists them; a single manifest's
-    platform is in its config)."""
-    try:
-        manifest, _ = docker_cli.raw_manifest(image)
-    except docker_cli.DockerError as e:
-        raise UserError(f"cannot read the manifest of {image}: {e.output[-300:]}. Fix: check"
-                        " the reference, and that this machine can reach its registry (and"
-                        " is logged in to it).") from None
-    if "manifests" in manifest:
-        listed = {docker_cli.platform_of(m) for m in manifest["manifests"]}
-        return sorted(listed - {"unknown/unknown"})
-    config = json.loads(docker_cli.run("buildx", "imagetools", "inspect", image, "--format",
-                                       "{{json .Image}}").stdout)
-    text = f"{config.get('os', '?')}/{config.get('architecture', '?')}"
-    return [f"{text}/{config['variant']}" if config.get("variant") else text]
+@dataclass
+class Target:
+    """Where the image runs: an arm64 node's docker context, or this machine (None)."""
+
+    context: str | None
+    where: str
 
 
-def where_to_run(farm: Farm) -> tuple[str | None, str]:
-    """(docker context, description): the farm's first arm64 node that has a context, or
-    this machine (None) through QEMU."""
-    contexts = docker_cli.contexts()
-    for node in farm.expanded():
-        name = names.alias(farm.farm, node.name)
-        if node.platform == ARM64 and name in contexts:
-            return name, f"arm64 node {node.name}"
-    return None, "this machine, through QEMU (the farm has no registered arm64 node)"
+def check_reference(image: str) -> None:
+    """Bad input (exit 2) before anything runs."""
+    if not REFERENCE.fullmatch(image):
+        raise UserError(f"IMAGE {image!r}: not an image reference. Fix: write"
+                        " [REGISTRY/]REPOSITORY[:TAG][@DIGEST], e.g. 127.0.0.1:5000/hello:demo"
+                        " (the repository in lowercase, no spaces).")
 
 
-def check(farm: Farm, image: str, command: list[str]) -> Verdict:
-    platforms = platforms_of(image)
+def registry_of(image: str) -> str:
+    """The registry host of a reference, as docker reads it (no host: Docker Hub)."""
+    first, slash, _ = image.partition("/")
+    if slash and ("." in first or ":" in first or first == "localhost"):
+        return first
+    return "docker.io"
+
+
+def cause(done: docker_cli.Done) -> str:
+    """The last line docker said, without its ssh wrapping (`... stderr=ssh: connect ...`),
+    as a sentence."""
+    lines = (done.stderr or done.stdout).strip().splitlines() or [f"exit {done.code}"]
+    text = lines[-1].rsplit("stderr=", 1)[-1].removeprefix("ERROR: ").strip()[-300:]
+    return text if text.endswith((".", "?", "!")) else f"{text}."
+
+
+def docker(*args: str, context: str | None, cancel: Cancel,
+           timeout: float = READ_TIMEOUT) -> docker_cli.Done:
+    """`docker [--context C] ARGS`, killed as soon as the check is cancelled: a signal sent to
+    this process alone never reaches the docker child, so it is stopped here."""
+    argv = [docker_cli.binary(), *(["--context", context] if context else []), *args]
+    deadline = time.monotonic() + timeout
+    with subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True) as child:
+        while True:
+            try:  # communicate() may be called again after a timeout, losing no output
+                out, err = child.communicate(timeout=POLL_SECONDS)
+                break
+            except subprocess.TimeoutExpired:
+                if cancel.is_set() or time.monotonic() > deadline:
+                    child.kill()
+                    cancel.check()
+                    raise DockerError(args, 124, f"no answer within {timeout:.0f} s") from None
+    cancel.check()  # a Ctrl-C on the terminal reaches the child too: it ended because of it
+    return docker_cli.Done(out, err, child.returncode)
+
+
+@dataclass
+class Check:
+    """One check of `image` (running `command`, or the image's own when empty); `inventory`
+    is repeated in the repair commands it names."""
+
+    image: str
+    command: list[str]
+    cancel: Cancel
+    inventory: str | None = None
+
+    def fix(self, task: str) -> str:
+        flag = f" -i {shlex.quote(self.inventory)}" if self.inventory else ""
+        return f"`inv {task}{flag}`"
+
+    def inspect(self, *args: str) -> str:
+        """`docker buildx imagetools inspect IMAGE ARGS` on this machine."""
+        done = docker("buildx", "imagetools", "inspect", self.image, *args, context=None,
+                      cancel=self.cancel)
+        if done.code == 0:
+            return done.stdout
+        registry = registry_of(self.image)
+        if cause(done).endswith("not found."):  # the registry answered: no such image
+            raise UserError(f"IMAGE {self.image}: not found in the registry {registry}. Fix:"
+                            " check the reference, or push the image first (e.g. `inv build"
+                            " ... --push`).")
+        raise Unreachable(f"could not read the manifest of {self.image} from the registry"
+                          f" {registry}: {cause(done)} Nothing was decided about the image."
+                          " Fix: make sure the registry is up and this machine reaches it (the"
+                          f" lab's: `inv lab.up`), and is logged in to it (`docker login"
+                          f" {registry}`).")
+
+    def platforms(self) -> list[str]:
+        """The platforms the image's manifest offers (an index lists them; a single
+        manifest's platform is in its config)."""
+        manifest = json.loads(self.inspect("--raw"))
+        if "manifests" in manifest:
+            listed = {docker_cli.platform_of(m) for m in manifest["manifests"]}
+            return sorted(listed - {"unknown/unknown"})
+        config = json.loads(self.inspect("--format", "{{json .Image}}"))
+        text = f"{config.get('os', '?')}/{config.get('architecture', '?')}"
+        return [f"{text}/{config['variant']}" if config.get("variant") else text]
+
+    def target(self, farm: Farm) -> Target:
+        """The farm's first arm64 node that has a docker context; this machine (through QEMU)
+        when the farm has no arm64 node. An arm64 node whose context is gone is an error."""
+        arm64 = [n for n in farm.expanded() if n.platform == ARM64]
+        contexts = docker_cli.contexts()
+        for node in arm64:
+            if (context := names.alias(farm.farm, node.name)) in contexts:
+                return Target(context, f"arm64 node {node.name}")
+        if arm64:
+            context = names.alias(farm.farm, arm64[0].name)
+            raise Unreachable(f"arm64 node {arm64[0].name}: its docker context {context} is"
+                              " missing on this machine (deleted, or the node was never"
+                              f" registered), so nothing can run there; nothing was decided"
+                              f" about {self.image}. Fix: {self.fix('register')} recreates it"
+                              f" ({self.fix('provision')} if the node's VM does not exist).")
+        handler = Path(f"/proc/sys/fs/binfmt_misc/qemu-{of_platform(ARM64).uname}")
+        if not handler.exists():
+            raise UserError("the farm has no arm64 node, and this machine cannot run arm64"
+                            " binaries (no qemu-aarch64 binfmt handler). Fix: `inv provision`"
+                            " a farm with an arm64 node, or install qemu-user-static and"
+                            " binfmt-support here.")
+        return Target(None, "this machine, through QEMU (the farm has no arm64 node)")
+
+    def node_answers(self, target: Target) -> None:
+        """Raise Unreachable, naming the node and the repair, if its engine does not answer."""
+        if target.context is None:
+            return
+        done = docker("version", "--format", "{{.Server.Version}}", context=target.context,
+                      cancel=self.cancel)
+        if done.code:
+            raise Unreachable(f"{target.where} does not answer through its docker context"
+                              f" {target.context}: {cause(done)} Nothing was decided about"
+                              f" {self.image}. Fix: {self.fix('status')} shows the node's"
+                              f" state; {self.fix('provision')} starts a stopped VM and its"
+                              " docker engine, and registers the node again.")
+
+    def pull(self, target: Target) -> None:
+        done = docker("pull", "--platform", ARM64, self.image, context=target.context,
+                      cancel=self.cancel, timeout=RUN_TIMEOUT)
+        if done.code:
+            self.node_answers(target)
+            raise Unreachable(f"{target.where} could not pull {self.image}: {cause(done)}"
+                              " Nothing was decided about the image. Fix: make sure"
+                              f" {target.where} reaches the registry {registry_of(self.image)}"
+                              " and is logged in to it.")
+
+    def run(self, target: Target) -> docker_cli.Done:
+        """Run the image (or the command) in a container of its own name, removed if the
+        check is interrupted or gives up on it."""
+        name = f"archfarm-check-{secrets.token_hex(4)}"
+        override = ["--entrypoint", self.command[0]] if self.command else []
+        argv = ["run", "--rm", "--name", name, "--pull", "never", "--platform", ARM64,
+                *override, self.image, *self.command[1:]]
+        try:
+            done = docker(*argv, context=target.context, cancel=self.cancel,
+                          timeout=RUN_TIMEOUT)
+        except Interrupted:
+            raise Interrupted(f"interrupted: {remove_container(name, target)}; nothing was"
+                              f" decided about {self.image}") from None
+        except DockerError:
+            remove_container(name, target)
+            raise
+        if done.code:
+            self.node_answers(target)
+        return done
+
+
+def remove_container(name: str, target: Target) -> str:
+    """Remove the container `name` and say so. Looked for again after a moment: the engine
+    may still be creating it (the killed CLI's last request) or removing it (--rm)."""
+    for _ in range(REMOVE_TRIES):
+        docker_cli.run("rm", "-f", name, context=target.context, timeout=30, check=False)
+        time.sleep(0.5)
+        listed = docker_cli.run("ps", "-aq", "--filter", f"name=^{name}$",
+                                context=target.context, timeout=30, check=False)
+        if listed.code == 0 and not listed.stdout.strip():
+            return f"the check's container {name} was removed from {target.where}"
+    switch = f" --context {target.context}" if target.context else ""
+    return (f"the check's container {name} may be left on {target.where}; remove it with"
+            f" `docker{switch} rm -f {name}`")
+
+
+def describe(command: list[str]) -> str:
+    return f"`{shlex.join(command)}`" if command else "the image's default command"
+
+
+def check(farm: Farm, image: str, command: list[str], cancel: Cancel,
+          inventory: str | None = None) -> Verdict:
+    check_reference(image)
+    this = Check(image, command, cancel, inventory)
+    platforms = this.platforms()
     if ARM64 not in platforms:
         return Verdict(False, f"no {ARM64} variant: the image offers"
                               f" {', '.join(platforms) or 'no platform'}", platforms)
-    context, where = where_to_run(farm)
-    handler = Path(f"/proc/sys/fs/binfmt_misc/qemu-{of_platform(ARM64).uname}")
-    if context is None and not handler.exists():
-        raise UserError("the farm has no registered arm64 node, and this machine cannot run"
-                        " arm64 binaries (no qemu-aarch64 binfmt handler). Fix: `inv"
-                        " provision` a farm with an arm64 node, or install qemu-user-static"
-                        " and binfmt-support here.")
-    done = docker_cli.run("run", "--rm", "--pull", "always", "--platform", ARM64, image, *command,
-                      context=context, timeout=RUN_TIMEOUT, check=False)
+    target = this.target(farm)
+    this.pull(target)
+    done = this.run(target)
     output = (done.stdout + done.stderr).strip()
-    if context and ("error during connect" in output or "dial-stdio" in output):
-        raise UserError(f"cannot reach {where} (its docker context over ssh failed): nothing"
-                        " was decided about the image. Fix: `inv status`, then `inv provision`.")
+    verdict = Verdict(False, "", platforms, target.where, output[-2000:], command or None)
     if "exec format error" in output:
-        return Verdict(False, "exec format error: the arm64 variant holds binaries of another"
-                              " architecture", platforms, where, output[-2000:])
-    code = done.code
-    if code:
-        what = " ".join(command) or "the image's default command"
-        return Verdict(False, f"{what} failed on {where} (exit {code})", platforms, where,
-                       output[-2000:])
-    return Verdict(True, f"{ARM64} variant ran on {where}", platforms, where, output[-2000:])
+        verdict.reason = ("exec format error: the arm64 variant holds binaries of another"
+                          " architecture")
+    elif done.code:
+        meaning = EXIT_MEANING.get(done.code, "")
+        verdict.reason = (f"{describe(command)} failed on {target.where}"
+                          f" (exit {done.code}{meaning})")
+    else:
+        verdict.ready = True
+        verdict.reason = f"{describe(command)} ran on {target.where} (exit 0)"
+    return verdict

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..cli import Session, load, task
+from ..cli import Session, fail, load, task
 
 
 @task
@@ -37,17 +37,31 @@ def build(session: Session, *, inventory: str | None, request: Any) -> int:
     return recap.exit_code
 
 
-@task(stage=False)
+@task  # a stage: Ctrl-C and SIGTERM set session.cancel, and the check stops its container
 def check_arm(session: Session, *, inventory: str | None, image: str,
               command: list[str]) -> int:
-    """READY (exit 0) or NOT READY with the reason (exit 1)."""
-    from .check_arm import check
+    """READY (exit 0) or NOT READY with the reason (exit 1); the registry or the node out of
+    reach: exit 1 with the cause and the repair; interrupted: 130."""
+    from rich.markup import escape
+
+    from ..runner import Interrupted
+    from .check_arm import Unreachable, check, describe
 
     farm = load(inventory)
-    verdict = check(farm, image, command)
-    session.say(f"{image}: platforms {', '.join(verdict.platforms) or 'none'}")
+    try:
+        verdict = check(farm, image, command, session.cancel, inventory)
+    except Unreachable as e:
+        return fail(session, str(e), 1)
+    except Interrupted as e:
+        return fail(session, str(e) or f"interrupted: nothing was decided about {image}, and"
+                    " nothing of the check is left running", 130)
+    session.say(escape(f"{image}: platforms {', '.join(verdict.platforms) or 'none'}"))
+    if verdict.ran_on:
+        what = ("in place of the image's entrypoint" if command else
+                "the image's entrypoint, with its own arguments")
+        session.say(f"ran on {verdict.ran_on}: {escape(describe(command))} ({what})")
     if verdict.output:
-        session.say(f"output on {verdict.ran_on}:\n{verdict.output}")
-    session.say(("READY: " if verdict.ready else "NOT READY: ") + verdict.reason)
+        session.say(f"output:\n{escape(verdict.output)}")
+    session.say(escape(("READY: " if verdict.ready else "NOT READY: ") + verdict.reason))
     session.emit({"image": image, **verdict.to_json()})
     return 0 if verdict.ready else 1

@@ -1,0 +1,48 @@
+"""check-arm's reading of its input before anything runs: which references are bad input, and
+which registry a reference names (the one an unreachable-registry message points to)."""
+
+from __future__ import annotations
+
+import pytest
+
+from provision.buildx.check_arm import cause, check_reference, registry_of
+from provision.buildx.docker_cli import Done
+from provision.errors import UserError
+
+DIGEST = "sha256:" + "ab" * 32
+
+
+@pytest.mark.parametrize("image", [
+    "127.0.0.1:5000/hello:demo", "hello", "library/hello:1.0", "localhost:5000/a/b",
+    "us-central1-docker.pkg.dev/p/r/app:1", f"127.0.0.1:5000/hello@{DIGEST}",
+    f"127.0.0.1:5000/hello:demo@{DIGEST}", "[::1]:5000/x:y", "a/b_c/d__e-f.g:T_1.x-y"])
+def test_a_docker_reference_is_accepted(image):
+    check_reference(image)
+
+
+@pytest.mark.parametrize("image", [
+    "", "Bad Ref", "127.0.0.1:5000/Hello:demo", "hello:", "a//b", "-hello", "hello:-x",
+    "hello@sha256:zz", "hello,world", "127.0.0.1:5000/hello:demo extra"])
+def test_a_malformed_reference_is_bad_input_naming_the_shape(image):
+    with pytest.raises(UserError) as caught:
+        check_reference(image)
+    assert caught.value.exit_code == 2
+    assert "not an image reference" in str(caught.value)
+    assert "[REGISTRY/]REPOSITORY[:TAG]" in str(caught.value)
+
+
+@pytest.mark.parametrize("image, registry", [
+    ("127.0.0.1:9/x:y", "127.0.0.1:9"), ("localhost/x", "localhost"),
+    ("gcr.io/p/app", "gcr.io"), ("library/hello", "docker.io"), ("hello:1", "docker.io")])
+def test_the_registry_of_a_reference(image, registry):
+    assert registry_of(image) == registry
+
+
+def test_the_cause_of_an_ssh_context_failure_is_what_ssh_said():
+    said = ('error during connect: Get "http://docker.example.com/v1.50/version": command'
+            " [ssh -o ConnectTimeout=30 -T -- archfarm-x-arm64 docker system dial-stdio] has"
+            " exited with exit status 255, make sure the URL is valid, and Docker 18.09 or"
+            " later is installed on the remote host: stderr=ssh: connect to host 127.0.0.4"
+            " port 22: Connection refused\n")
+    assert cause(Done("", said, 1)) == ("ssh: connect to host 127.0.0.4 port 22: Connection"
+                                        " refused.")
