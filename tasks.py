@@ -97,8 +97,6 @@ def check_arm(c, ref, inventory=None, json=False):
     CMD in place of the image's entrypoint)."""
     import sys
 
-    from provision.buildx.tasks import check_arm as run
-
     if ref in ("-h", "--help"):  # Invoke hands a pending positional argument the flag
         print("Usage: inv check-arm [--options] IMAGE [-- CMD]\n\n"
               f"Docstring:\n  {' '.join(check_arm.__doc__.split())}\n\nOptions:\n"
@@ -106,7 +104,8 @@ def check_arm(c, ref, inventory=None, json=False):
               f"  -j, --json                      {JSON}")
         return
     command = sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else []
-    _exit(run(inventory=inventory, image=ref, command=command, json_mode=json))
+    _run("provision.buildx.tasks:check_arm", inventory=inventory, image=ref, command=command,
+         json_mode=json)
 
 
 @task(help={"inventory": INVENTORY, "json": JSON})
