@@ -71,35 +71,51 @@ def render(farm: Farm, hosts: dict[str, Host]) -> str:
             " `inv destroy`.\n\n" + "\n".join(blocks))
 
 
+def user_config() -> Path:
+    return (ssh_dir() / "config").resolve()  # a dotfile manager's symlink stays a symlink
+
+
+def _read_exactly(path: Path) -> str:
+    """The file's text with its line endings as they are (CRLF stays CRLF)."""
+    with path.open(newline="") as f:
+        return f.read()
+
+
 def include_present() -> bool:
-    config = (ssh_dir() / "config").resolve()
+    config = user_config()
     return config.exists() and include_line() in config.read_text().splitlines()
 
 
 def ensure_include() -> bool:
     """One Include line at the top of ~/.ssh/config (an Include under a Host block would only
-    apply to that host). True if it was added."""
-    config = (ssh_dir() / "config").resolve()  # a dotfile manager's symlink stays a symlink
-    text = config.read_text() if config.exists() else ""
+    apply to that host), written with the file's own line ending. True if it was added."""
+    config = user_config()
+    text = _read_exactly(config) if config.exists() else ""
     if include_line() in text.splitlines():
         return False
+    eol = "\r\n" if text.split("\n", 1)[0].endswith("\r") else "\n"
     mode = config.stat().st_mode & 0o777 if config.exists() else 0o600
-    write_private(config, f"{MARK}\n{include_line()}\n\n{text}")
+    write_private(config, f"{MARK}{eol}{include_line()}{eol}{eol}{text}")
     os.chmod(config, mode)
     return True
 
 
 def remove_include() -> bool:
-    """Drop archfarm's Include (and its mark) once no farm config is left."""
-    config = (ssh_dir() / "config").resolve()
+    """Drop archfarm's lines (its mark, its Include and the blank line after it) once no farm
+    config is left; every other byte of the file stays as it is."""
+    config = user_config()
     if not config.exists() or any((ssh_dir() / "archfarm").glob("*.conf")):
         return False
-    lines = config.read_text().splitlines(keepends=True)
-    kept = [ln for ln in lines if ln.rstrip("\n") not in (MARK, include_line())]
-    if kept == lines:
+    lines = _read_exactly(config).splitlines(keepends=True)
+    ours = {MARK, include_line()}
+    kept = []
+    for i, line in enumerate(lines):
+        after_include = i > 0 and lines[i - 1].rstrip("\r\n") == include_line()
+        if line.rstrip("\r\n") in ours or (after_include and not line.strip()):
+            continue
+        kept.append(line)
+    if len(kept) == len(lines):
         return False
-    if kept and not kept[0].strip():
-        kept = kept[1:]  # the blank line archfarm added after its Include
     if not kept:  # archfarm made the file for its Include: leave no empty file behind
         config.unlink()
         return True

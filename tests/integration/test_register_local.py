@@ -96,3 +96,17 @@ def test_build_without_context_or_with_a_bad_tag_is_bad_input(inventory, capsys,
     request = Request(**{"context_dir": tmp_path, "push": True, **args})
     code, out = run_json(build_task, inventory=str(inventory), request=request, capsys=capsys)
     assert code == 2 and message in out["error"]
+
+
+def test_register_then_destroy_gives_a_crlf_ssh_config_back_byte_for_byte(tmp_path):
+    ci = farm("ci")
+    config = tmp_path / "ssh" / "config"
+    config.parent.mkdir()
+    original = b"Host *\r\n  ServerAliveInterval 60\r\n\r\nHost work\r\n  HostName 1.2.3.4\r\n"
+    config.write_bytes(original)
+    register.register(ci, {}, [], check=False)
+    assert register.include_line().encode() + b"\r\n" in config.read_bytes()
+    mine = b"Host mine\r\n  HostName 198.51.100.7\r\n"  # the user adds a line above archfarm's
+    config.write_bytes(mine + config.read_bytes())
+    register.unregister(ci, check=False)
+    assert config.read_bytes() == mine + original
