@@ -334,16 +334,24 @@ def _owner_of_config(farm: Farm) -> str | None:
 
 
 def _refuse_foreign(farm: Farm, contexts: dict[str, tuple[str, str]]) -> None:
-    """Another project's farm of the same name owns the names this farm would use."""
+    """Something not this farm's owns a name this farm would use: another project's farm of
+    the same name (its ssh config file, or a context), or a context someone else made."""
     owner = _owner_of_config(farm)
     foreign = [name for n in farm.expanded()
                if (name := names.alias(farm.farm, n.name)) in contexts
                and contexts[name][1] not in ("", marker(farm))]
-    if (owner not in (None, "", marker(farm))) or foreign:
-        raise UserError(f"farm {farm.farm} of project {farm.gcp.project}: its local names are"
-                        f" taken by {owner or contexts[foreign[0]][1]}"
-                        f" ({farm_config(farm.farm) if owner else foreign[0]}). Fix: give this"
-                        " farm another `farm:` name, or destroy the other farm first.")
+    if owner not in (None, "", marker(farm)):
+        taken = f"{farm_config(farm.farm)}, which belongs to {owner}"
+        fix = "give this farm another `farm:` name, or destroy the other farm first"
+    elif foreign:
+        taken = (f"docker context {foreign[0]}, whose description is"
+                 f" {contexts[foreign[0]][1]!r}")
+        fix = (f"if that context is yours to drop, `docker context rm {foreign[0]}`; else give"
+               " this farm another `farm:` name (or destroy the other farm first)")
+    else:
+        return
+    raise UserError(f"farm {farm.farm} of project {farm.gcp.project}: its local names are"
+                    f" taken by {taken}. Fix: {fix}, then run `inv register` again.")
 
 
 def _left(farm: Farm, contexts: dict[str, tuple[str, str]]) -> dict[str, str]:

@@ -58,7 +58,7 @@ def test_destroying_farm_ci_leaves_farm_ci_arm_alone():
 def test_a_same_named_farm_of_another_project_is_refused_and_left_alone():
     ours, theirs = farm("ci", "proj-one"), farm("ci", "proj-two")
     make_context("archfarm-ci-arm64-1", register.marker(theirs))
-    with pytest.raises(UserError, match="taken by archfarm farm=ci project=proj-two"):
+    with pytest.raises(UserError, match="whose description is .archfarm farm=ci project=proj-two"):
         register.register(ours, {}, [], check=True)
     register.unregister(ours, check=False)
     assert "archfarm-ci-arm64-1" in context_names()
@@ -110,3 +110,18 @@ def test_register_then_destroy_gives_a_crlf_ssh_config_back_byte_for_byte(tmp_pa
     config.write_bytes(mine + config.read_bytes())
     register.unregister(ci, check=False)
     assert config.read_bytes() == mine + original
+
+
+def test_the_refusal_names_the_conflicting_context_and_its_description():
+    """The farm registered before (its ssh config carries its own marker); a context of its
+    name now carries someone else's description: that context is what the message names."""
+    ours = farm("lab")
+    register.farm_config("lab").parent.mkdir(parents=True)
+    register.farm_config("lab").write_text(register.render(ours, {}))
+    make_context("archfarm-lab-arm64-1", "Bob's arm box")
+    with pytest.raises(UserError) as refused:
+        register.register(ours, {}, [], check=True)
+    message = str(refused.value)
+    assert "docker context archfarm-lab-arm64-1" in message and "Bob's arm box" in message
+    assert register.marker(ours) not in message and "lab.conf" not in message
+    assert "docker context rm archfarm-lab-arm64-1" in message  # the fix, when it is yours
