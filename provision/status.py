@@ -44,9 +44,15 @@ def add_live_facts(farm: Farm, clients: Any, status: dict, cancel: Any,
     run([(n["name"], look(n["name"])) for n in looked], cancel)
     for entry in looked:
         live = found.get(entry["name"], {"docker": None, "emulated": None, "reachable": False})
-        entry.update(docker=live["docker"], emulated=live["emulated"])
+        # Whether a node is emulated is the engine's to say: without an answer, unknown.
+        entry.update(docker=live["docker"],
+                     emulated=live["emulated"] if live["docker"] else None)
         if not live["reachable"]:
             status.setdefault("unreachable", {})[entry["name"]] = live.get("note", "no answer")
+        elif not live["docker"]:
+            status.setdefault("engine_down", {})[entry["name"]] = (
+                "docker does not answer (not installed, or its engine is stopped);"
+                " `inv configure` installs and starts it")
 
 
 def add_builder_platforms(farm: Farm, status: dict) -> None:
@@ -70,10 +76,16 @@ def show(reporter: Reporter, status: dict) -> None:
     cols = ["name", "zone", "platform", "machine_type", "status", "external_ip", "docker",
             "emulated", "builder"]
     unreachable = status.get("unreachable", {})
+    engine_down = status.get("engine_down", {})
+
     def cell(node: dict, col: str) -> str:
+        value = node.get(col)
         if col == "docker" and node["name"] in unreachable:
             return "unreachable"
-        value = node.get(col)
+        if col == "docker" and node["name"] in engine_down:
+            return "down"
+        if col == "emulated" and value is None and node["status"] == "RUNNING":
+            return "unknown"  # running, but its engine did not say
         return "-" if value is None else ",".join(value) if isinstance(value, list) else str(value)
 
     rows = [[cell(n, c) for c in cols] for n in status["nodes"]]
@@ -83,6 +95,8 @@ def show(reporter: Reporter, status: dict) -> None:
         reporter.say(f"farm {status['farm']}: no VMs (run `inv vms` to create them)")
     for name, why in sorted(unreachable.items()):
         reporter.node(name, f"unreachable: {why}")
+    for name, why in sorted(engine_down.items()):
+        reporter.node(name, why)
 
 
 @task
