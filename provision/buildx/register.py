@@ -16,7 +16,7 @@ import os
 import pwd
 import shlex
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -258,16 +258,21 @@ def _apply_node(name: str, changes: list[Change], items: tuple[str, ...], cancel
     """One node's changes in order; on Ctrl-C its partial outcome goes into `results`."""
     done: list[str] = []
     for change in changes:
+        started = False
         try:
             if change.command:
                 cancel.check()
+                started = True
                 docker_cli.run(*change.command)
-        except DockerError as e:
-            return Outcome.of(items, done, failed=change.item, note=str(e))
-        except Interrupted:
-            results[name] = Outcome(changes=done, interrupted=True,
-                                    note=f"interrupted while making its {change.item}")
-            raise
+        except (DockerError, Interrupted) as e:
+            if not cancel.is_set():
+                return Outcome.of(items, done, failed=change.item, note=str(e))
+            # Ctrl-C (which reaches the docker child too): what was done, and where it stopped.
+            results[name] = replace(
+                Outcome.of(items, done, failed=change.item), failures=[], interrupted=True,
+                note=f"interrupted {'during' if started else 'before'} its {change.item}"
+                     f" ({change.detail}); done: {', '.join(done) or 'nothing'}")
+            raise Interrupted() from e
         done.append(change.item)
     return Outcome.of(items, done, note=f"changed: {', '.join(done)}" if done else "")
 

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from provision.buildx import register
+
 from .conftest import REPO, inv, write_inventory
 from .test_configure import in_vm
 
@@ -57,3 +59,59 @@ def test_status_says_emulated_unknown_when_the_engine_is_down(farm):
     row = next(line for line in err.splitlines() if line.startswith("arm64 "))
     assert "unknown" in row and "False" not in row, err
     assert "inv configure" in err, err  # what repairs it
+
+
+def unregister_by_hand(env: dict) -> None:
+    """The farm as if never registered: no builder, no context, no ssh entry."""
+    docker(env, "buildx", "rm", "--force", "rgf")
+    docker(env, "context", "rm", "--force", "archfarm-rgf-arm64")
+    register.farm_config("rgf").unlink(missing_ok=True)
+
+
+def contexts(env: dict) -> set[str]:
+    return set(docker(env, "context", "ls", "--format", "{{.Name}}").stdout.split())
+
+
+def in_group(group: int, argv_part: bytes) -> bool:
+    """Whether a process of the process group runs a command line containing `argv_part`."""
+    for proc in Path("/proc").iterdir():
+        try:
+            stat = (proc / "stat").read_text()
+            if int(stat.rsplit(")", 1)[1].split()[2]) == group:
+                if argv_part in (proc / "cmdline").read_bytes():
+                    return True
+        except (OSError, ValueError, IndexError):
+            continue  # not a process, or gone meanwhile
+    return False
+
+
+def start_register(path: Path, env: dict) -> subprocess.Popen:
+    """`inv register --json` in a session of its own, as a terminal's foreground job."""
+    return subprocess.Popen([sys.executable, "-m", "invoke", "--search-root", str(REPO),
+                             "register", "-i", str(path), "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **env}, start_new_session=True)
+
+
+def test_ctrl_c_after_the_context_is_made_keeps_the_recap_of_what_was_done(farm):
+    path, env = farm
+    unregister_by_hand(env)
+    run = start_register(path, env)
+    deadline = time.monotonic() + 120
+    while not in_group(run.pid, b"buildx\0create"):  # the context is made, the builder next
+        assert run.poll() is None and time.monotonic() < deadline, run.communicate()
+        time.sleep(0.02)
+    os.killpg(run.pid, signal.SIGINT)  # Ctrl-C: the whole foreground job, docker included
+    out, err = run.communicate(timeout=120)
+    assert run.returncode == 130, err
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result.get("interrupted") is True and "error" not in result, result
+    node = result["nodes"]["arm64"]
+    assert {"ssh config", "docker context"} <= set(node["changes"]), node
+    assert not node["failed"], node  # interrupted, not failed
+    assert "before any change" not in err, err
+    row = next(line for line in err.splitlines() if line.startswith("arm64 "))
+    assert "ssh config" in row or "docker context" in row or "interrupted" in row, err
+    code, again, err = inv("register", "-i", str(path), env=env)  # converges
+    assert code == 0, err
+    assert again["nodes"]["arm64"]["failed"] == 0
