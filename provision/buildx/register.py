@@ -16,7 +16,9 @@ import os
 import pwd
 import shlex
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -221,11 +223,15 @@ def _leaving(farm: Farm, context: str, seen: Observed) -> list[Change]:
     return changes
 
 
-def apply(farm: Farm, planned: Plan, cancel: Cancel) -> Recap:
+def apply(farm: Farm, planned: Plan, cancel: Cancel,
+          relook: Callable[[], Plan] | None = None) -> Recap:
     """Carry out the plan: the ssh config first (one file for the farm), then each node's
-    docker commands in order. A node whose docker command fails is that node's failure;
-    the others go on. Ctrl-C stops before the next command, and the recap says what was done."""
+    docker commands in order. A node whose docker command fails is that node's failure, unless
+    a fresh look (`relook`: observe and plan again) finds the item made meanwhile, as when two
+    runs race; the other nodes go on. Ctrl-C stops before the next command, and the recap says
+    what was done."""
     results: dict[str, Outcome] = {}
+    made_meanwhile = partial(_made_meanwhile, relook)
     try:
         cancel.check()
         if planned.add_include:
@@ -233,11 +239,13 @@ def apply(farm: Farm, planned: Plan, cancel: Cancel) -> Recap:
         if planned.config_text != _config_text(farm):
             write_private(farm_config(farm.farm), planned.config_text)
         for name, changes in planned.nodes.items():
-            results[name] = _apply_node(name, changes, ITEMS, cancel, results)
+            results[name] = _apply_node(name, changes, ITEMS, cancel, results, made_meanwhile)
             if not results[name].changes and not results[name].bad:
-                results[name].note = planned.notes.get(name, "")
+                results[name].note = "; ".join(
+                    n for n in (planned.notes.get(name, ""), results[name].note) if n)
         for name, changes in planned.leaving.items():
-            results[name] = _apply_node(name, changes, _items(changes), cancel, results)
+            results[name] = _apply_node(name, changes, _items(changes), cancel, results,
+                                        made_meanwhile)
             if not results[name].bad:
                 results[name].note = ("no longer in the inventory: removed "
                                       + ", ".join(c.detail for c in changes))
@@ -253,10 +261,25 @@ def _items(changes: list[Change]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(c.item for c in changes))
 
 
+def _made_meanwhile(relook: Callable[[], Plan] | None, name: str, item: str) -> bool:
+    """After a docker command failed: whether a fresh look finds the node's item as wanted
+    anyway (another run made it, or removed it, meanwhile)."""
+    if relook is None:
+        return False
+    try:
+        fresh = relook()
+    except (DockerError, UserError):
+        return False
+    pending = fresh.nodes[name] if name in fresh.nodes else fresh.leaving.get(name, [])
+    return all(c.item != item for c in pending)
+
+
 def _apply_node(name: str, changes: list[Change], items: tuple[str, ...], cancel: Cancel,
-                results: dict[str, Outcome]) -> Outcome:
+                results: dict[str, Outcome], made_meanwhile: Callable[[str, str], bool]
+                ) -> Outcome:
     """One node's changes in order; on Ctrl-C its partial outcome goes into `results`."""
     done: list[str] = []
+    meanwhile: list[str] = []  # found as wanted after all, made by another run
     for change in changes:
         started = False
         try:
@@ -265,16 +288,22 @@ def _apply_node(name: str, changes: list[Change], items: tuple[str, ...], cancel
                 started = True
                 docker_cli.run(*change.command)
         except (DockerError, Interrupted) as e:
-            if not cancel.is_set():
+            if cancel.is_set():
+                # Ctrl-C (which reaches the docker child too): what was done, where it stopped.
+                results[name] = replace(
+                    Outcome.of(items, done, failed=change.item), failures=[], interrupted=True,
+                    note=f"interrupted {'during' if started else 'before'} its {change.item}"
+                         f" ({change.detail}); done: {', '.join(done) or 'nothing'}")
+                raise Interrupted() from e
+            if not made_meanwhile(name, change.item):
                 return Outcome.of(items, done, failed=change.item, note=str(e))
-            # Ctrl-C (which reaches the docker child too): what was done, and where it stopped.
-            results[name] = replace(
-                Outcome.of(items, done, failed=change.item), failures=[], interrupted=True,
-                note=f"interrupted {'during' if started else 'before'} its {change.item}"
-                     f" ({change.detail}); done: {', '.join(done) or 'nothing'}")
-            raise Interrupted() from e
+            meanwhile.append(change.item)
+            continue
         done.append(change.item)
-    return Outcome.of(items, done, note=f"changed: {', '.join(done)}" if done else "")
+    notes = [f"changed: {', '.join(done)}" if done else "",
+             f"found as wanted, made meanwhile by another run: {', '.join(meanwhile)}"
+             if meanwhile else ""]
+    return Outcome.of(items, done, note="; ".join(n for n in notes if n))
 
 
 def checked(planned: Plan) -> Recap:
@@ -374,7 +403,11 @@ def register(farm: Farm, hosts: dict[str, Host], nodes: list[Node], check: bool,
     cancel = cancel or Cancel()
     seen = observe(farm)
     planned = plan(farm, hosts, nodes, seen, include_present())
-    recap = checked(planned) if check else apply(farm, planned, cancel)
+    if check:
+        recap = checked(planned)
+    else:
+        recap = apply(farm, planned, cancel,
+                      relook=lambda: plan(farm, hosts, nodes, observe(farm), include_present()))
     if planned.add_include and nodes and nodes[0].name in recap.results:
         recap.results[nodes[0].name].note += \
             f"; {'would add' if check else 'added'} Include to" \

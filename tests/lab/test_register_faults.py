@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -77,9 +78,9 @@ def in_group(group: int, argv_part: bytes) -> bool:
     for proc in Path("/proc").iterdir():
         try:
             stat = (proc / "stat").read_text()
-            if int(stat.rsplit(")", 1)[1].split()[2]) == group:
-                if argv_part in (proc / "cmdline").read_bytes():
-                    return True
+            if (int(stat.rsplit(")", 1)[1].split()[2]) == group
+                    and argv_part in (proc / "cmdline").read_bytes()):
+                return True
         except (OSError, ValueError, IndexError):
             continue  # not a process, or gone meanwhile
     return False
@@ -115,3 +116,60 @@ def test_ctrl_c_after_the_context_is_made_keeps_the_recap_of_what_was_done(farm)
     code, again, err = inv("register", "-i", str(path), env=env)  # converges
     assert code == 0, err
     assert again["nodes"]["arm64"]["failed"] == 0
+
+
+def registered_fine(code: int, out: str, err: str) -> dict:
+    """The node's recap of a register that converged: every item ok or changed, none failed."""
+    assert code == 0, err
+    node = json.loads(out.strip().splitlines()[-1])["nodes"]["arm64"]
+    assert node["failed"] == 0 and node["ok"] + node["changed"] == 3, node
+    return node
+
+
+def test_two_registers_at_once_both_succeed(farm):
+    path, env = farm
+    unregister_by_hand(env)
+    runs = [start_register(path, env) for _ in range(2)]
+    for run in runs:
+        out, err = run.communicate(timeout=300)
+        registered_fine(run.returncode, out, err)
+    code, again, err = inv("register", "-i", str(path), env=env)
+    assert code == 0 and again["nodes"]["arm64"]["changed"] == 0, (again, err)
+
+
+GATED_DOCKER = """#!/bin/sh
+# docker, except that `context create` waits for the file $GATE: this run has looked at what
+# exists and stops before acting until the test lets it go on.
+if [ "$1 $2" = "context create" ]; then
+  while [ ! -e "$GATE" ]; do sleep 0.05; done
+fi
+exec {docker} "$@"
+"""
+
+
+def test_a_register_that_finds_the_other_runs_context_made_counts_it_ok(farm, tmp_path):
+    """The race of two `inv register` made certain: the first looks (no context), then waits
+    while the second makes everything; the first's `context create` then fails with
+    "already exists", and a fresh look finds the context as wanted: ok, not failed."""
+    path, env = farm
+    unregister_by_hand(env)
+    shim = tmp_path / "bin" / "docker"
+    shim.parent.mkdir()
+    shim.write_text(GATED_DOCKER.format(docker=shutil.which("docker")))
+    shim.chmod(0o755)
+    gate = tmp_path / "gate"
+    first = start_register(path, {**env, "GATE": str(gate),
+                                  "PATH": f"{shim.parent}:{os.environ['PATH']}"})
+    try:
+        deadline = time.monotonic() + 120
+        while not in_group(first.pid, b"context\0create"):
+            assert first.poll() is None and time.monotonic() < deadline, first.communicate()
+            time.sleep(0.05)
+        code, second, err = inv("register", "-i", str(path), env=env)
+        assert code == 0 and second["nodes"]["arm64"]["failed"] == 0, err
+    finally:
+        gate.touch()
+    out, err = first.communicate(timeout=300)
+    node = registered_fine(first.returncode, out, err)
+    assert "docker context" not in node["changes"], node
+    assert "made meanwhile by another run: docker context" in node["note"], node
