@@ -119,7 +119,7 @@ def remove_include() -> bool:
     if len(kept) == len(lines):
         return False
     if not kept:  # archfarm made the file for its Include: leave no empty file behind
-        config.unlink()
+        config.unlink(missing_ok=True)  # or a concurrent destroy did
         return True
     mode = config.stat().st_mode & 0o777
     write_private(config, "".join(kept))
@@ -464,7 +464,7 @@ def unregister(farm: Farm, check: bool) -> Recap:
     config = farm_config(farm.farm)
     if config.exists() and _owner_of_config(farm) in ("", marker(farm)):
         if not check:
-            config.unlink()
+            config.unlink(missing_ok=True)  # a concurrent destroy may have
         results["ssh config"] = Outcome(changes=[str(config)], note=str(config))
     if not check and remove_include():
         results.setdefault("ssh config", Outcome(changes=["Include"])).note += \
