@@ -173,3 +173,18 @@ def test_a_register_that_finds_the_other_runs_context_made_counts_it_ok(farm, tm
     node = registered_fine(first.returncode, out, err)
     assert "docker context" not in node["changes"], node
     assert "made meanwhile by another run: docker context" in node["note"], node
+
+
+def test_status_names_a_deleted_context_and_inv_register_repairs_it(farm):
+    path, env = farm
+    docker(env, "context", "rm", "--force", "archfarm-rgf-arm64")
+    code, out, err = inv("status", "-i", str(path), env=env)
+    assert code == 0, err
+    line = next((ln for ln in err.splitlines() if ln.startswith("arm64 ")
+                 and "archfarm-rgf-arm64" in ln), err)
+    assert "inv register" in line, err
+    assert "inv register" in out["context_missing"]["arm64"], out
+    code, out, err = inv("register", "-i", str(path), env=env)
+    assert code == 0 and out["nodes"]["arm64"]["changes"] == ["docker context"], err
+    code, out, err = inv("status", "-i", str(path), env=env)
+    assert code == 0 and "context_missing" not in out, out
