@@ -203,7 +203,7 @@ def plan(farm: Farm, hosts: dict[str, Host], nodes: list[Node], seen: Observed,
             builder_exists = True
         out.nodes[node.name] = changes
         out.notes[node.name] = f"{member} in builder {farm.farm}, {node.platform}"
-    for name, context in _left(farm, seen.contexts).items():
+    for name, context in _left(farm, seen).items():
         out.leaving[name] = _leaving(farm, context, seen)
     return out
 
@@ -216,8 +216,9 @@ def _leaving(farm: Farm, context: str, seen: Observed) -> list[Change]:
     changes = [Change("builder node", f"builder node {m}",
                       ("buildx", "create", "--name", farm.farm, "--leave", "--node", m))
                for m in members]
-    changes.append(Change("docker context", f"docker context {context}",
-                          ("context", "rm", "--force", context)))
+    if context in seen.contexts:
+        changes.append(Change("docker context", f"docker context {context}",
+                              ("context", "rm", "--force", context)))
     if f"Host {context}\n" in seen.config_text:  # dropped with the rewrite: inventory only
         changes.append(Change("ssh config", "ssh config entry"))
     return changes
@@ -388,13 +389,17 @@ def _refuse_foreign(farm: Farm, contexts: dict[str, tuple[str, str]]) -> None:
                     f" taken by {taken}. Fix: {fix}, then run `inv register` again.")
 
 
-def _left(farm: Farm, contexts: dict[str, tuple[str, str]]) -> dict[str, str]:
-    """The farm's contexts (by its marker) whose node has left the inventory, by node name."""
+def _left(farm: Farm, seen: Observed) -> dict[str, str]:
+    """The farm's contexts (by its marker) whose node has left the inventory, by node name;
+    and the builder's nodes that left and whose context was deleted by hand."""
     kept = {names.alias(farm.farm, n.name) for n in farm.expanded()}
     prefix = names.alias(farm.farm, "")
-    return {name.removeprefix(prefix): name
-            for name, (_, description) in sorted(contexts.items())
-            if description == marker(farm) and name not in kept}
+    ours = [name for name, (_, description) in seen.contexts.items()
+            if description == marker(farm)]
+    deleted = [n.get("Endpoint", "") for n in (seen.builder or {}).get("Nodes") or []
+               if n.get("Endpoint", "").startswith(prefix) and n["Endpoint"] not in seen.contexts]
+    return {name.removeprefix(prefix): name for name in sorted({*ours, *deleted})
+            if name not in kept}
 
 
 def register(farm: Farm, hosts: dict[str, Host], nodes: list[Node], check: bool,

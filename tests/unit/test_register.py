@@ -198,3 +198,11 @@ def test_a_line_the_user_added_above_archfarms_stays_and_archfarms_blank_line_go
     (home / "config").write_text(mine + (home / "config").read_text())
     assert register.remove_include() is True
     assert (home / "config").read_text() == mine + USER_CONFIG
+
+
+def test_a_node_that_left_with_its_context_deleted_by_hand_still_leaves_the_builder():
+    seen = converged()
+    seen.builder["Nodes"].append({"Name": "demo-old", "Endpoint": "archfarm-demo-old"})
+    planned = register.plan(PAIR, HOSTS, PAIR.expanded(), seen, True)
+    assert [c.command for c in planned.leaving["old"]] == [
+        ("buildx", "create", "--name", "demo", "--leave", "--node", "demo-old")]
