@@ -43,36 +43,58 @@ def add_live_facts(farm: Farm, clients: Any, status: dict, cancel: Any,
     run([(n["name"], look(n["name"])) for n in looked], cancel)
     for entry in looked:
         live = found.get(entry["name"], {"docker": None, "emulated": None, "reachable": False})
-        entry.update(docker=live["docker"], emulated=live["emulated"])
+        # Whether a node is emulated is the engine's to say: without an answer, unknown.
+        entry.update(docker=live["docker"],
+                     emulated=live["emulated"] if live["docker"] else None)
         if not live["reachable"]:
             status.setdefault("unreachable", {})[entry["name"]] = live.get("note", "no answer")
+        elif not live["docker"]:
+            status.setdefault("engine_down", {})[entry["name"]] = (
+                "docker does not answer (not installed, or its engine is stopped);"
+                " `inv configure` installs and starts it")
 
 
 def add_builder_platforms(farm: Farm, status: dict) -> None:
-    """Each node's platforms in the farm's buildx builder (`inv register`), or None."""
+    """Each node's platforms in the farm's buildx builder (`inv register`), or None; and the
+    builder nodes whose docker context is gone (deleted by hand: builds cannot reach them)."""
     import shutil
 
+    from . import names
     from .buildx import docker_cli
 
-    nodes: dict[str, list[str]] = {}
+    members: dict[str, dict] = {}
+    contexts: dict[str, tuple[str, str]] = {}
     if shutil.which("docker"):
         try:
-            builder = docker_cli.builders().get(farm.farm) or {}
+            builder = docker_cli.builders().get(names.builder(farm.farm)) or {}
+            contexts = docker_cli.contexts()
         except docker_cli.DockerError:
             builder = {}
-        nodes = {n.get("Name", ""): n.get("Platforms") or [] for n in builder.get("Nodes") or []}
+        members = {n.get("Name", ""): n for n in builder.get("Nodes") or []}
     for entry in status["nodes"]:
-        entry["builder"] = nodes.get(f"{farm.farm}-{entry['name']}")
+        member = members.get(names.builder_node(farm.farm, entry["name"]))
+        entry["builder"] = None if member is None else member.get("Platforms") or []
+        context = (member or {}).get("Endpoint")
+        if context and context not in contexts:
+            status.setdefault("context_missing", {})[entry["name"]] = (
+                f"docker context {context} is gone, so the builder cannot reach this node;"
+                " `inv register` makes it again")
 
 
 def show(reporter: Reporter, status: dict) -> None:
     cols = ["name", "zone", "platform", "machine_type", "status", "external_ip", "docker",
             "emulated", "builder"]
     unreachable = status.get("unreachable", {})
+    engine_down = status.get("engine_down", {})
+
     def cell(node: dict, col: str) -> str:
+        value = node.get(col)
         if col == "docker" and node["name"] in unreachable:
             return "unreachable"
-        value = node.get(col)
+        if col == "docker" and node["name"] in engine_down:
+            return "down"
+        if col == "emulated" and value is None and node["status"] == "RUNNING":
+            return "unknown"  # running, but its engine did not say
         return "-" if value is None else ",".join(value) if isinstance(value, list) else str(value)
 
     rows = [[cell(n, c) for c in cols] for n in status["nodes"]]
@@ -82,6 +104,9 @@ def show(reporter: Reporter, status: dict) -> None:
         reporter.say(f"farm {status['farm']}: no VMs (run `inv vms` to create them)")
     for name, why in sorted(unreachable.items()):
         reporter.node(name, f"unreachable: {why}")
+    for name, why in [*sorted(engine_down.items()),
+                      *sorted(status.get("context_missing", {}).items())]:
+        reporter.node(name, why)
 
 
 @task

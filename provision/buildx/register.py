@@ -16,7 +16,9 @@ import os
 import pwd
 import shlex
 import shutil
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -71,37 +73,53 @@ def render(farm: Farm, hosts: dict[str, Host]) -> str:
             " `inv destroy`.\n\n" + "\n".join(blocks))
 
 
+def user_config() -> Path:
+    return (ssh_dir() / "config").resolve()  # a dotfile manager's symlink stays a symlink
+
+
+def _read_exactly(path: Path) -> str:
+    """The file's text with its line endings as they are (CRLF stays CRLF)."""
+    with path.open(newline="") as f:
+        return f.read()
+
+
 def include_present() -> bool:
-    config = (ssh_dir() / "config").resolve()
+    config = user_config()
     return config.exists() and include_line() in config.read_text().splitlines()
 
 
 def ensure_include() -> bool:
     """One Include line at the top of ~/.ssh/config (an Include under a Host block would only
-    apply to that host). True if it was added."""
-    config = (ssh_dir() / "config").resolve()  # a dotfile manager's symlink stays a symlink
-    text = config.read_text() if config.exists() else ""
+    apply to that host), written with the file's own line ending. True if it was added."""
+    config = user_config()
+    text = _read_exactly(config) if config.exists() else ""
     if include_line() in text.splitlines():
         return False
+    eol = "\r\n" if text.split("\n", 1)[0].endswith("\r") else "\n"
     mode = config.stat().st_mode & 0o777 if config.exists() else 0o600
-    write_private(config, f"{MARK}\n{include_line()}\n\n{text}")
+    write_private(config, f"{MARK}{eol}{include_line()}{eol}{eol}{text}")
     os.chmod(config, mode)
     return True
 
 
 def remove_include() -> bool:
-    """Drop archfarm's Include (and its mark) once no farm config is left."""
-    config = (ssh_dir() / "config").resolve()
+    """Drop archfarm's lines (its mark, its Include and the blank line after it) once no farm
+    config is left; every other byte of the file stays as it is."""
+    config = user_config()
     if not config.exists() or any((ssh_dir() / "archfarm").glob("*.conf")):
         return False
-    lines = config.read_text().splitlines(keepends=True)
-    kept = [ln for ln in lines if ln.rstrip("\n") not in (MARK, include_line())]
-    if kept == lines:
+    lines = _read_exactly(config).splitlines(keepends=True)
+    ours = {MARK, include_line()}
+    kept = []
+    for i, line in enumerate(lines):
+        after_include = i > 0 and lines[i - 1].rstrip("\r\n") == include_line()
+        if line.rstrip("\r\n") in ours or (after_include and not line.strip()):
+            continue
+        kept.append(line)
+    if len(kept) == len(lines):
         return False
-    if kept and not kept[0].strip():
-        kept = kept[1:]  # the blank line archfarm added after its Include
     if not kept:  # archfarm made the file for its Include: leave no empty file behind
-        config.unlink()
+        config.unlink(missing_ok=True)  # or a concurrent destroy did
         return True
     mode = config.stat().st_mode & 0o777
     write_private(config, "".join(kept))
@@ -185,7 +203,7 @@ def plan(farm: Farm, hosts: dict[str, Host], nodes: list[Node], seen: Observed,
             builder_exists = True
         out.nodes[node.name] = changes
         out.notes[node.name] = f"{member} in builder {farm.farm}, {node.platform}"
-    for name, context in _left(farm, seen.contexts).items():
+    for name, context in _left(farm, seen).items():
         out.leaving[name] = _leaving(farm, context, seen)
     return out
 
@@ -198,18 +216,23 @@ def _leaving(farm: Farm, context: str, seen: Observed) -> list[Change]:
     changes = [Change("builder node", f"builder node {m}",
                       ("buildx", "create", "--name", farm.farm, "--leave", "--node", m))
                for m in members]
-    changes.append(Change("docker context", f"docker context {context}",
-                          ("context", "rm", "--force", context)))
+    if context in seen.contexts:
+        changes.append(Change("docker context", f"docker context {context}",
+                              ("context", "rm", "--force", context)))
     if f"Host {context}\n" in seen.config_text:  # dropped with the rewrite: inventory only
         changes.append(Change("ssh config", "ssh config entry"))
     return changes
 
 
-def apply(farm: Farm, planned: Plan, cancel: Cancel) -> Recap:
+def apply(farm: Farm, planned: Plan, cancel: Cancel,
+          relook: Callable[[], Plan] | None = None) -> Recap:
     """Carry out the plan: the ssh config first (one file for the farm), then each node's
-    docker commands in order. A node whose docker command fails is that node's failure;
-    the others go on. Ctrl-C stops before the next command, and the recap says what was done."""
+    docker commands in order. A node whose docker command fails is that node's failure, unless
+    a fresh look (`relook`: observe and plan again) finds the item made meanwhile, as when two
+    runs race; the other nodes go on. Ctrl-C stops before the next command, and the recap says
+    what was done."""
     results: dict[str, Outcome] = {}
+    made_meanwhile = partial(_made_meanwhile, relook)
     try:
         cancel.check()
         if planned.add_include:
@@ -217,11 +240,13 @@ def apply(farm: Farm, planned: Plan, cancel: Cancel) -> Recap:
         if planned.config_text != _config_text(farm):
             write_private(farm_config(farm.farm), planned.config_text)
         for name, changes in planned.nodes.items():
-            results[name] = _apply_node(name, changes, ITEMS, cancel, results)
+            results[name] = _apply_node(name, changes, ITEMS, cancel, results, made_meanwhile)
             if not results[name].changes and not results[name].bad:
-                results[name].note = planned.notes.get(name, "")
+                results[name].note = "; ".join(
+                    n for n in (planned.notes.get(name, ""), results[name].note) if n)
         for name, changes in planned.leaving.items():
-            results[name] = _apply_node(name, changes, _items(changes), cancel, results)
+            results[name] = _apply_node(name, changes, _items(changes), cancel, results,
+                                        made_meanwhile)
             if not results[name].bad:
                 results[name].note = ("no longer in the inventory: removed "
                                       + ", ".join(c.detail for c in changes))
@@ -237,23 +262,49 @@ def _items(changes: list[Change]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(c.item for c in changes))
 
 
+def _made_meanwhile(relook: Callable[[], Plan] | None, name: str, item: str) -> bool:
+    """After a docker command failed: whether a fresh look finds the node's item as wanted
+    anyway (another run made it, or removed it, meanwhile)."""
+    if relook is None:
+        return False
+    try:
+        fresh = relook()
+    except (DockerError, UserError):
+        return False
+    pending = fresh.nodes[name] if name in fresh.nodes else fresh.leaving.get(name, [])
+    return all(c.item != item for c in pending)
+
+
 def _apply_node(name: str, changes: list[Change], items: tuple[str, ...], cancel: Cancel,
-                results: dict[str, Outcome]) -> Outcome:
+                results: dict[str, Outcome], made_meanwhile: Callable[[str, str], bool]
+                ) -> Outcome:
     """One node's changes in order; on Ctrl-C its partial outcome goes into `results`."""
     done: list[str] = []
+    meanwhile: list[str] = []  # found as wanted after all, made by another run
     for change in changes:
+        started = False
         try:
             if change.command:
                 cancel.check()
+                started = True
                 docker_cli.run(*change.command)
-        except DockerError as e:
-            return Outcome.of(items, done, failed=change.item, note=str(e))
-        except Interrupted:
-            results[name] = Outcome(changes=done, interrupted=True,
-                                    note=f"interrupted while making its {change.item}")
-            raise
+        except (DockerError, Interrupted) as e:
+            if cancel.is_set():
+                # Ctrl-C (which reaches the docker child too): what was done, where it stopped.
+                results[name] = replace(
+                    Outcome.of(items, done, failed=change.item), failures=[], interrupted=True,
+                    note=f"interrupted {'during' if started else 'before'} its {change.item}"
+                         f" ({change.detail}); done: {', '.join(done) or 'nothing'}")
+                raise Interrupted() from e
+            if not made_meanwhile(name, change.item):
+                return Outcome.of(items, done, failed=change.item, note=str(e))
+            meanwhile.append(change.item)
+            continue
         done.append(change.item)
-    return Outcome.of(items, done, note=f"changed: {', '.join(done)}" if done else "")
+    notes = [f"changed: {', '.join(done)}" if done else "",
+             f"found as wanted, made meanwhile by another run: {', '.join(meanwhile)}"
+             if meanwhile else ""]
+    return Outcome.of(items, done, note="; ".join(n for n in notes if n))
 
 
 def checked(planned: Plan) -> Recap:
@@ -318,25 +369,37 @@ def _owner_of_config(farm: Farm) -> str | None:
 
 
 def _refuse_foreign(farm: Farm, contexts: dict[str, tuple[str, str]]) -> None:
-    """Another project's farm of the same name owns the names this farm would use."""
+    """Something not this farm's owns a name this farm would use: another project's farm of
+    the same name (its ssh config file, or a context), or a context someone else made."""
     owner = _owner_of_config(farm)
     foreign = [name for n in farm.expanded()
                if (name := names.alias(farm.farm, n.name)) in contexts
                and contexts[name][1] not in ("", marker(farm))]
-    if (owner not in (None, "", marker(farm))) or foreign:
-        raise UserError(f"farm {farm.farm} of project {farm.gcp.project}: its local names are"
-                        f" taken by {owner or contexts[foreign[0]][1]}"
-                        f" ({farm_config(farm.farm) if owner else foreign[0]}). Fix: give this"
-                        " farm another `farm:` name, or destroy the other farm first.")
+    if owner not in (None, "", marker(farm)):
+        taken = f"{farm_config(farm.farm)}, which belongs to {owner}"
+        fix = "give this farm another `farm:` name, or destroy the other farm first"
+    elif foreign:
+        taken = (f"docker context {foreign[0]}, whose description is"
+                 f" {contexts[foreign[0]][1]!r}")
+        fix = (f"if that context is yours to drop, `docker context rm {foreign[0]}`; else give"
+               " this farm another `farm:` name (or destroy the other farm first)")
+    else:
+        return
+    raise UserError(f"farm {farm.farm} of project {farm.gcp.project}: its local names are"
+                    f" taken by {taken}. Fix: {fix}, then run `inv register` again.")
 
 
-def _left(farm: Farm, contexts: dict[str, tuple[str, str]]) -> dict[str, str]:
-    """The farm's contexts (by its marker) whose node has left the inventory, by node name."""
+def _left(farm: Farm, seen: Observed) -> dict[str, str]:
+    """The farm's contexts (by its marker) whose node has left the inventory, by node name;
+    and the builder's nodes that left and whose context was deleted by hand."""
     kept = {names.alias(farm.farm, n.name) for n in farm.expanded()}
     prefix = names.alias(farm.farm, "")
-    return {name.removeprefix(prefix): name
-            for name, (_, description) in sorted(contexts.items())
-            if description == marker(farm) and name not in kept}
+    ours = [name for name, (_, description) in seen.contexts.items()
+            if description == marker(farm)]
+    deleted = [n.get("Endpoint", "") for n in (seen.builder or {}).get("Nodes") or []
+               if n.get("Endpoint", "").startswith(prefix) and n["Endpoint"] not in seen.contexts]
+    return {name.removeprefix(prefix): name for name in sorted({*ours, *deleted})
+            if name not in kept}
 
 
 def register(farm: Farm, hosts: dict[str, Host], nodes: list[Node], check: bool,
@@ -345,7 +408,11 @@ def register(farm: Farm, hosts: dict[str, Host], nodes: list[Node], check: bool,
     cancel = cancel or Cancel()
     seen = observe(farm)
     planned = plan(farm, hosts, nodes, seen, include_present())
-    recap = checked(planned) if check else apply(farm, planned, cancel)
+    if check:
+        recap = checked(planned)
+    else:
+        recap = apply(farm, planned, cancel,
+                      relook=lambda: plan(farm, hosts, nodes, observe(farm), include_present()))
     if planned.add_include and nodes and nodes[0].name in recap.results:
         recap.results[nodes[0].name].note += \
             f"; {'would add' if check else 'added'} Include to" \
@@ -402,7 +469,7 @@ def unregister(farm: Farm, check: bool) -> Recap:
     config = farm_config(farm.farm)
     if config.exists() and _owner_of_config(farm) in ("", marker(farm)):
         if not check:
-            config.unlink()
+            config.unlink(missing_ok=True)  # a concurrent destroy may have
         results["ssh config"] = Outcome(changes=[str(config)], note=str(config))
     if not check and remove_include():
         results.setdefault("ssh config", Outcome(changes=["Include"])).note += \

@@ -124,6 +124,7 @@ class Apply:
             firewall.create(self.clients, self.project, rule, cancel)
         elif action.verb is Verb.UPDATE:
             firewall.patch(self.clients, self.project, rule, cancel)
-        else:
-            firewall.delete(self.clients, self.project, rule.name, cancel)
+        elif not firewall.delete(self.clients, self.project, rule.name, cancel):
+            return Outcome(converged=item, note=f"{action.detail}: deleted meanwhile, by"
+                                                " another run or by hand")
         return Outcome(changes=item, note=f"{DONE[action.verb]}: {action.detail}")

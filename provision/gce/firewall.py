@@ -6,13 +6,16 @@ Rules carry no labels, so ownership is marked in the description (docs/compute-e
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
 from google.api_core import exceptions
 from google.cloud import compute_v1
 
-from .operations import Cancel, call, new_request_id, wait
+from .operations import OPERATION_DEADLINE, Cancel, NoCancel, call, new_request_id, reasons, wait
+
+NOT_READY_SECONDS = 1.0  # between tries while another operation holds the rule
 
 
 class RuleConflict(Exception):
@@ -110,11 +113,23 @@ def patch(clients: Any, project: str, spec: FirewallSpec, cancel: Cancel | None 
     wait(clients, project, op, cancel)
 
 
-def delete(clients: Any, project: str, name: str, cancel: Cancel | None = None) -> None:
-    try:
-        op = call(clients.firewalls.delete_unary, cancel=cancel,
-                  request=compute_v1.DeleteFirewallRequest(
-                      project=project, firewall=name, request_id=new_request_id()))
-    except exceptions.NotFound:
-        return
-    wait(clients, project, op, cancel)
+def delete(clients: Any, project: str, name: str, cancel: Cancel | None = None) -> bool:
+    """Delete the rule and wait. True if this call deleted it; False if it was gone already,
+    or went meanwhile: another operation on the rule in flight (400 resourceNotReady, as when
+    two destroys race) is waited out, then the delete is tried again."""
+    cancel = cancel or NoCancel()
+    stop = time.monotonic() + OPERATION_DEADLINE
+    while True:
+        try:
+            op = call(clients.firewalls.delete_unary, cancel=cancel,
+                      request=compute_v1.DeleteFirewallRequest(
+                          project=project, firewall=name, request_id=new_request_id()))
+        except exceptions.NotFound:
+            return False
+        except exceptions.BadRequest as e:
+            if "resourceNotReady" not in reasons(e) or time.monotonic() > stop:
+                raise
+            cancel.sleep(NOT_READY_SECONDS)
+            continue
+        wait(clients, project, op, cancel)
+        return True

@@ -3,6 +3,7 @@ stops cleanly; vanished, stopping and concurrently made VMs converge; destroy is
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -403,3 +404,24 @@ def test_json_on_bad_input_prints_the_error_object(tmp_path, capsys):
     code, result = run_json(lambda json_mode: vms_task(inventory=str(bad), json_mode=json_mode),
                             capsys=capsys)
     assert code == 2 and "bad.yaml" in result["error"]
+
+
+def test_two_destroys_at_once_both_succeed(fake_gce, inventory):
+    """Both see the rule; the later delete finds the first one's in flight (400
+    resourceNotReady) or done (404): the rule is going or gone, as wanted, so both exit 0."""
+    assert run_vms(inventory) == 0
+    fake_gce.set_faults(operation_seconds=3)  # a delete in flight long enough to meet
+    runs = [subprocess.Popen([sys.executable, "-m", "invoke", "destroy", "-i", str(inventory),
+                              "--yes", "--json"], cwd=REPO, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    rule = []
+    for proc in runs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        rule.append(json.loads(out.strip().splitlines()[-1])["nodes"].get("archfarm-t-ssh"))
+    assert sum(r["changed"] for r in rule if r) == 1, rule  # one deleted it
+    assert all(r["changed"] or "deleted meanwhile" in r["note"] for r in rule if r), rule
+    assert vms_of(fake_gce) == {}
+    assert list(fake_gce.client(compute_v1.FirewallsClient).list(project=PROJECT)) == []
+    deletes = [r for r in mutations(fake_gce) if r["method"] == "firewalls.delete"]
+    assert len(deletes) >= 2  # the race happened: both runs asked

@@ -58,7 +58,7 @@ def test_destroying_farm_ci_leaves_farm_ci_arm_alone():
 def test_a_same_named_farm_of_another_project_is_refused_and_left_alone():
     ours, theirs = farm("ci", "proj-one"), farm("ci", "proj-two")
     make_context("archfarm-ci-arm64-1", register.marker(theirs))
-    with pytest.raises(UserError, match="taken by archfarm farm=ci project=proj-two"):
+    with pytest.raises(UserError, match="whose description is .archfarm farm=ci project=proj-two"):
         register.register(ours, {}, [], check=True)
     register.unregister(ours, check=False)
     assert "archfarm-ci-arm64-1" in context_names()
@@ -96,3 +96,32 @@ def test_build_without_context_or_with_a_bad_tag_is_bad_input(inventory, capsys,
     request = Request(**{"context_dir": tmp_path, "push": True, **args})
     code, out = run_json(build_task, inventory=str(inventory), request=request, capsys=capsys)
     assert code == 2 and message in out["error"]
+
+
+def test_register_then_destroy_gives_a_crlf_ssh_config_back_byte_for_byte(tmp_path):
+    ci = farm("ci")
+    config = tmp_path / "ssh" / "config"
+    config.parent.mkdir()
+    original = b"Host *\r\n  ServerAliveInterval 60\r\n\r\nHost work\r\n  HostName 1.2.3.4\r\n"
+    config.write_bytes(original)
+    register.register(ci, {}, [], check=False)
+    assert register.include_line().encode() + b"\r\n" in config.read_bytes()
+    mine = b"Host mine\r\n  HostName 198.51.100.7\r\n"  # the user adds a line above archfarm's
+    config.write_bytes(mine + config.read_bytes())
+    register.unregister(ci, check=False)
+    assert config.read_bytes() == mine + original
+
+
+def test_the_refusal_names_the_conflicting_context_and_its_description():
+    """The farm registered before (its ssh config carries its own marker); a context of its
+    name now carries someone else's description: that context is what the message names."""
+    ours = farm("lab")
+    register.farm_config("lab").parent.mkdir(parents=True)
+    register.farm_config("lab").write_text(register.render(ours, {}))
+    make_context("archfarm-lab-arm64-1", "Bob's arm box")
+    with pytest.raises(UserError) as refused:
+        register.register(ours, {}, [], check=True)
+    message = str(refused.value)
+    assert "docker context archfarm-lab-arm64-1" in message and "Bob's arm box" in message
+    assert register.marker(ours) not in message and "lab.conf" not in message
+    assert "docker context rm archfarm-lab-arm64-1" in message  # the fix, when it is yours

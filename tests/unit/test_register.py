@@ -164,3 +164,45 @@ def test_a_node_that_left_the_inventory_leaves_the_builder_and_loses_its_context
     commands = [c.command for c in planned.leaving["old"]]
     assert commands == [("buildx", "create", "--name", "demo", "--leave", "--node", "demo-old"),
                         ("context", "rm", "--force", "archfarm-demo-old")]
+
+
+# -- ~/.ssh/config: register then destroy gives the user's file back byte for byte ----------
+
+def ssh_sees(config, host: str) -> dict[str, str]:
+    """What OpenSSH makes of `host` reading `config` (and what it includes)."""
+    return dict(line.split(" ", 1) for line in subprocess.run(
+        ["ssh", "-G", "-F", str(config), host], capture_output=True, text=True,
+        check=True).stdout.splitlines() if " " in line)
+
+
+def test_a_crlf_config_gets_crlf_lines_and_comes_back_byte_for_byte(home):
+    home.mkdir()
+    original = USER_CONFIG.replace("\n", "\r\n").encode()
+    (home / "config").write_bytes(original)
+    register.ensure_include()
+    lines = (home / "config").read_bytes().split(b"\r\n")
+    assert lines[1] == register.include_line().encode() and b"\n" not in b"".join(lines)
+    (home / "archfarm").mkdir()
+    (home / "archfarm" / "demo.conf").write_text(register.render(FARM, {"arm64": HOST}))
+    assert ssh_sees(home / "config", "archfarm-demo-arm64")["hostname"] == "203.0.113.9"
+    (home / "archfarm" / "demo.conf").unlink()
+    assert register.remove_include() is True
+    assert (home / "config").read_bytes() == original
+
+
+def test_a_line_the_user_added_above_archfarms_stays_and_archfarms_blank_line_goes(home):
+    home.mkdir()
+    (home / "config").write_text(USER_CONFIG)
+    register.ensure_include()
+    mine = "Host mine\n  HostName 198.51.100.7\n"
+    (home / "config").write_text(mine + (home / "config").read_text())
+    assert register.remove_include() is True
+    assert (home / "config").read_text() == mine + USER_CONFIG
+
+
+def test_a_node_that_left_with_its_context_deleted_by_hand_still_leaves_the_builder():
+    seen = converged()
+    seen.builder["Nodes"].append({"Name": "demo-old", "Endpoint": "archfarm-demo-old"})
+    planned = register.plan(PAIR, HOSTS, PAIR.expanded(), seen, True)
+    assert [c.command for c in planned.leaving["old"]] == [
+        ("buildx", "create", "--name", "demo", "--leave", "--node", "demo-old")]
