@@ -151,22 +151,19 @@ class Change:
 
 @dataclass
 class Plan:
+    farm: str
     config_text: str                 # the farm's ssh config as it must be
     add_include: bool                # ~/.ssh/config lacks archfarm's Include line
     nodes: dict[str, list[Change]] = field(default_factory=dict)       # inventory nodes
     leaving: dict[str, list[Change]] = field(default_factory=dict)     # nodes taken out
     notes: dict[str, str] = field(default_factory=dict)
 
-    @property
-    def writes_config(self) -> bool:
-        return any(c.item == "ssh config" for cs in self.nodes.values() for c in cs)
-
 
 def observe(farm: Farm) -> Observed:
     contexts = docker_cli.contexts()
     _refuse_foreign(farm, contexts)
     builder = docker_cli.builders().get(names.builder(farm.farm))
-    stored = _stored_builder(farm.farm) or {}
+    stored = _stored_builder(names.builder(farm.farm)) or {}
     images = {n.get("Name", ""): (n.get("DriverOpts") or {}).get("image")
               for n in stored.get("Nodes") or []}
     config = farm_config(farm.farm)
@@ -179,7 +176,7 @@ def plan(farm: Farm, hosts: dict[str, Host], nodes: list[Node], seen: Observed,
     inventory = {n.name for n in farm.expanded()}
     text = render(farm, {n: h for n, h in hosts.items() if n in inventory})
     old_blocks = {b.rstrip("\n") for b in seen.config_text.split("\n\n")}
-    out = Plan(text, not include_present)
+    out = Plan(farm.farm, text, not include_present)
     builder_exists = seen.builder is not None
     for node in nodes:
         changes = []
@@ -202,7 +199,7 @@ def plan(farm: Farm, hosts: dict[str, Host], nodes: list[Node], seen: Observed,
                                   builder_create_args(farm, node, append=builder_exists)))
             builder_exists = True
         out.nodes[node.name] = changes
-        out.notes[node.name] = f"{member} in builder {farm.farm}, {node.platform}"
+        out.notes[node.name] = f"{member} in builder {names.builder(farm.farm)}, {node.platform}"
     for name, context in _left(farm, seen).items():
         out.leaving[name] = _leaving(farm, context, seen)
     return out
@@ -213,14 +210,15 @@ def _leaving(farm: Farm, context: str, seen: Observed) -> list[Change]:
     and loses its context and ssh entry; its VM is `inv vms --prune`'s business."""
     members = [n["Name"] for n in (seen.builder or {}).get("Nodes") or []
                if n.get("Endpoint") == context]
-    changes = [Change("builder node", f"builder node {m}",
-                      ("buildx", "create", "--name", farm.farm, "--leave", "--node", m))
-               for m in members]
+    # Its ssh entry goes first, with the rewrite of the farm's file (inventory nodes only).
+    changes = ([Change("ssh config", "ssh config entry")]
+               if f"Host {context}\n" in seen.config_text else [])
+    changes += [Change("builder node", f"builder node {m}",
+                       ("buildx", "create", "--name", names.builder(farm.farm), "--leave",
+                        "--node", m)) for m in members]
     if context in seen.contexts:
         changes.append(Change("docker context", f"docker context {context}",
                               ("context", "rm", "--force", context)))
-    if f"Host {context}\n" in seen.config_text:  # dropped with the rewrite: inventory only
-        changes.append(Change("ssh config", "ssh config entry"))
     return changes
 
 
@@ -235,27 +233,38 @@ def apply(farm: Farm, planned: Plan, cancel: Cancel,
     made_meanwhile = partial(_made_meanwhile, relook)
     try:
         cancel.check()
-        if planned.add_include:
-            ensure_include()
+        include_added = planned.add_include and ensure_include()
         if planned.config_text != _config_text(farm):
             write_private(farm_config(farm.farm), planned.config_text)
         for name, changes in planned.nodes.items():
             results[name] = _apply_node(name, changes, ITEMS, cancel, results, made_meanwhile)
+            results[name].extra.update(_keys(farm.farm, name))
             if not results[name].changes and not results[name].bad:
                 results[name].note = "; ".join(
                     n for n in (planned.notes.get(name, ""), results[name].note) if n)
         for name, changes in planned.leaving.items():
             results[name] = _apply_node(name, changes, _items(changes), cancel, results,
                                         made_meanwhile)
-            if not results[name].bad:
-                results[name].note = ("no longer in the inventory: removed "
-                                      + ", ".join(c.detail for c in changes))
+            results[name].note = (f"no longer in the inventory, not removed: {results[name].note}"
+                                  if results[name].bad else "no longer in the inventory:"
+                                  " removed " + ", ".join(c.detail for c in changes))
+        if include_added and planned.nodes:
+            results[next(iter(planned.nodes))].note += f"; added Include to {_user_config()}"
     except Interrupted:
         for name in [*planned.nodes, *planned.leaving]:
             results.setdefault(name, Outcome(interrupted=True,
                                              note="interrupted before it started"))
         return Recap(results, True)
     return Recap(results, cancel.is_set())
+
+
+def _keys(farm: str, node: str) -> dict[str, str]:
+    """What --json adds for a registered node: its docker context and the builder."""
+    return {"context": names.alias(farm, node), "builder": names.builder(farm)}
+
+
+def _user_config() -> str:
+    return shlex.quote(str(ssh_dir() / "config"))
 
 
 def _items(changes: list[Change]) -> tuple[str, ...]:
@@ -300,7 +309,8 @@ def _apply_node(name: str, changes: list[Change], items: tuple[str, ...], cancel
                 return Outcome.of(items, done, failed=change.item, note=str(e))
             meanwhile.append(change.item)
             continue
-        done.append(change.item)
+        if change.item not in done:  # a node may leave the builder under several names
+            done.append(change.item)
     notes = [f"changed: {', '.join(done)}" if done else "",
              f"found as wanted, made meanwhile by another run: {', '.join(meanwhile)}"
              if meanwhile else ""]
@@ -309,10 +319,12 @@ def _apply_node(name: str, changes: list[Change], items: tuple[str, ...], cancel
 
 def checked(planned: Plan) -> Recap:
     """The plan as --check reports it: what would change, node by node."""
-    results = {name: Outcome.of(ITEMS, [c.item for c in changes],
-                                note="would change: " + ", ".join(c.detail for c in changes)
+    results = {name: Outcome.of(ITEMS, list(_items(changes)), extra=_keys(planned.farm, name),
+                                note="would change: " + ", ".join(_items(changes))
                                 if changes else planned.notes.get(name, ""))
                for name, changes in planned.nodes.items()}
+    if planned.add_include and planned.nodes:
+        results[next(iter(planned.nodes))].note += f"; would add Include to {_user_config()}"
     for name, changes in planned.leaving.items():
         results[name] = Outcome(changes=list(_items(changes)),
                                 note="no longer in the inventory: would remove "
@@ -343,12 +355,12 @@ def _builder_node(builder: dict | None, name: str) -> dict | None:
     return None
 
 
-def _stored_builder(farm: str) -> dict | None:
+def _stored_builder(builder: str) -> dict | None:
     """The builder as buildx's own store keeps it (`buildx ls` omits driver options, and
     needs no daemon for this): None when there is no such builder."""
     root = Path(os.environ.get("DOCKER_CONFIG") or Path.home() / ".docker")
     try:
-        return json.loads((root / "buildx" / "instances" / farm).read_text())
+        return json.loads((root / "buildx" / "instances" / builder).read_text())
     except (OSError, ValueError):
         return None
 
@@ -409,15 +421,9 @@ def register(farm: Farm, hosts: dict[str, Host], nodes: list[Node], check: bool,
     seen = observe(farm)
     planned = plan(farm, hosts, nodes, seen, include_present())
     if check:
-        recap = checked(planned)
-    else:
-        recap = apply(farm, planned, cancel,
-                      relook=lambda: plan(farm, hosts, nodes, observe(farm), include_present()))
-    if planned.add_include and nodes and nodes[0].name in recap.results:
-        recap.results[nodes[0].name].note += \
-            f"; {'would add' if check else 'added'} Include to" \
-            f" {shlex.quote(str(ssh_dir() / 'config'))}"
-    return recap
+        return checked(planned)
+    return apply(farm, planned, cancel,
+                 relook=lambda: plan(farm, hosts, nodes, observe(farm), include_present()))
 
 
 def register_nodes(session: Any, farm: Farm, nodes: set[str] | None, check: bool,
@@ -453,15 +459,16 @@ def unregister(farm: Farm, check: bool) -> Recap:
     ours = {names.alias(farm.farm, n.name) for n in farm.expanded()}
     mine = sorted(name for name, (_, description) in contexts.items()
                   if description == marker(farm) or (not description and name in ours))
-    stored = _stored_builder(farm.farm)
+    builder = names.builder(farm.farm)
+    stored = _stored_builder(builder)
     if stored and mine and any(n.get("Endpoint") in mine for n in stored.get("Nodes") or []):
         if not check:
-            done = docker_cli.run("buildx", "rm", "--force", farm.farm, check=False, timeout=60)
-            if _stored_builder(farm.farm):
-                results[f"builder {farm.farm}"] = Outcome(
-                    failures=["builder"], note=f"`docker buildx rm {farm.farm}` failed: "
+            done = docker_cli.run("buildx", "rm", "--force", builder, check=False, timeout=60)
+            if _stored_builder(builder):
+                results[f"builder {builder}"] = Outcome(
+                    failures=["builder"], note=f"`docker buildx rm {builder}` failed: "
                                                f"{done.stderr.strip()[-300:]}")
-        results.setdefault(f"builder {farm.farm}", Outcome(changes=["builder"], note="removed"))
+        results.setdefault(f"builder {builder}", Outcome(changes=["builder"], note="removed"))
     if mine:
         if not check:
             docker_cli.run("context", "rm", "--force", *mine)

@@ -87,8 +87,8 @@ def test_a_node_taken_out_of_the_inventory_leaves_the_builder_and_comes_back(far
                                   if "name: arm64" not in line))
     code, out, err = inv("register", "-i", str(amd64_only))
     assert code == 0, err
-    assert out["nodes"]["arm64"]["changes"] == ["builder node", "docker context",
-                                                "ssh config"], out["nodes"]
+    assert out["nodes"]["arm64"]["changes"] == ["ssh config", "builder node",
+                                                "docker context"], out["nodes"]
     assert builder_nodes("bx") == {"bx-amd64"}
     assert "archfarm-bx-arm64" not in docker("context", "ls", "--format", "{{.Name}}").stdout
     assert "Host archfarm-bx-arm64\n" not in register.farm_config("bx").read_text()

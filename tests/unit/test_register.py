@@ -206,3 +206,24 @@ def test_a_node_that_left_with_its_context_deleted_by_hand_still_leaves_the_buil
     planned = register.plan(PAIR, HOSTS, PAIR.expanded(), seen, True)
     assert [c.command for c in planned.leaving["old"]] == [
         ("buildx", "create", "--name", "demo", "--leave", "--node", "demo-old")]
+
+
+def test_check_names_the_items_to_change_and_each_node_its_context_and_builder():
+    recap = register.checked(register.plan(PAIR, HOSTS, PAIR.expanded(), SEEN_NOTHING, True))
+    arm = recap.results["arm64"]
+    assert arm.note == "would change: ssh config, docker context, builder node"
+    assert arm.to_json()["context"] == "archfarm-demo-arm64"
+    assert arm.to_json()["builder"] == "demo"
+
+
+def test_a_node_that_left_reports_its_ssh_entry_first_and_each_item_once():
+    seen = converged()
+    seen.contexts["archfarm-demo-old"] = ("ssh://archfarm-demo-old", register.marker(PAIR))
+    seen.builder["Nodes"] += [{"Name": "demo-old", "Endpoint": "archfarm-demo-old"},
+                              {"Name": "demo-old2", "Endpoint": "archfarm-demo-old"}]
+    seen = register.Observed(seen.contexts, seen.builder, seen.driver_images,
+                             seen.config_text + "\nHost archfarm-demo-old\n  HostName x\n")
+    planned = register.plan(PAIR, HOSTS, PAIR.expanded(), seen, True)
+    assert planned.leaving["old"][0].item == "ssh config"
+    recap = register.checked(planned)
+    assert recap.results["old"].changes == ["ssh config", "builder node", "docker context"]
