@@ -35,7 +35,7 @@ class Request:
     context_dir: Path | None
     tag: str  # "" when not given
     file: str | None = None
-    platforms: list[str] = field(default_factory=list)
+    platforms: str | None = None     # --platform as given (p,q); None: the farm's platforms
     strategy: str = "merge"
     push: bool = False
     output: str | None = None        # oci:PATH
@@ -43,7 +43,39 @@ class Request:
     allow_emulation: bool = False
 
 
-TAG = re.compile(r"[a-z0-9][a-z0-9._:/-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?")
+# Docker's image reference grammar, written from distribution/reference (the grammar atop
+# reference.go and the patterns in regexp.go, github.com/distribution/reference), the parser
+# the docker CLI and buildx read a name with: reference := name [":" tag] ["@" digest],
+# name := [domain "/"] path-component ["/" path-component]*.
+_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_DOMAIN = (rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[a-fA-F0-9:]+\])"
+           r"(?::[0-9]+)?")
+_PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"  # Go's \w is ASCII: letters, digits and _
+REFERENCE = re.compile(rf"(?P<name>(?:{_DOMAIN}/)?(?P<path>{_PATH_COMPONENT}"
+                       rf"(?:/{_PATH_COMPONENT})*))(?::(?P<tag>{_TAG}))?")
+PATH_MAX = 255  # reference.go's RepositoryNameTotalLengthMax
+
+
+def reference_problem(ref: str) -> str | None:
+    """Why docker would refuse `ref` as the name to push to; None when it accepts it."""
+    if "@" in ref:
+        return "a digest names content already pushed, a build pushes to a tag"
+    match = REFERENCE.fullmatch(ref)
+    if match is None:
+        tag = ref.rpartition("/")[2].partition(":")[2]
+        if "://" in ref:
+            return "a URL: write the registry without http:// or https://"
+        if REFERENCE.fullmatch(ref.lower()):
+            return "the repository must be lowercase"
+        if len(tag) > 128:
+            return f"the tag is {len(tag)} characters long, docker's limit is 128"
+        if ref.endswith(":"):
+            return "the tag after ':' is empty"
+        return "docker's reference grammar does not accept it"
+    if len(match["path"]) > PATH_MAX:
+        return f"the repository path is longer than {PATH_MAX} characters"
+    return None
 
 
 def check_request(farm: Farm, req: Request) -> dict[str, Node]:
@@ -51,19 +83,16 @@ def check_request(farm: Farm, req: Request) -> dict[str, Node]:
     if req.context_dir is None or not req.tag:
         raise UserError("--context DIR and --tag REF are both needed. Fix: e.g. inv build"
                         " --context examples/hello --tag 127.0.0.1:5000/hello:demo --push.")
-    if not TAG.fullmatch(req.tag) or "@" in req.tag:
-        raise UserError(f"--tag {req.tag!r}: not an image reference to push to. Fix: write"
-                        " REGISTRY/REPOSITORY[:TAG], e.g. us-central1-docker.pkg.dev/p/r/app:1"
-                        " (lowercase, no digest, no spaces or commas).")
+    problem = reference_problem(req.tag)
+    if problem:
+        raise UserError(f"--tag {req.tag!r}: not an image reference docker accepts ({problem})."
+                        " Fix: write REGISTRY/REPOSITORY[:TAG] as docker reads it, e.g."
+                        " 127.0.0.1:5000/team/app:1.0: repository components of lowercase"
+                        " letters and digits (with one '.', '_' or '__', or dashes, between"
+                        " them) joined by '/'; a tag of at most 128 letters, digits, '_', '.'"
+                        " and '-', not starting with '.' or '-'; no scheme, no digest.")
     docker_cli.binary()  # the docker CLI, checked once here rather than in every platform's job
-    if not req.context_dir.is_dir():
-        raise UserError(f"--context {req.context_dir}: no such directory. Fix: give the build"
-                        " context directory, e.g. --context examples/hello.")
-    dockerfile = req.context_dir / (req.file or "Dockerfile") if not (
-        req.file and Path(req.file).is_absolute()) else Path(req.file)
-    if not dockerfile.is_file():
-        raise UserError(f"--file: {dockerfile} does not exist. Fix: name the Dockerfile with"
-                        " --file, relative to --context.")
+    _check_files(req)
     if req.strategy not in ("merge", "builder"):
         raise UserError(f"--strategy {req.strategy!r}: not a strategy. Fix: use merge or"
                         " builder.")
@@ -77,8 +106,34 @@ def check_request(farm: Farm, req: Request) -> dict[str, Node]:
     for arg in req.build_args:
         if "=" not in arg:
             raise UserError(f"--build-arg {arg!r}: not KEY=VALUE. Fix: write it as KEY=VALUE.")
+    return _nodes_for(farm, req)
+
+
+def _check_files(req: Request) -> None:
+    assert req.context_dir is not None
+    if not req.context_dir.is_dir():
+        raise UserError(f"--context {req.context_dir}: no such directory. Fix: give the build"
+                        " context directory, e.g. --context examples/hello.")
+    dockerfile = req.context_dir / (req.file or "Dockerfile")  # an absolute --file stays as is
+    if dockerfile.is_dir():
+        raise UserError(f"--file {req.file or 'Dockerfile'}: {dockerfile} is a directory, not a"
+                        " Dockerfile. Fix: name the Dockerfile itself with --file, relative to"
+                        " --context, e.g. --file Dockerfile.")
+    if not dockerfile.is_file():
+        raise UserError(f"--file: {dockerfile} does not exist. Fix: name the Dockerfile with"
+                        " --file, relative to --context.")
+
+
+def _nodes_for(farm: Farm, req: Request) -> dict[str, Node]:
+    """--platform (or the farm's platforms) -> the node that builds each."""
     farm_platforms = farm.platforms
-    wanted = req.platforms or farm_platforms
+    wanted = farm_platforms
+    if req.platforms is not None:  # given, even as '': an empty selection is never "all"
+        wanted = [p.strip() for p in req.platforms.split(",") if p.strip()]
+        if not wanted:
+            raise UserError(f"--platform {req.platforms!r}: names no platform. Fix: name some,"
+                            f" e.g. --platform {','.join(farm_platforms)}, or leave --platform"
+                            " out to build every platform of the farm.")
     chosen: dict[str, Node] = {}
     for platform in wanted:
         native = [n for n in farm.expanded() if n.platform == platform]
