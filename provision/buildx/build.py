@@ -9,6 +9,7 @@ its native node. Either way the pushed index is read back and must list every pl
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -76,6 +77,28 @@ def reference_problem(ref: str) -> str | None:
     if len(match["path"]) > PATH_MAX:
         return f"the repository path is longer than {PATH_MAX} characters"
     return None
+
+
+def repo_of(ref: str) -> str:
+    """The repository of a valid reference: `registry/path` without the tag."""
+    match = REFERENCE.fullmatch(ref)
+    assert match is not None, ref  # check_request let only valid references through
+    return match["name"]
+
+
+# The merge strategy pushes each platform under a tag of its own, then makes the index from
+# their digests. Docker's recipe for builds spread over machines pushes by digest instead
+# (push-by-digest=true): no tag at all. But buildx refuses it for the docker driver, whatever
+# the engine version ("push-by-digest is currently not implemented for docker driver",
+# build/opt.go in github.com/docker/buildx, still so in its newest releases), and the merge
+# strategy builds with each node's own engine through that driver: no buildkit image needed.
+# So the per-platform tag has a fixed length, well within docker's 128 characters whatever
+# the tag, and every build of the same tag reuses it.
+def platform_tag(ref: str, platform: str) -> str:
+    """Where one platform's image goes before the merge: `repo:archfarm-<hash>-linux-arm64`,
+    the hash that of the whole reference."""
+    digest = hashlib.sha256(ref.encode()).hexdigest()[:12]
+    return f"{repo_of(ref)}:archfarm-{digest}-{re.sub(r'[^A-Za-z0-9_.-]', '-', platform)[:64]}"
 
 
 def check_request(farm: Farm, req: Request) -> dict[str, Node]:
@@ -147,16 +170,6 @@ def _nodes_for(farm: Farm, req: Request) -> dict[str, Node]:
                             " such a node, drop the platform, or pass --allow-emulation to"
                             " build it under QEMU.")
     return chosen
-
-
-def platform_tag(tag: str, platform: str) -> str:
-    """Where one platform's image is pushed before the merge: `repo:tag-linux-arm64`."""
-    repo, _, name = tag.rpartition(":") if ":" in tag.rsplit("/", 1)[-1] else (tag, "", "latest")
-    return f"{repo}:{name}-{platform.replace('/', '-')}"
-
-
-def repo_of(tag: str) -> str:
-    return tag.rpartition(":")[0] if ":" in tag.rsplit("/", 1)[-1] else tag
 
 
 class Streamed:
@@ -261,7 +274,8 @@ def merge_strategy(farm: Farm, req: Request, chosen: dict[str, Node], workdir: P
             digest = json.loads(metadata.read_text())["containerimage.digest"]
             return Outcome(changes=["build"], note=f"{digest[:19]} in {seconds} s on {node.name}",
                               extra={"platform": platform, "node": node.name,
-                                     "digest": digest, "seconds": seconds})
+                                     "digest": digest, "seconds": seconds,
+                                     "pushed": platform_tag(req.tag, platform)})
         return job
 
     return run([(p, job_for(p, n)) for p, n in chosen.items()], cancel, say=say)
@@ -317,7 +331,9 @@ def build(farm: Farm, req: Request, say: Callable[[str, str], None], cancel: Can
     report: dict = {"image": req.tag if req.push else req.output, "digest": None,
                     "platforms": [{"platform": p, "node": chosen[p].name,
                                    "digest": r.extra.get("digest"),
-                                   "seconds": r.extra.get("seconds")}
+                                   "seconds": r.extra.get("seconds"),
+                                   **({"pushed": r.extra["pushed"]} if "pushed" in r.extra
+                                      else {})}
                                   for p, r in outcome.results.items()]}
     if outcome.interrupted or any(r.bad for r in outcome.results.values()) or not req.push:
         return outcome, report

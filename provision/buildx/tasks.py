@@ -33,6 +33,10 @@ def build(session: Session, *, inventory: str | None, request: Any) -> int:
     for key, result in sorted(recap.results.items()):
         if result.failed:
             session.reporter.node(key, f"FAILED: {result.note}", style="red")
+    pushed = [e["pushed"] for e in report["platforms"] if "pushed" in e]
+    if pushed:
+        session.say(f"per-platform tags (the next build of this tag reuses them):"
+                    f" {', '.join(pushed)}")
     session.emit({**report, "nodes": {k: r.to_json() for k, r in recap.results.items()}})
     return recap.exit_code
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from provision.buildx.build import reference_problem
+from provision.buildx.build import platform_tag, reference_problem
 
 REPO = Path(__file__).resolve().parents[2]
 HELLO = REPO / "examples/hello"
@@ -113,6 +113,12 @@ def test_the_tag_check_agrees_with_the_docker_cli(ref):
     """Docker's parser and --tag's check agree (but for a digest, which docker takes and a
     build cannot push to: test_register_local)."""
     assert (reference_problem(ref) is None) == docker_accepts(ref), reference_problem(ref)
+
+
+@pytest.mark.parametrize("ref", LONGEST)
+@pytest.mark.parametrize("platform", ["linux/arm64", "linux/amd64", "linux/arm/v7"])
+def test_the_per_platform_tag_of_the_longest_tags_is_one_docker_accepts(ref, platform):
+    assert docker_accepts(platform_tag(ref, platform))
 
 
 @pytest.mark.parametrize("platform", ["", ",", " , "])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -164,6 +165,27 @@ def test_builder_strategy_without_a_pullable_buildkit_image_names_the_fix(farm, 
     assert code == 1
     notes = " ".join(r.get("note", "") for r in out["nodes"].values())
     assert "buildx.buildkit_image" in notes and "--strategy merge" in notes
+
+
+# -- the longest tags -----------------------------------------------------------------------------
+
+def registry_tags(repository: str) -> set[str]:
+    """The tags of `repository` in the lab registry, as the registry API lists them."""
+    with urllib.request.urlopen(f"http://{REGISTRY}/v2/{repository}/tags/list", timeout=30) as r:
+        return set(json.load(r)["tags"])
+
+
+def test_a_128_character_tag_builds_and_leaves_only_short_per_platform_tags(farm):
+    path, _ = farm
+    longest = "v" * 128  # docker's limit for a tag
+    code, out, err = build_hello(path, f"{REGISTRY}/bx/long:{longest}")
+    assert code == 0, err
+    tags = registry_tags("bx/long")
+    assert longest in tags
+    per_platform = tags - {longest}
+    assert {t.rpartition("-linux-")[2] for t in per_platform} == {"arm64", "amd64"}, tags
+    assert all(t.startswith("archfarm-") and len(t) < 64 for t in per_platform), tags
+    assert {p["pushed"].rpartition(":")[2] for p in out["platforms"]} == per_platform
 
 
 def test_a_node_unreachable_during_a_build_fails_its_platform_clearly(farm):
