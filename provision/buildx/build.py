@@ -5,6 +5,9 @@ the node's docker context), pushed, and the per-platform digests are merged into
 with `imagetools create`; it needs no buildkit image. `builder`: one `buildx build` on the
 farm's builder, whose nodes are pinned to their platforms, so buildx sends each platform to
 its native node. Either way the pushed index is read back and must list every platform.
+
+The logs go to a temporary `archfarm-build-*` directory. It is removed at the end unless a
+build failed; then each failure names its log, and the recap the directory.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from pathlib import Path
 from .. import names
 from ..errors import UserError
 from ..inventory import Farm, Node
-from ..runner import Cancel, Outcome, Progress, Recap, run
+from ..runner import Cancel, Job, Outcome, Progress, Recap, run
 from . import docker_cli
 
 HEARTBEAT_SECONDS = 10.0
@@ -172,14 +175,25 @@ def _nodes_for(farm: Farm, req: Request) -> dict[str, Node]:
     return chosen
 
 
+def step_of(line: str) -> str | None:
+    """What a line of buildx's plain progress says the build is doing, when it says."""
+    if re.match(r"#\d+ (exporting to image|pushing )", line):
+        # the build is done; the image goes to the registry (`#12 pushing layers`, or with
+        # the docker driver `#13 pushing REF with docker`), which can take a while
+        return "pushing the image"
+    if re.match(r"#\d+ \[", line):  # `#7 [build 3/4] RUN gcc ...`
+        return line.strip()
+    return None
+
+
 class Streamed:
-    """A docker build run with its plain progress going to a log file; the last step seen is
-    reported every few seconds, the log's tail is kept for a failure's note."""
+    """A docker command with its output going to a log file; what it is doing (the last build
+    step seen) is reported every few seconds; the log's tail is kept for a failure's note."""
 
     def __init__(self, argv: list[str], log: Path, progress: Callable[[str], None],
-                 cancel: Cancel):
+                 cancel: Cancel, step: str = "", timeout: float = BUILD_TIMEOUT):
         self.argv, self.log, self.progress, self.cancel = argv, log, progress, cancel
-        self.last_step = ""
+        self.last_step, self.timeout = step, timeout
 
     def run(self) -> int:
         with open(self.log, "w", buffering=1) as out:  # line by line: the log is live
@@ -191,13 +205,13 @@ class Streamed:
             started = next_beat = time.monotonic()
             while True:
                 try:
-                    proc.wait(timeout=0.2)  # returns the moment buildx exits
+                    proc.wait(timeout=0.2)  # returns the moment docker exits
                     break
                 except subprocess.TimeoutExpired:
                     pass
                 if self.cancel.is_set():
                     proc.terminate()
-                if time.monotonic() - started > BUILD_TIMEOUT:
+                if time.monotonic() - started > self.timeout:
                     proc.kill()
                 if time.monotonic() >= next_beat + HEARTBEAT_SECONDS:
                     next_beat = time.monotonic()
@@ -209,8 +223,7 @@ class Streamed:
     def _read(self, stream, out) -> None:
         for line in stream:
             out.write(line)
-            if line.startswith("#") and " [" in line:  # `#7 [build 3/4] RUN gcc ...`
-                self.last_step = line.strip()
+            self.last_step = step_of(line) or self.last_step
 
     def tail(self, lines: int = 15) -> str:
         try:
@@ -219,15 +232,53 @@ class Streamed:
             return ""
 
 
-def _why_failed(text: str, node: str, farm: Farm) -> str:
+@dataclass
+class Where:
+    """Who runs a build, in a failure's words: `node amd64` (and its docker context), or
+    `builder bx`."""
+
+    who: str
+    context: str | None = None
+
+
+REPAIR = "Fix: `inv status`, then `inv provision`"
+REGISTRY_URL = re.compile(r'https?://([^/"\s]+)/v2/')
+
+
+def _why_failed(text: str, where: Where, farm: Farm) -> str:
+    """The cause of a failed build from its log, with the command that repairs it."""
+    who = where.who
+    if where.context and f'context "{where.context}"' in text and (
+            "not found" in text or "does not exist" in text):
+        return f"{who} has no docker context {where.context} on this machine. Fix: `inv register`"
+    if "Cannot connect to the Docker daemon" in text:
+        return f"{who}: its docker engine does not answer (stopped, or its VM is down). {REPAIR}"
     if "error during connect" in text or "dial-stdio" in text:
-        return (f"node {node} is unreachable (its docker context over ssh failed); check"
-                f" `inv status`, then `inv provision`")
+        return f"{who} is unreachable (its docker context over ssh failed). {REPAIR}"
+    if "error reading from server" in text or "code = Unavailable" in text:
+        return (f"{who} was lost mid-build (its docker engine or the ssh connection to it went"
+                f" away). {REPAIR}, then run the build again")
     if "moby/buildkit" in text or (farm.buildx.buildkit_image or "\0") in text:
         return ("the nodes could not start the buildkit container (its image cannot be"
                 " pulled). Fix: set buildx.buildkit_image in the inventory to a mirror the"
                 " nodes can pull, or build with --strategy merge (no buildkit image needed)")
-    return "the build failed"
+    lost = _registry_lost(text)
+    if lost:
+        return (f"{who} {lost}. Fix: make sure the registry is up and {who} reaches it,"
+                " then run the build again")
+    return f"the build failed on {who}"
+
+
+def _registry_lost(text: str) -> str | None:
+    """`lost the registry HOST (what docker said)` when the last error is about reaching a
+    registry: a connection refused, reset or cut (EOF) on its way to `http(s)://HOST/v2/`."""
+    errors = [line for line in text.splitlines() if "ERROR" in line]
+    last = errors[-1] if errors else ""
+    found = REGISTRY_URL.search(last)
+    if not found or not re.search(r"EOF|connection (refused|reset)|timeout|no route", last):
+        return None
+    said = last.rpartition('": ')[2].strip()  # after the URL docker quotes
+    return f"lost the registry {found[1]} ({said})"
 
 
 def _common_args(req: Request, metadata: Path) -> list[str]:
@@ -239,43 +290,47 @@ def _common_args(req: Request, metadata: Path) -> list[str]:
     return args
 
 
-def _timed_build(argv: list[str], log: Path, progress: Progress, where: str, farm: Farm
+def _timed_build(argv: list[str], log: Path, progress: Progress, where: Where, farm: Farm
                  ) -> tuple[float, Outcome | None]:
     """(seconds, None) when the build succeeded, else (seconds, the failure with the cause,
-    the log's tail and where the whole log is)."""
+    where the whole log is, and its tail)."""
     started = time.monotonic()
-    build = Streamed(argv, log, progress, progress.cancel)
+    build = Streamed(argv, log, progress, progress.cancel, step=progress.last)
     code = build.run()
     seconds = round(time.monotonic() - started, 1)
     if code == 0:
         return seconds, None
     tail = build.tail()
+    if where.context:  # docker names an ssh engine by a placeholder URL: say which it is
+        tail = tail.replace("http://docker.example.com", f"ssh://{where.context}")
     return seconds, Outcome(failures=["build"],
-                            note=f"{_why_failed(tail, where, farm)}; log tail:\n{tail}",
+                            note=f"{_why_failed(tail, where, farm)}; whole log: {log}, its"
+                                 f" tail:\n{tail}",
                             extra={"seconds": seconds, "log": str(log)})
 
 
 def merge_strategy(farm: Farm, req: Request, chosen: dict[str, Node], workdir: Path,
                    say: Callable[[str, str], None], cancel: Cancel) -> Recap:
-    """Each platform on its node's own engine, in parallel, pushed; then one index."""
-    def job_for(platform: str, node: Node) -> Callable[[Progress], Outcome]:
+    """Each platform on its node's own engine, in parallel, pushed under its own tag (the
+    index is made afterwards, by `build`)."""
+    def job_for(platform: str, node: Node) -> Job:
         def job(progress: Progress) -> Outcome:
-            metadata = workdir / f"{platform.replace('/', '-')}.json"
-            argv = [docker_cli.binary(), "--context", names.alias(farm.farm, node.name),
-                    *_common_args(req, metadata), "--platform", platform, "--output",
-                    f"type=image,name={platform_tag(req.tag, platform)},push=true",
+            slug = platform.replace("/", "-")
+            metadata, pushed = workdir / f"{slug}.json", platform_tag(req.tag, platform)
+            context = names.alias(farm.farm, node.name)
+            argv = [docker_cli.binary(), "--context", context, *_common_args(req, metadata),
+                    "--platform", platform, "--output", f"type=image,name={pushed},push=true",
                     str(req.context_dir)]
             progress(f"building on {node.name}")
-            seconds, failed = _timed_build(argv, workdir / f"{platform.replace('/', '-')}.log",
-                                           progress, node.name, farm)
+            seconds, failed = _timed_build(argv, workdir / f"{slug}.log", progress,
+                                           Where(f"node {node.name}", context), farm)
             if failed:
                 failed.extra.update(platform=platform, node=node.name)
                 return failed
             digest = json.loads(metadata.read_text())["containerimage.digest"]
             return Outcome(changes=["build"], note=f"{digest[:19]} in {seconds} s on {node.name}",
-                              extra={"platform": platform, "node": node.name,
-                                     "digest": digest, "seconds": seconds,
-                                     "pushed": platform_tag(req.tag, platform)})
+                           extra={"platform": platform, "node": node.name, "digest": digest,
+                                  "seconds": seconds, "pushed": pushed})
         return job
 
     return run([(p, job_for(p, n)) for p, n in chosen.items()], cancel, say=say)
@@ -294,7 +349,8 @@ def builder_strategy(farm: Farm, req: Request, chosen: dict[str, Node], workdir:
 
     def job(progress: Progress) -> Outcome:
         progress(f"building on builder {farm.farm}")
-        seconds, failed = _timed_build(argv, workdir / "builder.log", progress, farm.farm, farm)
+        seconds, failed = _timed_build(argv, workdir / "builder.log", progress,
+                                       Where(f"builder {farm.farm}"), farm)
         if failed:
             return failed
         return Outcome(changes=["build"], note=f"built in {seconds} s", extra={"seconds": seconds})
@@ -324,11 +380,17 @@ def build(farm: Farm, req: Request, say: Callable[[str, str], None], cancel: Can
     """Build, push or export, merge (merge strategy), verify; the outcome and the --json."""
     chosen = check_request(farm, req)
     workdir = Path(tempfile.mkdtemp(prefix="archfarm-build-"))
-    strategy = merge_strategy if req.strategy == "merge" else builder_strategy
-    outcome = strategy(farm, req, chosen, workdir, say, cancel)
-    if not any(r.bad for r in outcome.results.values()):
-        shutil.rmtree(workdir, ignore_errors=True)  # a failure's logs stay, named in its note
+    results: dict[str, Outcome] = {}
+    try:
+        strategy = merge_strategy if req.strategy == "merge" else builder_strategy
+        outcome = strategy(farm, req, chosen, workdir, say, cancel)
+        results.update(outcome.results)
+    finally:
+        failed_logs = [r for r in results.values() if r.failures and "log" in r.extra]
+        if not failed_logs:
+            shutil.rmtree(workdir, ignore_errors=True)
     report: dict = {"image": req.tag if req.push else req.output, "digest": None,
+                    "logs": str(workdir) if failed_logs else None,
                     "platforms": [{"platform": p, "node": chosen[p].name,
                                    "digest": r.extra.get("digest"),
                                    "seconds": r.extra.get("seconds"),

@@ -1,5 +1,6 @@
 """`inv build` through the real command line and the real docker CLI, without a farm: bad
-input ends with exit 2 before anything runs."""
+input ends with exit 2 before anything runs, and a node this machine has no docker context for
+fails with the fix (`inv register`) and where its whole log is."""
 
 from __future__ import annotations
 
@@ -133,3 +134,17 @@ def test_file_naming_a_directory_says_it_is_a_directory(build):
     message = exits_2(build, "--context", str(HELLO), "--tag", "127.0.0.1:5000/x/y:1", "--push",
                       "--file", ".")
     assert f"--file .: {HELLO} is a directory, not a Dockerfile" in message, message
+
+
+def test_a_missing_docker_context_names_the_node_the_fix_and_the_whole_log(build):
+    done, left = build("--context", str(HELLO), "--tag", "127.0.0.1:5000/x/y:1", "--push",
+                       "--platform", "linux/amd64")
+    out = " ".join(done.stdout.split())  # the human output, lines joined as rich wraps them
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert ("linux/amd64 FAILED: node x86 has no docker context archfarm-t-x86 on this"
+            " machine. Fix: `inv register`") in out, out
+    assert len(left) == 1, left  # the failed build's logs are kept, and said where
+    log = left[0] / "linux-amd64.log"
+    assert f"whole log: {log}" in out and "context not found" in log.read_text()
+    assert f"logs of this build: {left[0]}" in out
+    assert "None" not in out

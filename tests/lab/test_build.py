@@ -4,9 +4,16 @@ with the real docker CLI and buildx, and the image run on this machine's engine.
 from __future__ import annotations
 
 import json
+import os
+import queue
+import signal
+import socket
 import subprocess
+import sys
+import threading
 import time
 import urllib.request
+import uuid
 from pathlib import Path
 
 import pytest
@@ -15,6 +22,7 @@ from google.cloud import compute_v1
 from provision.buildx import register
 
 from .conftest import KW, REPO, inv, write_inventory
+from .registries import NodeForward, ssh
 
 pytestmark = pytest.mark.lab
 
@@ -167,7 +175,7 @@ def test_builder_strategy_without_a_pullable_buildkit_image_names_the_fix(farm, 
     assert "buildx.buildkit_image" in notes and "--strategy merge" in notes
 
 
-# -- the longest tags -----------------------------------------------------------------------------
+# -- faults: long tags, interrupts, lost engines and registries -----------------------------------
 
 def registry_tags(repository: str) -> set[str]:
     """The tags of `repository` in the lab registry, as the registry API lists them."""
@@ -186,6 +194,119 @@ def test_a_128_character_tag_builds_and_leaves_only_short_per_platform_tags(farm
     assert {t.rpartition("-linux-")[2] for t in per_platform} == {"arm64", "amd64"}, tags
     assert all(t.startswith("archfarm-") and len(t) < 64 for t in per_platform), tags
     assert {p["pushed"].rpartition(":")[2] for p in out["platforms"]} == per_platform
+
+
+class Running:
+    """`inv build -i INVENTORY ARGS --json` started as a user would (its own TMPDIR), its
+    progress (stderr) read as it comes."""
+
+    def __init__(self, inventory: Path, tmpdir: Path, *args: str):
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "invoke", "--search-root", str(REPO), "build", "-i",
+             str(inventory), *args, "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True, env={**os.environ, "TMPDIR": str(tmpdir)})
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stderr:
+            self.lines.put(line)
+
+    def wait_for(self, text: str, timeout: float = 300) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self.lines.get(timeout=max(0.1, deadline - time.monotonic()))
+            except queue.Empty:
+                pytest.fail(f"no {text!r} in {timeout} s; stderr so far:\n{''.join(self.seen)}")
+            self.seen.append(line)
+            if text in line:
+                return line
+
+    def finish(self, timeout: float = 300) -> tuple[int, dict, str]:
+        """(exit code, the --json object, all of stderr)."""
+        code = self.proc.wait(timeout=timeout)
+        stdout = self.proc.stdout.read()
+        self.reader.join(timeout=10)
+        while not self.lines.empty():
+            self.seen.append(self.lines.get())
+        return code, json.loads(stdout.strip().splitlines()[-1]), "".join(self.seen)
+
+
+def slow_context(tmp_path: Path, seconds: int = 60) -> Path:
+    """A build context whose one step runs `seconds` (a fresh token: never from the cache)."""
+    token = uuid.uuid4().hex
+    context = tmp_path / token
+    context.mkdir()
+    (context / "Dockerfile").write_text(f"FROM {REGISTRY}/lab/debian-run:bookworm\n"
+                                        f"RUN echo {token} && sleep {seconds}\n")
+    return context
+
+
+def test_ctrl_c_during_a_build_exits_130_says_what_was_in_flight_and_leaves_no_temp_dir(
+        farm, tmp_path):
+    path, _ = farm
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    running = Running(path, tmpdir, "--context", str(slow_context(tmp_path)), "--tag",
+                      f"{REGISTRY}/bx/slow:ctrl-c", "--push", "--platform", "linux/amd64")
+    running.wait_for("RUN echo")  # the heartbeat names the step in flight
+    os.kill(running.proc.pid, signal.SIGINT)
+    code, out, err = running.finish()
+    assert code == 130, err
+    amd64 = out["nodes"]["linux/amd64"]
+    assert amd64["interrupted"] and "RUN echo" in amd64["note"], amd64
+    assert "linux/amd64 INTERRUPTED: interrupted while" in err
+    assert "interrupted: 1 left in flight (linux/amd64)" in err
+    assert "None" not in err
+    assert list(tmpdir.glob("archfarm-build-*")) == []
+
+
+def test_a_registry_lost_mid_push_names_the_node_and_the_registry(farm, tmp_path):
+    path, _ = farm
+    with socket.create_server(("127.0.0.1", 0)) as probe:  # a port free here, for the tag
+        port = probe.getsockname()[1]
+    forward = NodeForward("archfarm-bx-amd64", port, delay=60)  # the push hangs on it
+    try:
+        running = Running(path, tmp_path, "--context", str(REPO / "examples/hello"), "--tag",
+                          f"127.0.0.1:{port}/bx/lost:push", "--push", "--platform",
+                          "linux/amd64")
+        # the build's steps take a few seconds; then the push hangs, and the heartbeat
+        # (every 10 s) must say so rather than name the last step
+        running.wait_for("s: pushing the image", timeout=40)
+    finally:
+        forward.lose()
+    code, out, err = running.finish()
+    assert code == 1, err
+    note = out["nodes"]["linux/amd64"]["note"]
+    assert note.startswith(f"node amd64 lost the registry 127.0.0.1:{port} ("), note
+    assert "make sure the registry is up and node amd64 reaches it" in note
+
+
+def test_a_stopped_engine_names_the_node_what_was_lost_and_the_fix(farm, tmp_path):
+    path, _ = farm
+    running = Running(path, tmp_path, "--context", str(slow_context(tmp_path)), "--tag",
+                      f"{REGISTRY}/bx/slow:engine", "--push", "--platform", "linux/amd64")
+    running.wait_for("RUN echo")
+    ssh("archfarm-bx-amd64", "sudo systemctl stop docker.socket docker")
+    try:
+        code, out, err = running.finish()
+        assert code == 1, err
+        mid_build = out["nodes"]["linux/amd64"]["note"]
+        assert mid_build.startswith("node amd64 was lost mid-build"), mid_build
+        assert "Fix: `inv status`, then `inv provision`" in mid_build
+        code, out, err = inv("build", "-i", str(path), "--context", str(slow_context(tmp_path)),
+                             "--tag", f"{REGISTRY}/bx/slow:stopped", "--push", "--platform",
+                             "linux/amd64")
+        assert code == 1, err
+        stopped = out["nodes"]["linux/amd64"]["note"]
+        assert stopped.startswith("node amd64: its docker engine does not answer"), stopped
+        assert "Fix: `inv status`, then `inv provision`" in stopped
+        assert "docker.example.com" not in stopped
+    finally:
+        ssh("archfarm-bx-amd64", "sudo systemctl start docker")
 
 
 def test_a_node_unreachable_during_a_build_fails_its_platform_clearly(farm):
