@@ -25,13 +25,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import names
-from ..errors import UserError
+from ..errors import DockerError, UserError
 from ..inventory import Farm, Node
 from ..runner import Cancel, Job, Outcome, Progress, Recap, run
 from . import docker_cli
 
 HEARTBEAT_SECONDS = 10.0
 BUILD_TIMEOUT = 3600.0
+MERGE_TIMEOUT = 300.0
 
 
 @dataclass
@@ -375,6 +376,40 @@ def verify(tag: str, platforms: list[str]) -> tuple[str, dict[str, str], str | N
     return digest, listed, problem
 
 
+def merge_args(req: Request, pushed: dict[str, Outcome]) -> list[str]:
+    """`imagetools create` of the index from the platforms pushed, by digest."""
+    repo = repo_of(req.tag)
+    return ["buildx", "imagetools", "create", "--tag", req.tag,
+            *(f"{repo}@{r.extra['digest']}" for r in pushed.values())]
+
+
+def index_job(req: Request, chosen: dict[str, Node], pushed: dict[str, Outcome],
+              workdir: Path) -> Job:
+    """The index: made from the platforms' digests (merge strategy), then read back."""
+    def job(progress: Progress) -> Outcome:
+        try:
+            if req.strategy == "merge":
+                progress(f"merging {len(pushed)} platform(s) into {req.tag}")
+                merge = Streamed([docker_cli.binary(), *merge_args(req, pushed)],
+                                 workdir / "index.log", progress, progress.cancel,
+                                 step=progress.last, timeout=MERGE_TIMEOUT)
+                if merge.run() != 0:
+                    tail = merge.tail()
+                    lost = _registry_lost(tail)
+                    said = f"this machine {lost}" if lost else tail.strip().split("\n")[-1]
+                    return Outcome(failures=["index"], note=f"the merge failed: {said}")
+            progress(f"reading {req.tag} back")
+            digest, listed, problem = verify(req.tag, list(chosen))
+        except DockerError:
+            progress.cancel.check()  # Ctrl-C reached docker too: this was the interrupt
+            raise
+        if problem:
+            return Outcome(failures=["index"], note=problem, extra={"digest": digest})
+        return Outcome(converged=["index"], note=f"{req.tag}@{digest} lists {', '.join(chosen)}",
+                       extra={"digest": digest, "listed": listed})
+    return job
+
+
 def build(farm: Farm, req: Request, say: Callable[[str, str], None], cancel: Cancel
           ) -> tuple[Recap, dict]:
     """Build, push or export, merge (merge strategy), verify; the outcome and the --json."""
@@ -383,35 +418,39 @@ def build(farm: Farm, req: Request, say: Callable[[str, str], None], cancel: Can
     results: dict[str, Outcome] = {}
     try:
         strategy = merge_strategy if req.strategy == "merge" else builder_strategy
-        outcome = strategy(farm, req, chosen, workdir, say, cancel)
-        results.update(outcome.results)
+        results.update(strategy(farm, req, chosen, workdir, say, cancel).results)
+        if req.push and not any(r.bad for r in results.values()):
+            results["index"] = _index(req, chosen, dict(results), workdir, say, cancel)
     finally:
         failed_logs = [r for r in results.values() if r.failures and "log" in r.extra]
         if not failed_logs:
             shutil.rmtree(workdir, ignore_errors=True)
-    report: dict = {"image": req.tag if req.push else req.output, "digest": None,
-                    "logs": str(workdir) if failed_logs else None,
-                    "platforms": [{"platform": p, "node": chosen[p].name,
-                                   "digest": r.extra.get("digest"),
-                                   "seconds": r.extra.get("seconds"),
-                                   **({"pushed": r.extra["pushed"]} if "pushed" in r.extra
-                                      else {})}
-                                  for p, r in outcome.results.items()]}
-    if outcome.interrupted or any(r.bad for r in outcome.results.values()) or not req.push:
-        return outcome, report
-    if req.strategy == "merge":
-        say("index", f"merging {len(chosen)} platform(s) into {req.tag}")
-        repo = repo_of(req.tag)
-        docker_cli.run("buildx", "imagetools", "create", "--tag", req.tag,
-                   *(f"{repo}@{r.extra['digest']}" for r in outcome.results.values()),
-                   timeout=300)
-    digest, listed, problem = verify(req.tag, list(chosen))
-    report["digest"] = digest
-    for entry in report["platforms"]:
-        entry["digest"] = entry["digest"] or listed.get(entry["platform"])
-    if problem:
-        outcome.results["index"] = Outcome(failures=["index"], note=problem)
+    index = results.get("index", Outcome())
+    report: dict = {
+        "image": req.tag if req.push else req.output, "digest": index.extra.get("digest"),
+        "logs": str(workdir) if failed_logs else None,
+        "platforms": [{"platform": p, "node": chosen[p].name,
+                       "digest": results[p].extra.get("digest")
+                       or index.extra.get("listed", {}).get(p),
+                       "seconds": results[p].extra.get("seconds"),
+                       **({"pushed": results[p].extra["pushed"]}
+                          if "pushed" in results[p].extra else {})}
+                      for p in chosen]}
+    return Recap(results, cancel.is_set()), report
+
+
+def _index(req: Request, chosen: dict[str, Node], pushed: dict[str, Outcome], workdir: Path,
+           say: Callable[[str, str], None], cancel: Cancel) -> Outcome:
+    """The index's outcome; when the merge did not happen, or not wholly, what is left."""
+    if cancel.is_set():
+        index = Outcome(interrupted=True, note="interrupted before " + (
+            "the merge" if req.strategy == "merge" else "the index was read back"))
     else:
-        outcome.results["index"] = Outcome(converged=["index"], note=f"{req.tag}@{digest} lists"
-                                                         f" {', '.join(chosen)}")
-    return outcome, report
+        index = run([("index", index_job(req, chosen, pushed, workdir))], cancel,
+                    say=say).results["index"]
+    if index.bad and req.strategy == "merge":
+        command = " ".join(["docker", *merge_args(req, pushed)])
+        index.note += (f"; every platform is pushed, to finish run `{command}` (or the same"
+                       " build again)")
+        index.extra["finish"] = command
+    return index

@@ -22,7 +22,7 @@ from google.cloud import compute_v1
 from provision.buildx import register
 
 from .conftest import KW, REPO, inv, write_inventory
-from .registries import NodeForward, ssh
+from .registries import NodeForward, SlowProxy, ssh
 
 pytestmark = pytest.mark.lab
 
@@ -175,7 +175,7 @@ def test_builder_strategy_without_a_pullable_buildkit_image_names_the_fix(farm, 
     assert "buildx.buildkit_image" in notes and "--strategy merge" in notes
 
 
-# -- faults: long tags, interrupts, lost engines and registries -----------------------------------
+# -- faults: long tags, interrupts, a lost merge, lost engines and registries ---------------------
 
 def registry_tags(repository: str) -> set[str]:
     """The tags of `repository` in the lab registry, as the registry API lists them."""
@@ -262,6 +262,57 @@ def test_ctrl_c_during_a_build_exits_130_says_what_was_in_flight_and_leaves_no_t
     assert "interrupted: 1 left in flight (linux/amd64)" in err
     assert "None" not in err
     assert list(tmpdir.glob("archfarm-build-*")) == []
+
+
+@pytest.fixture
+def loopback_registry(farm):
+    """The lab registry at a port of its own, for this machine (a SlowProxy, 3 s a connection)
+    and for both nodes (a NodeForward each): (port, the proxy)."""
+    proxy = SlowProxy(delay=3)
+    forwards = [NodeForward(f"archfarm-bx-{node}", proxy.port) for node in ("arm64", "amd64")]
+    yield proxy.port, proxy
+    proxy.lose()
+    for forward in forwards:
+        forward.lose()
+
+
+def test_sigint_to_the_process_during_the_merge_exits_130_and_says_how_to_finish(
+        farm, loopback_registry, tmp_path):
+    path, _ = farm
+    port, _ = loopback_registry
+    tag = f"127.0.0.1:{port}/bx/merge:sigint"
+    running = Running(path, tmp_path, "--context", str(REPO / "examples/hello"), "--tag", tag,
+                      "--push")
+    running.wait_for("merging")
+    os.kill(running.proc.pid, signal.SIGINT)  # the process alone, not its group
+    code, out, err = running.finish()
+    assert code == 130, err
+    assert all(p["digest"] for p in out["platforms"]), out  # the platforms stay in the recap
+    index = out["nodes"]["index"]
+    assert index["interrupted"] and f"to finish run `{index['finish']}`" in index["note"]
+    assert index["finish"] in err  # the human recap says it too
+    finish = subprocess.run(index["finish"].split(), capture_output=True, text=True, timeout=120)
+    assert finish.returncode == 0, finish.stderr
+    raw = json.loads(docker("buildx", "imagetools", "inspect", "--raw", tag).stdout)
+    assert {m["platform"]["architecture"] for m in raw["manifests"]} == {"arm64", "amd64"}
+
+
+def test_a_failed_merge_keeps_the_per_platform_recap_and_says_how_to_finish(
+        farm, loopback_registry, tmp_path):
+    path, _ = farm
+    port, proxy = loopback_registry
+    running = Running(path, tmp_path, "--context", str(REPO / "examples/hello"), "--tag",
+                      f"127.0.0.1:{port}/bx/merge:lost", "--push")
+    running.wait_for("merging")
+    proxy.lose()
+    code, out, err = running.finish()
+    assert code == 1, err
+    assert all(out["nodes"][p]["failed"] == 0 for p in ("linux/arm64", "linux/amd64")), out
+    assert all(p["digest"] for p in out["platforms"]), out
+    index = out["nodes"]["index"]
+    assert index["failed"] == 1 and "the merge failed" in index["note"], index
+    assert "docker buildx imagetools create --tag" in index["finish"]
+    assert "index FAILED: the merge failed" in err
 
 
 def test_a_registry_lost_mid_push_names_the_node_and_the_registry(farm, tmp_path):
