@@ -44,10 +44,12 @@ def farm(lab, tmp_path_factory):
     inv("destroy", "-i", str(path), "--yes")
 
 
-def build_hello(inventory: Path, tag: str, *extra: str) -> tuple[int, dict, str]:
-    """`inv build` of examples/hello, pushed to `tag`."""
+def build_hello(inventory: Path, tag: str, *extra: str, tmp: Path | None = None
+                ) -> tuple[int, dict, str]:
+    """`inv build` of examples/hello, pushed to `tag`; with TMPDIR `tmp` when given (a build
+    that fails keeps its logs there)."""
     return inv("build", "-i", str(inventory), "--context", str(REPO / "examples/hello"),
-               "--tag", tag, "--push", *extra)
+               "--tag", tag, "--push", *extra, env={"TMPDIR": str(tmp)} if tmp else None)
 
 
 def docker(*args: str) -> subprocess.CompletedProcess:
@@ -169,7 +171,8 @@ def test_check_arm_says_not_ready_for_an_amd64_only_image(farm):
 
 def test_builder_strategy_without_a_pullable_buildkit_image_names_the_fix(farm, tmp_path):
     path, _ = farm
-    code, out, err = build_hello(path, f"{REGISTRY}/bx/hello:builder", "--strategy", "builder")
+    code, out, err = build_hello(path, f"{REGISTRY}/bx/hello:builder", "--strategy", "builder",
+                                 tmp=tmp_path)
     assert code == 1
     notes = " ".join(r.get("note", "") for r in out["nodes"].values())
     assert "buildx.buildkit_image" in notes and "--strategy merge" in notes
@@ -350,7 +353,7 @@ def test_a_stopped_engine_names_the_node_what_was_lost_and_the_fix(farm, tmp_pat
         assert "Fix: `inv status`, then `inv provision`" in mid_build
         code, out, err = inv("build", "-i", str(path), "--context", str(slow_context(tmp_path)),
                              "--tag", f"{REGISTRY}/bx/slow:stopped", "--push", "--platform",
-                             "linux/amd64")
+                             "linux/amd64", env={"TMPDIR": str(tmp_path)})
         assert code == 1, err
         stopped = out["nodes"]["linux/amd64"]["note"]
         assert stopped.startswith("node amd64: its docker engine does not answer"), stopped
@@ -360,7 +363,7 @@ def test_a_stopped_engine_names_the_node_what_was_lost_and_the_fix(farm, tmp_pat
         ssh("archfarm-bx-amd64", "sudo systemctl start docker")
 
 
-def test_a_node_unreachable_during_a_build_fails_its_platform_clearly(farm):
+def test_a_node_unreachable_during_a_build_fails_its_platform_clearly(farm, tmp_path):
     path, _ = farm
     client = compute_v1.InstancesClient(**KW)
     # Never `.result()`: it polls through a client that ignores api_endpoint (the real cloud).
@@ -371,11 +374,14 @@ def test_a_node_unreachable_during_a_build_fails_its_platform_clearly(farm):
         assert time.monotonic() < deadline
         time.sleep(0.5)
     try:
-        code, out, err = build_hello(path, f"{REGISTRY}/bx/hello:down")
+        code, out, err = build_hello(path, f"{REGISTRY}/bx/hello:down", tmp=tmp_path)
         assert code == 1
         arm = out["nodes"]["linux/arm64"]
         assert arm["failed"] == 1 and "unreachable" in arm["note"], arm
         assert "Traceback" not in err
+        # the failed build's logs are kept, in the directory the output names, and only them
+        assert [str(d) for d in tmp_path.glob("archfarm-build-*")] == [out["logs"]]
+        assert f"whole log: {out['logs']}/linux-arm64.log" in arm["note"]
     finally:
         assert inv("vms", "-i", str(path))[0] == 0
 
