@@ -410,6 +410,11 @@ def index_job(req: Request, chosen: dict[str, Node], pushed: dict[str, Outcome],
     return job
 
 
+def state(result: Outcome) -> str:
+    """A platform's (or the index's) state in words, when it has no digest to show."""
+    return "interrupted" if result.interrupted else "failed" if result.bad else "-"
+
+
 def build(farm: Farm, req: Request, say: Callable[[str, str], None], cancel: Cancel
           ) -> tuple[Recap, dict]:
     """Build, push or export, merge (merge strategy), verify; the outcome and the --json."""

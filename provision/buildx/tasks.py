@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from ..cli import Session, load, task
-from ..runner import Outcome
 
 
 @task
@@ -28,14 +27,14 @@ def build(session: Session, *, inventory: str | None, request: Any) -> int:
     farm = load(inventory)
     recap, report = stage.build(farm, request, session.node, session.cancel)
     results = recap.results
-    rows = [[e["platform"], e["node"], e["digest"] or _state(results[e["platform"]]),
+    rows = [[e["platform"], e["node"], e["digest"] or stage.state(results[e["platform"]]),
              "-" if e["seconds"] is None else str(e["seconds"])] for e in report["platforms"]]
     session.reporter.table(f"image {report['image']}" + (f"@{report['digest']}"
                                                          if report["digest"] else ""),
                            ["platform", "node", "digest", "seconds"], rows)
     for key, result in sorted(results.items()):
         if result.bad:
-            session.reporter.node(key, f"{_state(result).upper()}: {result.note}", style="red")
+            session.reporter.node(key, f"{stage.state(result).upper()}: {result.note}", style="red")
     pushed = [e["pushed"] for e in report["platforms"] if "pushed" in e]
     if pushed:
         session.say(f"per-platform tags (the next build of this tag reuses them):"
@@ -50,10 +49,6 @@ def build(session: Session, *, inventory: str | None, request: Any) -> int:
     session.emit({**report, "nodes": {k: r.to_json() for k, r in results.items()},
                   **({"interrupted": True} if recap.interrupted else {})})
     return recap.exit_code
-
-
-def _state(result: Outcome) -> str:
-    return "interrupted" if result.interrupted else "failed" if result.bad else "-"
 
 
 @task(stage=False)
