@@ -82,8 +82,7 @@ def build(c, context=None, tag=None, inventory=None, file=None, platform=None, s
     from provision.buildx.tasks import build as run
 
     request = Request(context_dir=Path(context) if context else None, tag=tag or "", file=file,
-                      platforms=[p.strip() for p in (platform or "").split(",") if p.strip()],
-                      strategy=strategy, push=push, output=output,
+                      platforms=platform, strategy=strategy, push=push, output=output,
                       build_args=list(build_arg or []), allow_emulation=allow_emulation)
     _exit(run(inventory=inventory, request=request, json_mode=json))
 

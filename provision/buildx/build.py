@@ -5,10 +5,14 @@ the node's docker context), pushed, and the per-platform digests are merged into
 with `imagetools create`; it needs no buildkit image. `builder`: one `buildx build` on the
 farm's builder, whose nodes are pinned to their platforms, so buildx sends each platform to
 its native node. Either way the pushed index is read back and must list every platform.
+
+The logs go to a temporary `archfarm-build-*` directory. It is removed at the end unless a
+build failed; then each failure names its log, and the recap the directory.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -21,13 +25,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import names
-from ..errors import UserError
+from ..errors import DockerError, UserError
 from ..inventory import Farm, Node
-from ..runner import Cancel, Outcome, Progress, Recap, run
+from ..runner import Cancel, Job, Outcome, Progress, Recap, run
 from . import docker_cli
 
 HEARTBEAT_SECONDS = 10.0
 BUILD_TIMEOUT = 3600.0
+MERGE_TIMEOUT = 300.0
 
 
 @dataclass
@@ -35,7 +40,7 @@ class Request:
     context_dir: Path | None
     tag: str  # "" when not given
     file: str | None = None
-    platforms: list[str] = field(default_factory=list)
+    platforms: str | None = None     # --platform as given (p,q); None: the farm's platforms
     strategy: str = "merge"
     push: bool = False
     output: str | None = None        # oci:PATH
@@ -43,7 +48,61 @@ class Request:
     allow_emulation: bool = False
 
 
-TAG = re.compile(r"[a-z0-9][a-z0-9._:/-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?")
+# Docker's image reference grammar, written from distribution/reference (the grammar atop
+# reference.go and the patterns in regexp.go, github.com/distribution/reference), the parser
+# the docker CLI and buildx read a name with: reference := name [":" tag] ["@" digest],
+# name := [domain "/"] path-component ["/" path-component]*.
+_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_DOMAIN = (rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[a-fA-F0-9:]+\])"
+           r"(?::[0-9]+)?")
+_PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"  # Go's \w is ASCII: letters, digits and _
+REFERENCE = re.compile(rf"(?P<name>(?:{_DOMAIN}/)?(?P<path>{_PATH_COMPONENT}"
+                       rf"(?:/{_PATH_COMPONENT})*))(?::(?P<tag>{_TAG}))?")
+PATH_MAX = 255  # reference.go's RepositoryNameTotalLengthMax
+
+
+def reference_problem(ref: str) -> str | None:
+    """Why docker would refuse `ref` as the name to push to; None when it accepts it."""
+    if "@" in ref:
+        return "a digest names content already pushed, a build pushes to a tag"
+    match = REFERENCE.fullmatch(ref)
+    if match is None:
+        tag = ref.rpartition("/")[2].partition(":")[2]
+        if "://" in ref:
+            return "a URL: write the registry without http:// or https://"
+        if REFERENCE.fullmatch(ref.lower()):
+            return "the repository must be lowercase"
+        if len(tag) > 128:
+            return f"the tag is {len(tag)} characters long, docker's limit is 128"
+        if ref.endswith(":"):
+            return "the tag after ':' is empty"
+        return "docker's reference grammar does not accept it"
+    if len(match["path"]) > PATH_MAX:
+        return f"the repository path is longer than {PATH_MAX} characters"
+    return None
+
+
+def repo_of(ref: str) -> str:
+    """The repository of a valid reference: `registry/path` without the tag."""
+    match = REFERENCE.fullmatch(ref)
+    assert match is not None, ref  # check_request let only valid references through
+    return match["name"]
+
+
+# The merge strategy pushes each platform under a tag of its own, then makes the index from
+# their digests. Docker's recipe for builds spread over machines pushes by digest instead
+# (push-by-digest=true): no tag at all. But buildx refuses it for the docker driver, whatever
+# the engine version ("push-by-digest is currently not implemented for docker driver",
+# build/opt.go in github.com/docker/buildx, still so in its newest releases), and the merge
+# strategy builds with each node's own engine through that driver: no buildkit image needed.
+# So the per-platform tag has a fixed length, well within docker's 128 characters whatever
+# the tag, and every build of the same tag reuses it.
+def platform_tag(ref: str, platform: str) -> str:
+    """Where one platform's image goes before the merge: `repo:archfarm-<hash>-linux-arm64`,
+    the hash that of the whole reference."""
+    digest = hashlib.sha256(ref.encode()).hexdigest()[:12]
+    return f"{repo_of(ref)}:archfarm-{digest}-{re.sub(r'[^A-Za-z0-9_.-]', '-', platform)[:64]}"
 
 
 def check_request(farm: Farm, req: Request) -> dict[str, Node]:
@@ -51,19 +110,16 @@ def check_request(farm: Farm, req: Request) -> dict[str, Node]:
     if req.context_dir is None or not req.tag:
         raise UserError("--context DIR and --tag REF are both needed. Fix: e.g. inv build"
                         " --context examples/hello --tag 127.0.0.1:5000/hello:demo --push.")
-    if not TAG.fullmatch(req.tag) or "@" in req.tag:
-        raise UserError(f"--tag {req.tag!r}: not an image reference to push to. Fix: write"
-                        " REGISTRY/REPOSITORY[:TAG], e.g. us-central1-docker.pkg.dev/p/r/app:1"
-                        " (lowercase, no digest, no spaces or commas).")
+    problem = reference_problem(req.tag)
+    if problem:
+        raise UserError(f"--tag {req.tag!r}: not an image reference docker accepts ({problem})."
+                        " Fix: write REGISTRY/REPOSITORY[:TAG] as docker reads it, e.g."
+                        " 127.0.0.1:5000/team/app:1.0: repository components of lowercase"
+                        " letters and digits (with one '.', '_' or '__', or dashes, between"
+                        " them) joined by '/'; a tag of at most 128 letters, digits, '_', '.'"
+                        " and '-', not starting with '.' or '-'; no scheme, no digest.")
     docker_cli.binary()  # the docker CLI, checked once here rather than in every platform's job
-    if not req.context_dir.is_dir():
-        raise UserError(f"--context {req.context_dir}: no such directory. Fix: give the build"
-                        " context directory, e.g. --context examples/hello.")
-    dockerfile = req.context_dir / (req.file or "Dockerfile") if not (
-        req.file and Path(req.file).is_absolute()) else Path(req.file)
-    if not dockerfile.is_file():
-        raise UserError(f"--file: {dockerfile} does not exist. Fix: name the Dockerfile with"
-                        " --file, relative to --context.")
+    _check_files(req)
     if req.strategy not in ("merge", "builder"):
         raise UserError(f"--strategy {req.strategy!r}: not a strategy. Fix: use merge or"
                         " builder.")
@@ -77,8 +133,34 @@ def check_request(farm: Farm, req: Request) -> dict[str, Node]:
     for arg in req.build_args:
         if "=" not in arg:
             raise UserError(f"--build-arg {arg!r}: not KEY=VALUE. Fix: write it as KEY=VALUE.")
+    return _nodes_for(farm, req)
+
+
+def _check_files(req: Request) -> None:
+    assert req.context_dir is not None
+    if not req.context_dir.is_dir():
+        raise UserError(f"--context {req.context_dir}: no such directory. Fix: give the build"
+                        " context directory, e.g. --context examples/hello.")
+    dockerfile = req.context_dir / (req.file or "Dockerfile")  # an absolute --file stays as is
+    if dockerfile.is_dir():
+        raise UserError(f"--file {req.file or 'Dockerfile'}: {dockerfile} is a directory, not a"
+                        " Dockerfile. Fix: name the Dockerfile itself with --file, relative to"
+                        " --context, e.g. --file Dockerfile.")
+    if not dockerfile.is_file():
+        raise UserError(f"--file: {dockerfile} does not exist. Fix: name the Dockerfile with"
+                        " --file, relative to --context.")
+
+
+def _nodes_for(farm: Farm, req: Request) -> dict[str, Node]:
+    """--platform (or the farm's platforms) -> the node that builds each."""
     farm_platforms = farm.platforms
-    wanted = req.platforms or farm_platforms
+    wanted = farm_platforms
+    if req.platforms is not None:  # given, even as '': an empty selection is never "all"
+        wanted = [p.strip() for p in req.platforms.split(",") if p.strip()]
+        if not wanted:
+            raise UserError(f"--platform {req.platforms!r}: names no platform. Fix: name some,"
+                            f" e.g. --platform {','.join(farm_platforms)}, or leave --platform"
+                            " out to build every platform of the farm.")
     chosen: dict[str, Node] = {}
     for platform in wanted:
         native = [n for n in farm.expanded() if n.platform == platform]
@@ -94,24 +176,25 @@ def check_request(farm: Farm, req: Request) -> dict[str, Node]:
     return chosen
 
 
-def platform_tag(tag: str, platform: str) -> str:
-    """Where one platform's image is pushed before the merge: `repo:tag-linux-arm64`."""
-    repo, _, name = tag.rpartition(":") if ":" in tag.rsplit("/", 1)[-1] else (tag, "", "latest")
-    return f"{repo}:{name}-{platform.replace('/', '-')}"
-
-
-def repo_of(tag: str) -> str:
-    return tag.rpartition(":")[0] if ":" in tag.rsplit("/", 1)[-1] else tag
+def step_of(line: str) -> str | None:
+    """What a line of buildx's plain progress says the build is doing, when it says."""
+    if re.match(r"#\d+ (exporting to image|pushing )", line):
+        # the build is done; the image goes to the registry (`#12 pushing layers`, or with
+        # the docker driver `#13 pushing REF with docker`), which can take a while
+        return "pushing the image"
+    if re.match(r"#\d+ \[", line):  # `#7 [build 3/4] RUN gcc ...`
+        return line.strip()
+    return None
 
 
 class Streamed:
-    """A docker build run with its plain progress going to a log file; the last step seen is
-    reported every few seconds, the log's tail is kept for a failure's note."""
+    """A docker command with its output going to a log file; what it is doing (the last build
+    step seen) is reported every few seconds; the log's tail is kept for a failure's note."""
 
     def __init__(self, argv: list[str], log: Path, progress: Callable[[str], None],
-                 cancel: Cancel):
+                 cancel: Cancel, step: str = "", timeout: float = BUILD_TIMEOUT):
         self.argv, self.log, self.progress, self.cancel = argv, log, progress, cancel
-        self.last_step = ""
+        self.last_step, self.timeout = step, timeout
 
     def run(self) -> int:
         with open(self.log, "w", buffering=1) as out:  # line by line: the log is live
@@ -123,13 +206,13 @@ class Streamed:
             started = next_beat = time.monotonic()
             while True:
                 try:
-                    proc.wait(timeout=0.2)  # returns the moment buildx exits
+                    proc.wait(timeout=0.2)  # returns the moment docker exits
                     break
                 except subprocess.TimeoutExpired:
                     pass
                 if self.cancel.is_set():
                     proc.terminate()
-                if time.monotonic() - started > BUILD_TIMEOUT:
+                if time.monotonic() - started > self.timeout:
                     proc.kill()
                 if time.monotonic() >= next_beat + HEARTBEAT_SECONDS:
                     next_beat = time.monotonic()
@@ -141,8 +224,7 @@ class Streamed:
     def _read(self, stream, out) -> None:
         for line in stream:
             out.write(line)
-            if line.startswith("#") and " [" in line:  # `#7 [build 3/4] RUN gcc ...`
-                self.last_step = line.strip()
+            self.last_step = step_of(line) or self.last_step
 
     def tail(self, lines: int = 15) -> str:
         try:
@@ -151,15 +233,53 @@ class Streamed:
             return ""
 
 
-def _why_failed(text: str, node: str, farm: Farm) -> str:
+@dataclass
+class Where:
+    """Who runs a build, in a failure's words: `node amd64` (and its docker context), or
+    `builder bx`."""
+
+    who: str
+    context: str | None = None
+
+
+REPAIR = "Fix: `inv status`, then `inv provision`"
+REGISTRY_URL = re.compile(r'https?://([^/"\s]+)/v2/')
+
+
+def _why_failed(text: str, where: Where, farm: Farm) -> str:
+    """The cause of a failed build from its log, with the command that repairs it."""
+    who = where.who
+    if where.context and f'context "{where.context}"' in text and (
+            "not found" in text or "does not exist" in text):
+        return f"{who} has no docker context {where.context} on this machine. Fix: `inv register`"
+    if "Cannot connect to the Docker daemon" in text:
+        return f"{who}: its docker engine does not answer (stopped, or its VM is down). {REPAIR}"
     if "error during connect" in text or "dial-stdio" in text:
-        return (f"node {node} is unreachable (its docker context over ssh failed); check"
-                f" `inv status`, then `inv provision`")
+        return f"{who} is unreachable (its docker context over ssh failed). {REPAIR}"
+    if "error reading from server" in text or "code = Unavailable" in text:
+        return (f"{who} was lost mid-build (its docker engine or the ssh connection to it went"
+                f" away). {REPAIR}, then run the build again")
     if "moby/buildkit" in text or (farm.buildx.buildkit_image or "\0") in text:
         return ("the nodes could not start the buildkit container (its image cannot be"
                 " pulled). Fix: set buildx.buildkit_image in the inventory to a mirror the"
                 " nodes can pull, or build with --strategy merge (no buildkit image needed)")
-    return "the build failed"
+    lost = _registry_lost(text)
+    if lost:
+        return (f"{who} {lost}. Fix: make sure the registry is up and {who} reaches it,"
+                " then run the build again")
+    return f"the build failed on {who}"
+
+
+def _registry_lost(text: str) -> str | None:
+    """`lost the registry HOST (what docker said)` when the last error is about reaching a
+    registry: a connection refused, reset or cut (EOF) on its way to `http(s)://HOST/v2/`."""
+    errors = [line for line in text.splitlines() if "ERROR" in line]
+    last = errors[-1] if errors else ""
+    found = REGISTRY_URL.search(last)
+    if not found or not re.search(r"EOF|connection (refused|reset)|timeout|no route", last):
+        return None
+    said = last.rpartition('": ')[2].strip()  # after the URL docker quotes
+    return f"lost the registry {found[1]} ({said})"
 
 
 def _common_args(req: Request, metadata: Path) -> list[str]:
@@ -171,42 +291,47 @@ def _common_args(req: Request, metadata: Path) -> list[str]:
     return args
 
 
-def _timed_build(argv: list[str], log: Path, progress: Progress, where: str, farm: Farm
+def _timed_build(argv: list[str], log: Path, progress: Progress, where: Where, farm: Farm
                  ) -> tuple[float, Outcome | None]:
     """(seconds, None) when the build succeeded, else (seconds, the failure with the cause,
-    the log's tail and where the whole log is)."""
+    where the whole log is, and its tail)."""
     started = time.monotonic()
-    build = Streamed(argv, log, progress, progress.cancel)
+    build = Streamed(argv, log, progress, progress.cancel, step=progress.last)
     code = build.run()
     seconds = round(time.monotonic() - started, 1)
     if code == 0:
         return seconds, None
     tail = build.tail()
+    if where.context:  # docker names an ssh engine by a placeholder URL: say which it is
+        tail = tail.replace("http://docker.example.com", f"ssh://{where.context}")
     return seconds, Outcome(failures=["build"],
-                            note=f"{_why_failed(tail, where, farm)}; log tail:\n{tail}",
+                            note=f"{_why_failed(tail, where, farm)}; whole log: {log}, its"
+                                 f" tail:\n{tail}",
                             extra={"seconds": seconds, "log": str(log)})
 
 
 def merge_strategy(farm: Farm, req: Request, chosen: dict[str, Node], workdir: Path,
                    say: Callable[[str, str], None], cancel: Cancel) -> Recap:
-    """Each platform on its node's own engine, in parallel, pushed; then one index."""
-    def job_for(platform: str, node: Node) -> Callable[[Progress], Outcome]:
+    """Each platform on its node's own engine, in parallel, pushed under its own tag (the
+    index is made afterwards, by `build`)."""
+    def job_for(platform: str, node: Node) -> Job:
         def job(progress: Progress) -> Outcome:
-            metadata = workdir / f"{platform.replace('/', '-')}.json"
-            argv = [docker_cli.binary(), "--context", names.alias(farm.farm, node.name),
-                    *_common_args(req, metadata), "--platform", platform, "--output",
-                    f"type=image,name={platform_tag(req.tag, platform)},push=true",
+            slug = platform.replace("/", "-")
+            metadata, pushed = workdir / f"{slug}.json", platform_tag(req.tag, platform)
+            context = names.alias(farm.farm, node.name)
+            argv = [docker_cli.binary(), "--context", context, *_common_args(req, metadata),
+                    "--platform", platform, "--output", f"type=image,name={pushed},push=true",
                     str(req.context_dir)]
             progress(f"building on {node.name}")
-            seconds, failed = _timed_build(argv, workdir / f"{platform.replace('/', '-')}.log",
-                                           progress, node.name, farm)
+            seconds, failed = _timed_build(argv, workdir / f"{slug}.log", progress,
+                                           Where(f"node {node.name}", context), farm)
             if failed:
                 failed.extra.update(platform=platform, node=node.name)
                 return failed
             digest = json.loads(metadata.read_text())["containerimage.digest"]
             return Outcome(changes=["build"], note=f"{digest[:19]} in {seconds} s on {node.name}",
-                              extra={"platform": platform, "node": node.name,
-                                     "digest": digest, "seconds": seconds})
+                           extra={"platform": platform, "node": node.name, "digest": digest,
+                                  "seconds": seconds, "pushed": pushed})
         return job
 
     return run([(p, job_for(p, n)) for p, n in chosen.items()], cancel, say=say)
@@ -225,7 +350,8 @@ def builder_strategy(farm: Farm, req: Request, chosen: dict[str, Node], workdir:
 
     def job(progress: Progress) -> Outcome:
         progress(f"building on builder {farm.farm}")
-        seconds, failed = _timed_build(argv, workdir / "builder.log", progress, farm.farm, farm)
+        seconds, failed = _timed_build(argv, workdir / "builder.log", progress,
+                                       Where(f"builder {farm.farm}"), farm)
         if failed:
             return failed
         return Outcome(changes=["build"], note=f"built in {seconds} s", extra={"seconds": seconds})
@@ -250,35 +376,86 @@ def verify(tag: str, platforms: list[str]) -> tuple[str, dict[str, str], str | N
     return digest, listed, problem
 
 
+def merge_args(req: Request, pushed: dict[str, Outcome]) -> list[str]:
+    """`imagetools create` of the index from the platforms pushed, by digest."""
+    repo = repo_of(req.tag)
+    return ["buildx", "imagetools", "create", "--tag", req.tag,
+            *(f"{repo}@{r.extra['digest']}" for r in pushed.values())]
+
+
+def index_job(req: Request, chosen: dict[str, Node], pushed: dict[str, Outcome],
+              workdir: Path) -> Job:
+    """The index: made from the platforms' digests (merge strategy), then read back."""
+    def job(progress: Progress) -> Outcome:
+        try:
+            if req.strategy == "merge":
+                progress(f"merging {len(pushed)} platform(s) into {req.tag}")
+                merge = Streamed([docker_cli.binary(), *merge_args(req, pushed)],
+                                 workdir / "index.log", progress, progress.cancel,
+                                 step=progress.last, timeout=MERGE_TIMEOUT)
+                if merge.run() != 0:
+                    tail = merge.tail()
+                    lost = _registry_lost(tail)
+                    said = f"this machine {lost}" if lost else tail.strip().split("\n")[-1]
+                    return Outcome(failures=["index"], note=f"the merge failed: {said}")
+            progress(f"reading {req.tag} back")
+            digest, listed, problem = verify(req.tag, list(chosen))
+        except DockerError:
+            progress.cancel.check()  # Ctrl-C reached docker too: this was the interrupt
+            raise
+        if problem:
+            return Outcome(failures=["index"], note=problem, extra={"digest": digest})
+        return Outcome(converged=["index"], note=f"{req.tag}@{digest} lists {', '.join(chosen)}",
+                       extra={"digest": digest, "listed": listed})
+    return job
+
+
+def state(result: Outcome) -> str:
+    """A platform's (or the index's) state in words, when it has no digest to show."""
+    return "interrupted" if result.interrupted else "failed" if result.bad else "-"
+
+
 def build(farm: Farm, req: Request, say: Callable[[str, str], None], cancel: Cancel
           ) -> tuple[Recap, dict]:
     """Build, push or export, merge (merge strategy), verify; the outcome and the --json."""
     chosen = check_request(farm, req)
     workdir = Path(tempfile.mkdtemp(prefix="archfarm-build-"))
-    strategy = merge_strategy if req.strategy == "merge" else builder_strategy
-    outcome = strategy(farm, req, chosen, workdir, say, cancel)
-    if not any(r.bad for r in outcome.results.values()):
-        shutil.rmtree(workdir, ignore_errors=True)  # a failure's logs stay, named in its note
-    report: dict = {"image": req.tag if req.push else req.output, "digest": None,
-                    "platforms": [{"platform": p, "node": chosen[p].name,
-                                   "digest": r.extra.get("digest"),
-                                   "seconds": r.extra.get("seconds")}
-                                  for p, r in outcome.results.items()]}
-    if outcome.interrupted or any(r.bad for r in outcome.results.values()) or not req.push:
-        return outcome, report
-    if req.strategy == "merge":
-        say("index", f"merging {len(chosen)} platform(s) into {req.tag}")
-        repo = repo_of(req.tag)
-        docker_cli.run("buildx", "imagetools", "create", "--tag", req.tag,
-                   *(f"{repo}@{r.extra['digest']}" for r in outcome.results.values()),
-                   timeout=300)
-    digest, listed, problem = verify(req.tag, list(chosen))
-    report["digest"] = digest
-    for entry in report["platforms"]:
-        entry["digest"] = entry["digest"] or listed.get(entry["platform"])
-    if problem:
-        outcome.results["index"] = Outcome(failures=["index"], note=problem)
+    results: dict[str, Outcome] = {}
+    try:
+        strategy = merge_strategy if req.strategy == "merge" else builder_strategy
+        results.update(strategy(farm, req, chosen, workdir, say, cancel).results)
+        if req.push and not any(r.bad for r in results.values()):
+            results["index"] = _index(req, chosen, dict(results), workdir, say, cancel)
+    finally:
+        failed_logs = [r for r in results.values() if r.failures and "log" in r.extra]
+        if not failed_logs:
+            shutil.rmtree(workdir, ignore_errors=True)
+    index = results.get("index", Outcome())
+    report: dict = {
+        "image": req.tag if req.push else req.output, "digest": index.extra.get("digest"),
+        "logs": str(workdir) if failed_logs else None,
+        "platforms": [{"platform": p, "node": chosen[p].name,
+                       "digest": results[p].extra.get("digest")
+                       or index.extra.get("listed", {}).get(p),
+                       "seconds": results[p].extra.get("seconds"),
+                       **({"pushed": results[p].extra["pushed"]}
+                          if "pushed" in results[p].extra else {})}
+                      for p in chosen]}
+    return Recap(results, cancel.is_set()), report
+
+
+def _index(req: Request, chosen: dict[str, Node], pushed: dict[str, Outcome], workdir: Path,
+           say: Callable[[str, str], None], cancel: Cancel) -> Outcome:
+    """The index's outcome; when the merge did not happen, or not wholly, what is left."""
+    if cancel.is_set():
+        index = Outcome(interrupted=True, note="interrupted before " + (
+            "the merge" if req.strategy == "merge" else "the index was read back"))
     else:
-        outcome.results["index"] = Outcome(converged=["index"], note=f"{req.tag}@{digest} lists"
-                                                         f" {', '.join(chosen)}")
-    return outcome, report
+        index = run([("index", index_job(req, chosen, pushed, workdir))], cancel,
+                    say=say).results["index"]
+    if index.bad and req.strategy == "merge":
+        command = " ".join(["docker", *merge_args(req, pushed)])
+        index.note += (f"; every platform is pushed, to finish run `{command}` (or the same"
+                       " build again)")
+        index.extra["finish"] = command
+    return index

@@ -19,21 +19,35 @@ def register(session: Session, *, inventory: str | None, check: bool = False) ->
 
 @task
 def build(session: Session, *, inventory: str | None, request: Any) -> int:
-    """See build.py. Ends with a table platform -> node -> digest -> seconds; on a failure,
-    the failing platform's log tail."""
+    """See build.py. Ends with a table platform -> node -> digest -> seconds; then each failed
+    or interrupted step with its cause (a failed build's log: its tail and where it is), the
+    per-platform tags, the kept logs, and what an interrupt left."""
     from . import build as stage
 
     farm = load(inventory)
     recap, report = stage.build(farm, request, session.node, session.cancel)
+    results = recap.results
+    rows = [[e["platform"], e["node"], e["digest"] or stage.state(results[e["platform"]]),
+             "-" if e["seconds"] is None else str(e["seconds"])] for e in report["platforms"]]
     session.reporter.table(f"image {report['image']}" + (f"@{report['digest']}"
                                                          if report["digest"] else ""),
-                           ["platform", "node", "digest", "seconds"],
-                           [[e["platform"], e["node"], e["digest"] or "-", str(e["seconds"])]
-                            for e in report["platforms"]])
-    for key, result in sorted(recap.results.items()):
-        if result.failed:
-            session.reporter.node(key, f"FAILED: {result.note}", style="red")
-    session.emit({**report, "nodes": {k: r.to_json() for k, r in recap.results.items()}})
+                           ["platform", "node", "digest", "seconds"], rows)
+    for key, result in sorted(results.items()):
+        if result.bad:
+            session.reporter.node(key, f"{stage.state(result).upper()}: {result.note}", style="red")
+    pushed = [e["pushed"] for e in report["platforms"] if "pushed" in e]
+    if pushed:
+        session.say(f"per-platform tags (the next build of this tag reuses them):"
+                    f" {', '.join(pushed)}")
+    if report["logs"]:
+        session.say(f"logs of this build: {report['logs']} (kept for the failure above; delete"
+                    " it when done)")
+    if recap.interrupted:
+        left = sorted(k for k, r in results.items() if r.interrupted)
+        session.say(f"interrupted: {len(left)} left in flight ({', '.join(left) or 'none'});"
+                    " run the same build again to finish")
+    session.emit({**report, "nodes": {k: r.to_json() for k, r in results.items()},
+                  **({"interrupted": True} if recap.interrupted else {})})
     return recap.exit_code
 
 

@@ -4,8 +4,16 @@ with the real docker CLI and buildx, and the image run on this machine's engine.
 from __future__ import annotations
 
 import json
+import os
+import queue
+import signal
+import socket
 import subprocess
+import sys
+import threading
 import time
+import urllib.request
+import uuid
 from pathlib import Path
 
 import pytest
@@ -14,6 +22,7 @@ from google.cloud import compute_v1
 from provision.buildx import register
 
 from .conftest import KW, REPO, inv, write_inventory
+from .registries import NodeForward, SlowProxy, ssh
 
 pytestmark = pytest.mark.lab
 
@@ -35,10 +44,12 @@ def farm(lab, tmp_path_factory):
     inv("destroy", "-i", str(path), "--yes")
 
 
-def build_hello(inventory: Path, tag: str, *extra: str) -> tuple[int, dict, str]:
-    """`inv build` of examples/hello, pushed to `tag`."""
+def build_hello(inventory: Path, tag: str, *extra: str, tmp: Path | None = None
+                ) -> tuple[int, dict, str]:
+    """`inv build` of examples/hello, pushed to `tag`; with TMPDIR `tmp` when given (a build
+    that fails keeps its logs there)."""
     return inv("build", "-i", str(inventory), "--context", str(REPO / "examples/hello"),
-               "--tag", tag, "--push", *extra)
+               "--tag", tag, "--push", *extra, env={"TMPDIR": str(tmp)} if tmp else None)
 
 
 def docker(*args: str) -> subprocess.CompletedProcess:
@@ -160,13 +171,199 @@ def test_check_arm_says_not_ready_for_an_amd64_only_image(farm):
 
 def test_builder_strategy_without_a_pullable_buildkit_image_names_the_fix(farm, tmp_path):
     path, _ = farm
-    code, out, err = build_hello(path, f"{REGISTRY}/bx/hello:builder", "--strategy", "builder")
+    code, out, err = build_hello(path, f"{REGISTRY}/bx/hello:builder", "--strategy", "builder",
+                                 tmp=tmp_path)
     assert code == 1
     notes = " ".join(r.get("note", "") for r in out["nodes"].values())
     assert "buildx.buildkit_image" in notes and "--strategy merge" in notes
 
 
-def test_a_node_unreachable_during_a_build_fails_its_platform_clearly(farm):
+# -- faults: long tags, interrupts, a lost merge, lost engines and registries ---------------------
+
+def registry_tags(repository: str) -> set[str]:
+    """The tags of `repository` in the lab registry, as the registry API lists them."""
+    with urllib.request.urlopen(f"http://{REGISTRY}/v2/{repository}/tags/list", timeout=30) as r:
+        return set(json.load(r)["tags"])
+
+
+def test_a_128_character_tag_builds_and_leaves_only_short_per_platform_tags(farm):
+    path, _ = farm
+    longest = "v" * 128  # docker's limit for a tag
+    code, out, err = build_hello(path, f"{REGISTRY}/bx/long:{longest}")
+    assert code == 0, err
+    tags = registry_tags("bx/long")
+    assert longest in tags
+    per_platform = tags - {longest}
+    assert {t.rpartition("-linux-")[2] for t in per_platform} == {"arm64", "amd64"}, tags
+    assert all(t.startswith("archfarm-") and len(t) < 64 for t in per_platform), tags
+    assert {p["pushed"].rpartition(":")[2] for p in out["platforms"]} == per_platform
+
+
+class Running:
+    """`inv build -i INVENTORY ARGS --json` started as a user would (its own TMPDIR), its
+    progress (stderr) read as it comes."""
+
+    def __init__(self, inventory: Path, tmpdir: Path, *args: str):
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "invoke", "--search-root", str(REPO), "build", "-i",
+             str(inventory), *args, "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True, env={**os.environ, "TMPDIR": str(tmpdir)})
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stderr:
+            self.lines.put(line)
+
+    def wait_for(self, text: str, timeout: float = 300) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self.lines.get(timeout=max(0.1, deadline - time.monotonic()))
+            except queue.Empty:
+                pytest.fail(f"no {text!r} in {timeout} s; stderr so far:\n{''.join(self.seen)}")
+            self.seen.append(line)
+            if text in line:
+                return line
+
+    def finish(self, timeout: float = 300) -> tuple[int, dict, str]:
+        """(exit code, the --json object, all of stderr)."""
+        code = self.proc.wait(timeout=timeout)
+        stdout = self.proc.stdout.read()
+        self.reader.join(timeout=10)
+        while not self.lines.empty():
+            self.seen.append(self.lines.get())
+        return code, json.loads(stdout.strip().splitlines()[-1]), "".join(self.seen)
+
+
+def slow_context(tmp_path: Path, seconds: int = 60) -> Path:
+    """A build context whose one step runs `seconds` (a fresh token: never from the cache)."""
+    token = uuid.uuid4().hex
+    context = tmp_path / token
+    context.mkdir()
+    (context / "Dockerfile").write_text(f"FROM {REGISTRY}/lab/debian-run:bookworm\n"
+                                        f"RUN echo {token} && sleep {seconds}\n")
+    return context
+
+
+def test_ctrl_c_during_a_build_exits_130_says_what_was_in_flight_and_leaves_no_temp_dir(
+        farm, tmp_path):
+    path, _ = farm
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    running = Running(path, tmpdir, "--context", str(slow_context(tmp_path)), "--tag",
+                      f"{REGISTRY}/bx/slow:ctrl-c", "--push", "--platform", "linux/amd64")
+    running.wait_for("RUN echo")  # the heartbeat names the step in flight
+    os.kill(running.proc.pid, signal.SIGINT)
+    code, out, err = running.finish()
+    assert code == 130, err
+    amd64 = out["nodes"]["linux/amd64"]
+    assert amd64["interrupted"] and "RUN echo" in amd64["note"], amd64
+    assert "linux/amd64 INTERRUPTED: interrupted while" in err
+    assert "interrupted: 1 left in flight (linux/amd64)" in err
+    assert "None" not in err
+    assert list(tmpdir.glob("archfarm-build-*")) == []
+
+
+@pytest.fixture
+def loopback_registry(farm):
+    """The lab registry at a port of its own, for this machine (a SlowProxy, 3 s a connection)
+    and for both nodes (a NodeForward each): (port, the proxy)."""
+    proxy = SlowProxy(delay=3)
+    forwards = [NodeForward(f"archfarm-bx-{node}", proxy.port) for node in ("arm64", "amd64")]
+    yield proxy.port, proxy
+    proxy.lose()
+    for forward in forwards:
+        forward.lose()
+
+
+def test_sigint_to_the_process_during_the_merge_exits_130_and_says_how_to_finish(
+        farm, loopback_registry, tmp_path):
+    path, _ = farm
+    port, _ = loopback_registry
+    tag = f"127.0.0.1:{port}/bx/merge:sigint"
+    running = Running(path, tmp_path, "--context", str(REPO / "examples/hello"), "--tag", tag,
+                      "--push")
+    running.wait_for("merging")
+    os.kill(running.proc.pid, signal.SIGINT)  # the process alone, not its group
+    code, out, err = running.finish()
+    assert code == 130, err
+    assert all(p["digest"] for p in out["platforms"]), out  # the platforms stay in the recap
+    index = out["nodes"]["index"]
+    assert index["interrupted"] and f"to finish run `{index['finish']}`" in index["note"]
+    assert index["finish"] in err  # the human recap says it too
+    finish = subprocess.run(index["finish"].split(), capture_output=True, text=True, timeout=120)
+    assert finish.returncode == 0, finish.stderr
+    raw = json.loads(docker("buildx", "imagetools", "inspect", "--raw", tag).stdout)
+    assert {m["platform"]["architecture"] for m in raw["manifests"]} == {"arm64", "amd64"}
+
+
+def test_a_failed_merge_keeps_the_per_platform_recap_and_says_how_to_finish(
+        farm, loopback_registry, tmp_path):
+    path, _ = farm
+    port, proxy = loopback_registry
+    running = Running(path, tmp_path, "--context", str(REPO / "examples/hello"), "--tag",
+                      f"127.0.0.1:{port}/bx/merge:lost", "--push")
+    running.wait_for("merging")
+    proxy.lose()
+    code, out, err = running.finish()
+    assert code == 1, err
+    assert all(out["nodes"][p]["failed"] == 0 for p in ("linux/arm64", "linux/amd64")), out
+    assert all(p["digest"] for p in out["platforms"]), out
+    index = out["nodes"]["index"]
+    assert index["failed"] == 1 and "the merge failed" in index["note"], index
+    assert "docker buildx imagetools create --tag" in index["finish"]
+    assert "index FAILED: the merge failed" in err
+
+
+def test_a_registry_lost_mid_push_names_the_node_and_the_registry(farm, tmp_path):
+    path, _ = farm
+    with socket.create_server(("127.0.0.1", 0)) as probe:  # a port free here, for the tag
+        port = probe.getsockname()[1]
+    forward = NodeForward("archfarm-bx-amd64", port, delay=60)  # the push hangs on it
+    try:
+        running = Running(path, tmp_path, "--context", str(REPO / "examples/hello"), "--tag",
+                          f"127.0.0.1:{port}/bx/lost:push", "--push", "--platform",
+                          "linux/amd64")
+        # the build's steps take a few seconds; then the push hangs, and the heartbeat
+        # (every 10 s) must say so rather than name the last step
+        running.wait_for("s: pushing the image", timeout=40)
+    finally:
+        forward.lose()
+    code, out, err = running.finish()
+    assert code == 1, err
+    note = out["nodes"]["linux/amd64"]["note"]
+    assert note.startswith(f"node amd64 lost the registry 127.0.0.1:{port} ("), note
+    assert "make sure the registry is up and node amd64 reaches it" in note
+
+
+def test_a_stopped_engine_names_the_node_what_was_lost_and_the_fix(farm, tmp_path):
+    path, _ = farm
+    running = Running(path, tmp_path, "--context", str(slow_context(tmp_path)), "--tag",
+                      f"{REGISTRY}/bx/slow:engine", "--push", "--platform", "linux/amd64")
+    running.wait_for("RUN echo")
+    ssh("archfarm-bx-amd64", "sudo systemctl stop docker.socket docker")
+    try:
+        code, out, err = running.finish()
+        assert code == 1, err
+        mid_build = out["nodes"]["linux/amd64"]["note"]
+        assert mid_build.startswith("node amd64 was lost mid-build"), mid_build
+        assert "Fix: `inv status`, then `inv provision`" in mid_build
+        code, out, err = inv("build", "-i", str(path), "--context", str(slow_context(tmp_path)),
+                             "--tag", f"{REGISTRY}/bx/slow:stopped", "--push", "--platform",
+                             "linux/amd64", env={"TMPDIR": str(tmp_path)})
+        assert code == 1, err
+        stopped = out["nodes"]["linux/amd64"]["note"]
+        assert stopped.startswith("node amd64: its docker engine does not answer"), stopped
+        assert "Fix: `inv status`, then `inv provision`" in stopped
+        assert "docker.example.com" not in stopped
+    finally:
+        ssh("archfarm-bx-amd64", "sudo systemctl start docker")
+
+
+def test_a_node_unreachable_during_a_build_fails_its_platform_clearly(farm, tmp_path):
     path, _ = farm
     client = compute_v1.InstancesClient(**KW)
     # Never `.result()`: it polls through a client that ignores api_endpoint (the real cloud).
@@ -177,11 +374,14 @@ def test_a_node_unreachable_during_a_build_fails_its_platform_clearly(farm):
         assert time.monotonic() < deadline
         time.sleep(0.5)
     try:
-        code, out, err = build_hello(path, f"{REGISTRY}/bx/hello:down")
+        code, out, err = build_hello(path, f"{REGISTRY}/bx/hello:down", tmp=tmp_path)
         assert code == 1
         arm = out["nodes"]["linux/arm64"]
         assert arm["failed"] == 1 and "unreachable" in arm["note"], arm
         assert "Traceback" not in err
+        # the failed build's logs are kept, in the directory the output names, and only them
+        assert [str(d) for d in tmp_path.glob("archfarm-build-*")] == [out["logs"]]
+        assert f"whole log: {out['logs']}/linux-arm64.log" in arm["note"]
     finally:
         assert inv("vms", "-i", str(path))[0] == 0
 
