@@ -79,12 +79,11 @@ def build(c, context=None, tag=None, inventory=None, file=None, platform=None, s
     from pathlib import Path
 
     from provision.buildx.build import Request
-    from provision.buildx.tasks import build as run
 
     request = Request(context_dir=Path(context) if context else None, tag=tag or "", file=file,
                       platforms=platform, strategy=strategy, push=push, output=output,
                       build_args=list(build_arg or []), allow_emulation=allow_emulation)
-    _exit(run(inventory=inventory, request=request, json_mode=json))
+    _run("provision.buildx.tasks:build", inventory=inventory, request=request, json_mode=json)
 
 
 # `ref`, not `image`: an argument starting with i would take -i from --inventory.

@@ -28,7 +28,7 @@ from .. import names
 from ..errors import DockerError, UserError
 from ..inventory import Farm, Node
 from ..runner import Cancel, Job, Outcome, Progress, Recap, run
-from . import docker_cli
+from . import docker_cli, reference
 
 HEARTBEAT_SECONDS = 10.0
 BUILD_TIMEOUT = 3600.0
@@ -48,48 +48,6 @@ class Request:
     allow_emulation: bool = False
 
 
-# Docker's image reference grammar, written from distribution/reference (the grammar atop
-# reference.go and the patterns in regexp.go, github.com/distribution/reference), the parser
-# the docker CLI and buildx read a name with: reference := name [":" tag] ["@" digest],
-# name := [domain "/"] path-component ["/" path-component]*.
-_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
-_DOMAIN = (rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[a-fA-F0-9:]+\])"
-           r"(?::[0-9]+)?")
-_PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"  # Go's \w is ASCII: letters, digits and _
-REFERENCE = re.compile(rf"(?P<name>(?:{_DOMAIN}/)?(?P<path>{_PATH_COMPONENT}"
-                       rf"(?:/{_PATH_COMPONENT})*))(?::(?P<tag>{_TAG}))?")
-PATH_MAX = 255  # reference.go's RepositoryNameTotalLengthMax
-
-
-def reference_problem(ref: str) -> str | None:
-    """Why docker would refuse `ref` as the name to push to; None when it accepts it."""
-    if "@" in ref:
-        return "a digest names content already pushed, a build pushes to a tag"
-    match = REFERENCE.fullmatch(ref)
-    if match is None:
-        tag = ref.rpartition("/")[2].partition(":")[2]
-        if "://" in ref:
-            return "a URL: write the registry without http:// or https://"
-        if REFERENCE.fullmatch(ref.lower()):
-            return "the repository must be lowercase"
-        if len(tag) > 128:
-            return f"the tag is {len(tag)} characters long, docker's limit is 128"
-        if ref.endswith(":"):
-            return "the tag after ':' is empty"
-        return "docker's reference grammar does not accept it"
-    if len(match["path"]) > PATH_MAX:
-        return f"the repository path is longer than {PATH_MAX} characters"
-    return None
-
-
-def repo_of(ref: str) -> str:
-    """The repository of a valid reference: `registry/path` without the tag."""
-    match = REFERENCE.fullmatch(ref)
-    assert match is not None, ref  # check_request let only valid references through
-    return match["name"]
-
-
 # The merge strategy pushes each platform under a tag of its own, then makes the index from
 # their digests. Docker's recipe for builds spread over machines pushes by digest instead
 # (push-by-digest=true): no tag at all. But buildx refuses it for the docker driver, whatever
@@ -102,7 +60,8 @@ def platform_tag(ref: str, platform: str) -> str:
     """Where one platform's image goes before the merge: `repo:archfarm-<hash>-linux-arm64`,
     the hash that of the whole reference."""
     digest = hashlib.sha256(ref.encode()).hexdigest()[:12]
-    return f"{repo_of(ref)}:archfarm-{digest}-{re.sub(r'[^A-Za-z0-9_.-]', '-', platform)[:64]}"
+    suffix = re.sub(r"[^A-Za-z0-9_.-]", "-", platform)[:64]
+    return f"{reference.repository(ref)}:archfarm-{digest}-{suffix}"
 
 
 def check_request(farm: Farm, req: Request) -> dict[str, Node]:
@@ -110,7 +69,7 @@ def check_request(farm: Farm, req: Request) -> dict[str, Node]:
     if req.context_dir is None or not req.tag:
         raise UserError("--context DIR and --tag REF are both needed. Fix: e.g. inv build"
                         " --context examples/hello --tag 127.0.0.1:5000/hello:demo --push.")
-    problem = reference_problem(req.tag)
+    problem = reference.problem(req.tag)
     if problem:
         raise UserError(f"--tag {req.tag!r}: not an image reference docker accepts ({problem})."
                         " Fix: write REGISTRY/REPOSITORY[:TAG] as docker reads it, e.g."
@@ -378,7 +337,7 @@ def verify(tag: str, platforms: list[str]) -> tuple[str, dict[str, str], str | N
 
 def merge_args(req: Request, pushed: dict[str, Outcome]) -> list[str]:
     """`imagetools create` of the index from the platforms pushed, by digest."""
-    repo = repo_of(req.tag)
+    repo = reference.repository(req.tag)
     return ["buildx", "imagetools", "create", "--tag", req.tag,
             *(f"{repo}@{r.extra['digest']}" for r in pushed.values())]
 

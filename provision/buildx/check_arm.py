@@ -20,7 +20,6 @@ container outlives the CLI that started it.
 from __future__ import annotations
 
 import json
-import re
 import secrets
 import shlex
 import subprocess
@@ -33,7 +32,7 @@ from ..errors import DockerError, UserError
 from ..inventory import Farm
 from ..platforms import ARM64, of_platform
 from ..runner import Cancel, Interrupted
-from . import docker_cli
+from . import docker_cli, reference
 
 RUN_TIMEOUT = 600.0   # a pull, or the command's run
 READ_TIMEOUT = 120.0  # a manifest read, a probe of the node
@@ -42,16 +41,6 @@ REMOVE_TRIES = 3
 
 # What the shell's (and docker run's) exit codes say when the command could not run at all.
 EXIT_MEANING = {126: ": the command cannot be executed", 127: ": the command was not found"}
-
-# An image reference as docker parses it (distribution/reference):
-# [HOST[:PORT]/]PATH[:TAG][@DIGEST], the path in lowercase.
-_PART = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
-_HOST = rf"(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9A-Fa-f:]+\])(?::[0-9]+)?"
-REFERENCE = re.compile(rf"(?:{_HOST}/)?{_PART}(?:/{_PART})*(?::\w[\w.-]{{0,127}})?"
-                       r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*"
-                       r":[0-9a-fA-F]{32,})?")
-
 
 class Unreachable(Exception):
     """The registry or the node could not be reached: nothing was decided about the image."""
@@ -81,18 +70,11 @@ class Target:
 
 def check_reference(image: str) -> None:
     """Bad input (exit 2) before anything runs."""
-    if not REFERENCE.fullmatch(image):
-        raise UserError(f"IMAGE {image!r}: not an image reference. Fix: write"
+    why = reference.problem(image, digest=True)
+    if why:
+        raise UserError(f"IMAGE {image!r}: not an image reference ({why}). Fix: write"
                         " [REGISTRY/]REPOSITORY[:TAG][@DIGEST], e.g. 127.0.0.1:5000/hello:demo"
                         " (the repository in lowercase, no spaces).")
-
-
-def registry_of(image: str) -> str:
-    """The registry host of a reference, as docker reads it (no host: Docker Hub)."""
-    first, slash, _ = image.partition("/")
-    if slash and ("." in first or ":" in first or first == "localhost"):
-        return first
-    return "docker.io"
 
 
 def cause(done: docker_cli.Done) -> str:
@@ -144,7 +126,7 @@ class Check:
                       cancel=self.cancel)
         if done.code == 0:
             return done.stdout
-        registry = registry_of(self.image)
+        registry = reference.registry(self.image)
         if cause(done).endswith("not found."):  # the registry answered: no such image
             raise UserError(f"IMAGE {self.image}: not found in the registry {registry}. Fix:"
                             " check the reference, or push the image first (e.g. `inv build"
@@ -207,10 +189,11 @@ class Check:
                       cancel=self.cancel, timeout=RUN_TIMEOUT)
         if done.code:
             self.node_answers(target)
+            registry = reference.registry(self.image)
             raise Unreachable(f"{target.where} could not pull {self.image}: {cause(done)}"
                               " Nothing was decided about the image. Fix: make sure"
-                              f" {target.where} reaches the registry {registry_of(self.image)}"
-                              " and is logged in to it.")
+                              f" {target.where} reaches the registry {registry} and is logged"
+                              " in to it.")
 
     def run(self, target: Target) -> docker_cli.Done:
         """Run the image (or the command) in a container of its own name, removed if the

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from provision.buildx.check_arm import cause, check_reference, registry_of
+from provision.buildx.check_arm import cause, check_reference
 from provision.buildx.docker_cli import Done
+from provision.buildx.reference import registry as registry_of
 from provision.errors import UserError
 
 DIGEST = "sha256:" + "ab" * 32
