@@ -90,9 +90,18 @@ def call(target: str, *, json_mode: bool = False, **flags: Any) -> int:
     module, _, name = target.partition(":")
     try:
         body = getattr(importlib.import_module(module), name)
+        code = body(json_mode=json_mode, **flags)
     except KeyboardInterrupt:
-        return fail(Session(Reporter(json_mode), Cancel(), json_mode), INTERRUPTED, 130)
-    return body(json_mode=json_mode, **flags)
+        code = fail(Session(Reporter(json_mode), Cancel(), json_mode), INTERRUPTED, 130)
+    if code == 130:
+        # Exit now, as documented. Left to the interpreter's own exit, CPython kills itself
+        # with SIGINT (status -2) once a KeyboardInterrupt has left code run by exec() (a
+        # dataclass's generated methods, say, while the client library loads), even though
+        # it was caught; and there is nothing left to finish after an interrupt's recap.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
+    return code
 
 
 def _guard(session: Session, body: Callable[[], int], stage: bool) -> int:
