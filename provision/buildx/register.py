@@ -479,6 +479,8 @@ def unregister(farm: Farm, check: bool) -> Recap:
             config.unlink(missing_ok=True)  # a concurrent destroy may have
         results["ssh config"] = Outcome(changes=[str(config)], note=str(config))
     if not check and remove_include():
-        results.setdefault("ssh config", Outcome(changes=["Include"])).note += \
-            f"; Include removed from {ssh_dir() / 'config'}"
+        entry = results.setdefault("ssh config", Outcome())
+        entry.changes.append("Include")
+        entry.note = "; ".join(n for n in (entry.note,
+                                           f"Include removed from {ssh_dir() / 'config'}") if n)
     return Recap(results)

@@ -108,8 +108,10 @@ def test_register_then_destroy_gives_a_crlf_ssh_config_back_byte_for_byte(tmp_pa
     assert register.include_line().encode() + b"\r\n" in config.read_bytes()
     mine = b"Host mine\r\n  HostName 198.51.100.7\r\n"  # the user adds a line above archfarm's
     config.write_bytes(mine + config.read_bytes())
-    register.unregister(ci, check=False)
+    removed = register.unregister(ci, check=False).results["ssh config"]
     assert config.read_bytes() == mine + original
+    # two things went: the farm's own file and the Include line, each counted
+    assert removed.changes == [str(register.farm_config("ci")), "Include"]
 
 
 def test_the_refusal_names_the_conflicting_context_and_its_description():
