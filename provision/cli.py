@@ -123,7 +123,7 @@ def _guard(session: Session, body: Callable[[], int], stage: bool) -> int:
         return fail(session, INTERRUPTED, 130)
     except Exception as e:  # noqa: BLE001 (the API layer's errors, put in words)
         if cancel.is_set():  # whatever the interrupted call raised, this was Ctrl-C
-            return fail(session, "interrupted before any change; run the same task again", 130)
+            return fail(session, INTERRUPTED, 130)
         if os.environ.get("ARCHFARM_DEBUG"):
             traceback.print_exc()
         from .gce.operations import describe, is_api_error

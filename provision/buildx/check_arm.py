@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import secrets
 import shlex
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +35,6 @@ from . import docker_cli, reference
 
 RUN_TIMEOUT = 600.0   # a pull, or the command's run
 READ_TIMEOUT = 120.0  # a manifest read, a probe of the node
-POLL_SECONDS = 0.2
 REMOVE_TRIES = 3
 
 # What the shell's (and docker run's) exit codes say when the command could not run at all.
@@ -87,23 +85,9 @@ def cause(done: docker_cli.Done) -> str:
 
 def docker(*args: str, context: str | None, cancel: Cancel,
            timeout: float = READ_TIMEOUT) -> docker_cli.Done:
-    """`docker [--context C] ARGS`, killed as soon as the check is cancelled: a signal sent to
-    this process alone never reaches the docker child, so it is stopped here."""
-    argv = [docker_cli.binary(), *(["--context", context] if context else []), *args]
-    deadline = time.monotonic() + timeout
-    with subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True) as child:
-        while True:
-            try:  # communicate() may be called again after a timeout, losing no output
-                out, err = child.communicate(timeout=POLL_SECONDS)
-                break
-            except subprocess.TimeoutExpired:
-                if cancel.is_set() or time.monotonic() > deadline:
-                    child.kill()
-                    cancel.check()
-                    raise DockerError(args, 124, f"no answer within {timeout:.0f} s") from None
-    cancel.check()  # a Ctrl-C on the terminal reaches the child too: it ended because of it
-    return docker_cli.Done(out, err, child.returncode)
+    """`docker [--context C] ARGS`, stopped as soon as the check is cancelled; its exit code
+    is the check's to read."""
+    return docker_cli.run(*args, context=context, timeout=timeout, check=False, cancel=cancel)
 
 
 @dataclass

@@ -6,12 +6,16 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass
 
 from ..errors import DockerError, UserError
+from ..runner import Cancel
 
 __all__ = ["DockerError", "Done", "binary", "run", "contexts", "builders",
            "raw_manifest", "platform_of", "json_lines"]
+
+POLL_SECONDS = 0.2
 
 
 @dataclass
@@ -30,17 +34,30 @@ def binary() -> str:
 
 
 def run(*args: str, context: str | None = None, timeout: float = 120,
-           check: bool = True, stdin: str | None = None) -> Done:
+        check: bool = True, cancel: Cancel | None = None) -> Done:
+    """`docker [--context C] ARGS`. With `cancel`, the child is killed as soon as the run is
+    cancelled and Interrupted is raised: a signal sent to this process alone (not its group)
+    never reaches the docker child, so it is stopped here."""
     argv = [binary(), *(["--context", context] if context else []), *args]
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
-                              input=stdin, stdin=None if stdin is not None else
-                              subprocess.DEVNULL)
-    except subprocess.TimeoutExpired as e:
-        raise DockerError(args, 124, f"no answer within {timeout:.0f} s") from e
-    if check and done.returncode != 0:
-        raise DockerError(args, done.returncode, done.stderr or done.stdout)
-    return Done(done.stdout, done.stderr, done.returncode)
+    deadline = time.monotonic() + timeout
+    with subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True) as child:
+        while True:
+            try:  # communicate() may be called again after a timeout, losing no output
+                out, err = child.communicate(timeout=POLL_SECONDS)
+                break
+            except subprocess.TimeoutExpired:
+                if (cancel is not None and cancel.is_set()) or time.monotonic() > deadline:
+                    child.kill()
+                    child.communicate()
+                    if cancel is not None:
+                        cancel.check()
+                    raise DockerError(args, 124, f"no answer within {timeout:.0f} s") from None
+    if cancel is not None:
+        cancel.check()  # a Ctrl-C on the terminal reaches the child too: it ended by it
+    if check and child.returncode != 0:
+        raise DockerError(args, child.returncode, err or out)
+    return Done(out, err, child.returncode)
 
 
 def json_lines(text: str) -> list[dict]:
