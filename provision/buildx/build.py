@@ -315,13 +315,13 @@ def builder_strategy(farm: Farm, req: Request, chosen: dict[str, Node], workdir:
             return failed
         return Outcome(changes=["build"], note=f"built in {seconds} s", extra={"seconds": seconds})
 
-    outcome = run([(name, job)], cancel, say=say)
-    result = outcome.results[name]
+    recap = run([(name, job)], cancel, say=say)
+    result = recap.results[name]
     if result.bad:
-        return Recap({p: result for p in chosen}, outcome.interrupted)
+        return Recap({p: result for p in chosen}, recap.interrupted)
     return Recap({p: Outcome(changes=["build"], note=result.note, extra={
         "platform": p, "node": chosen[p].name, "seconds": result.extra["seconds"]})
-        for p in chosen}, outcome.interrupted)
+        for p in chosen}, recap.interrupted)
 
 
 def verify(tag: str, platforms: list[str]) -> tuple[str, dict[str, str], str | None]:
