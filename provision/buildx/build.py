@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -218,7 +219,10 @@ def _why_failed(text: str, where: Where, farm: Farm) -> str:
     if "error reading from server" in text or "code = Unavailable" in text:
         return (f"{who} was lost mid-build (its docker engine or the ssh connection to it went"
                 f" away). {REPAIR}, then run the build again")
-    if "moby/buildkit" in text or (farm.buildx.buildkit_image or "\0") in text:
+    # Only the builder strategy needs a buildkit container, and only its boot or pull says so
+    # (a merge build's own log may well name moby/buildkit, in a FROM line say).
+    if where.context is None and "ERROR" in text and (
+            "booting buildkit" in text or (farm.buildx.buildkit_image or "\0") in text):
         return ("the nodes could not start the buildkit container (its image cannot be"
                 " pulled). Fix: set buildx.buildkit_image in the inventory to a mirror the"
                 " nodes can pull, or build with --strategy merge (no buildkit image needed)")
@@ -300,7 +304,8 @@ def builder_strategy(farm: Farm, req: Request, chosen: dict[str, Node], workdir:
                      say: Callable[[str, str], None], cancel: Cancel) -> Recap:
     """One build on the farm's builder; buildx routes each platform to its pinned node."""
     metadata = workdir / "builder.json"
-    argv = [docker_cli.binary(), *_common_args(req, metadata), "--builder", farm.farm,
+    builder = names.builder(farm.farm)
+    argv = [docker_cli.binary(), *_common_args(req, metadata), "--builder", builder,
             "--platform", ",".join(chosen)]
     argv += (["--tag", req.tag, "--push"] if req.push
              else ["--output", f"type=oci,dest={req.output.split(':', 1)[1]}"]  # type: ignore
@@ -308,9 +313,9 @@ def builder_strategy(farm: Farm, req: Request, chosen: dict[str, Node], workdir:
     name = ",".join(chosen)
 
     def job(progress: Progress) -> Outcome:
-        progress(f"building on builder {farm.farm}")
+        progress(f"building on builder {builder}")
         seconds, failed = _timed_build(argv, workdir / "builder.log", progress,
-                                       Where(f"builder {farm.farm}"), farm)
+                                       Where(f"builder {builder}"), farm)
         if failed:
             return failed
         return Outcome(changes=["build"], note=f"built in {seconds} s", extra={"seconds": seconds})
@@ -340,6 +345,11 @@ def merge_args(req: Request, pushed: dict[str, Outcome]) -> list[str]:
     repo = reference.repository(req.tag)
     return ["buildx", "imagetools", "create", "--tag", req.tag,
             *(f"{repo}@{r.extra['digest']}" for r in pushed.values())]
+
+
+def finish_command(req: Request, pushed: dict[str, Outcome]) -> str:
+    """The merge as a command to paste, quoted for the shell (an IPv6 registry's brackets)."""
+    return shlex.join(["docker", *merge_args(req, pushed)])
 
 
 def index_job(req: Request, chosen: dict[str, Node], pushed: dict[str, Outcome],
@@ -413,7 +423,7 @@ def _index(req: Request, chosen: dict[str, Node], pushed: dict[str, Outcome], wo
         index = run([("index", index_job(req, chosen, pushed, workdir))], cancel,
                     say=say).results["index"]
     if index.bad and req.strategy == "merge":
-        command = " ".join(["docker", *merge_args(req, pushed)])
+        command = finish_command(req, pushed)
         index.note += (f"; every platform is pushed, to finish run `{command}` (or the same"
                        " build again)")
         index.extra["finish"] = command

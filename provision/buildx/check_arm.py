@@ -222,6 +222,10 @@ def describe(command: list[str]) -> str:
 def check(farm: Farm, image: str, command: list[str], cancel: Cancel,
           inventory: str | None = None) -> Verdict:
     check_reference(image)
+    if command and not command[0].strip():
+        raise UserError(f"-- {shlex.join(command)}: names no command to run. Fix: give the"
+                        " command after --, e.g. `-- uname -m`, or leave -- out to run the"
+                        " image's own.")
     this = Check(image, command, cancel, inventory)
     platforms = this.platforms()
     if ARM64 not in platforms:

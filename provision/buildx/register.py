@@ -108,7 +108,10 @@ def remove_include() -> bool:
     config = user_config()
     if not config.exists() or any((ssh_dir() / "archfarm").glob("*.conf")):
         return False
-    lines = _read_exactly(config).splitlines(keepends=True)
+    try:
+        lines = _read_exactly(config).splitlines(keepends=True)
+    except FileNotFoundError:  # a concurrent destroy removed it meanwhile
+        return False
     ours = {MARK, include_line()}
     kept = []
     for i, line in enumerate(lines):

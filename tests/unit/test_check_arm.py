@@ -47,3 +47,16 @@ def test_the_cause_of_an_ssh_context_failure_is_what_ssh_said():
             " port 22: Connection refused\n")
     assert cause(Done("", said, 1)) == ("ssh: connect to host 127.0.0.4 port 22: Connection"
                                         " refused.")
+
+
+def test_an_empty_command_is_bad_input_before_anything_runs():
+    from provision.buildx.check_arm import check
+    from provision.inventory import parse
+    from provision.runner import Cancel
+
+    farm = parse("farm: f\ngcp: {project: proj-one, zones: [us-central1-a], ssh_source_ranges:"
+                 " [127.0.0.1/32]}\nnodes:\n  - {name: a, platform: linux/arm64,"
+                 " machine_type: t2a-standard-2}\n", "f.yaml")
+    # 127.0.0.1:9: nothing listens there, so a check that went ahead could decide nothing
+    with pytest.raises(UserError, match=r"-- ''.*names no command"):
+        check(farm, "127.0.0.1:9/hello:demo", [""], Cancel())

@@ -1,0 +1,38 @@
+"""What a failed build's recap says, from its log alone (pure)."""
+
+from __future__ import annotations
+
+import shlex
+
+from provision.buildx.build import Request, Where, _why_failed, finish_command
+from provision.inventory import parse
+from provision.runner import Outcome
+
+FARM = parse("farm: bx\ngcp: {project: proj-one, zones: [us-central1-a], ssh_source_ranges:"
+             " [127.0.0.1/32]}\nnodes:\n  - {name: amd64, platform: linux/amd64,"
+             " machine_type: n2-standard-2}\n", "bx.yaml")
+FAILED_RUN = ('#4 [1/2] FROM docker.io/moby/buildkit:v0.16.0\n'
+              '#5 [2/2] RUN false\n'
+              'ERROR: failed to solve: process "/bin/sh -c false" did not complete'
+              ' successfully: exit code: 1\n')
+
+
+def test_a_merge_build_that_mentions_buildkit_is_not_blamed_on_the_buildkit_container():
+    why = _why_failed(FAILED_RUN, Where("node amd64", "archfarm-bx-amd64"), FARM)
+    assert why == "the build failed on node amd64"
+
+
+def test_the_builder_that_cannot_boot_buildkit_says_so():
+    text = ("#1 [internal] booting buildkit\n#1 pulling image moby/buildkit:buildx-stable-1\n"
+            "ERROR: failed to pull moby/buildkit:buildx-stable-1: connection refused\n")
+    assert "could not start the buildkit container" in _why_failed(text, Where("builder bx"),
+                                                                   FARM)
+
+
+def test_the_command_that_finishes_a_merge_is_quoted_for_the_shell():
+    request = Request(context_dir=None, tag="[::1]:5000/app:1", push=True)
+    pushed = {"linux/amd64": Outcome(extra={"digest": "sha256:" + "a" * 64})}
+    command = finish_command(request, pushed)
+    assert "'[::1]:5000/app:1'" in command  # brackets are a glob to the shell
+    assert shlex.split(command)[:6] == ["docker", "buildx", "imagetools", "create", "--tag",
+                                        "[::1]:5000/app:1"]
