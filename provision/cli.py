@@ -51,10 +51,10 @@ class Session:
         if self.json_mode:
             self.reporter.emit_json(obj)
 
-    def finish(self, recap: Recap, cost: Estimate | None = None, key: str = "node") -> int:
+    def finish(self, recap: Recap, cost: Estimate | None = None) -> int:
         """The recap (then the estimated cost, when given), the --json object, the exit code."""
         if recap.results:
-            self.reporter.recap(recap.results, key)
+            self.reporter.recap(recap.results)
         if cost is not None:
             self.reporter.costs(cost)
         if recap.interrupted:

@@ -51,9 +51,9 @@ class Reporter:
                           escape(detail))
         self.console.print(table)
 
-    def recap(self, results: Mapping[str, Outcome], key: str = "node") -> None:
-        """One row per key (a node, a platform, a resource): counts, then the note."""
-        table = self._table("recap", [key, "ok", "changed", "failed", "note"],
+    def recap(self, results: Mapping[str, Outcome]) -> None:
+        """One row per key (a node, or a resource without one): counts, then the note."""
+        table = self._table("recap", ["node", "ok", "changed", "failed", "note"],
                             right=("ok", "changed", "failed"))
         for name, r in sorted(results.items()):
             style = "red" if r.bad else ("yellow" if r.changed else "green")

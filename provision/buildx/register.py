@@ -169,8 +169,7 @@ def observe(farm: Farm) -> Observed:
     stored = _stored_builder(names.builder(farm.farm)) or {}
     images = {n.get("Name", ""): (n.get("DriverOpts") or {}).get("image")
               for n in stored.get("Nodes") or []}
-    config = farm_config(farm.farm)
-    return Observed(contexts, builder, images, config.read_text() if config.exists() else "")
+    return Observed(contexts, builder, images, _config_text(farm))
 
 
 def plan(farm: Farm, hosts: dict[str, Host], nodes: list[Node], seen: Observed,

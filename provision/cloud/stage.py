@@ -20,7 +20,7 @@ def show_and_apply(session: Session, title: str, actions: Sequence[Action],
     """The one place every cloud stage shows its plan, honours --check, asks and applies."""
     from ..gce.operations import describe
 
-    session.reporter.plan(title, [(a.verb, a.key, a.target, a.detail) for a in actions])
+    show_plan(session, title, actions)
     changes = [a for a in actions if a.changes]
     cancel = session.cancel
     if check:
@@ -37,6 +37,10 @@ def show_and_apply(session: Session, title: str, actions: Sequence[Action],
     before = first() if first else Recap({})  # confirmed: what must go first
     return merge(before, run([(a.key, make_job(a)) for a in actions], cancel,
                              say=session.node, describe=describe))
+
+
+def show_plan(session: Session, title: str, actions: Sequence[Action]) -> None:
+    session.reporter.plan(title, [(a.verb, a.key, a.target, a.detail) for a in actions])
 
 
 def planned(action: Action) -> Outcome:

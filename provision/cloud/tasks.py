@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from ..cli import Session, load_with_clients, task
 from ..inventory import Farm
 from ..runner import Recap, merge
-from .stage import planned, show_and_apply, title, update_hosts
+from .stage import planned, show_and_apply, show_plan, title, update_hosts
 
 if TYPE_CHECKING:
     from .plan import Action
@@ -68,8 +68,7 @@ def _destroy_local(session: Session, farm: Farm, actions: Sequence[Action],
     from ..buildx.register import unregister
 
     if actions:
-        session.reporter.plan(title(farm, "destroy"),
-                              [(a.verb, a.key, a.target, a.detail) for a in actions])
+        show_plan(session, title(farm, "destroy"), actions)
     local = unregister(farm, check)
     if not check and local.results:
         _forget_hosts(farm)
