@@ -95,6 +95,6 @@ class Slot:
 
 
 def parse_count(text: str) -> int:
-    """The COUNT section: builds in flight (0 when the section is missing or garbled)."""
-    first = text.strip().splitlines()[0] if text.strip() else ""
-    return int(first) if first.isdigit() else 0
+    """The builds section: builds in flight (0 when the section is missing or garbled)."""
+    first = text.strip().splitlines()[0].strip() if text.strip() else ""
+    return int(first) if first.isascii() and first.isdigit() else 0  # not int("²")
