@@ -159,7 +159,8 @@ class Dispatcher:
             if not (done.lost and done.outcome.failures) or n == 1:
                 return done.outcome
             first = done
-            why = done.outcome.note.split("; whole log:")[0]
+            why = done.outcome.note.split("; whole log:")[0].removesuffix(
+                ", then run the build again")  # it is being run again, elsewhere
             tried.append({"node": name, "why": why})
             self.lose(name, why)
             progress(f"{name} was lost; moving to another node of {assignment.job.platform}")
