@@ -16,6 +16,9 @@ atexit.register(gc.freeze)
 
 INVENTORY = "inventory file (default: $ARCHFARM_INVENTORY, else inventory/lab.yaml)"
 JSON = "print one JSON object on stdout at the end (progress goes to stderr)"
+PER_NODE = "builds at once on one node (default 1)"
+STALL = ("seconds a build's log may stay silent before its node is taken for lost (default:"
+         " the inventory's buildx.stall_timeout_seconds, 1200)")
 
 
 def _exit(code: int) -> None:
@@ -72,17 +75,22 @@ def register(c, inventory=None, check=False, json=False):
                 " builder (one build on the farm's buildx builder)",
     "push": "push to the registry in --tag", "output": "oci:PATH (builder strategy only)",
     "build_arg": "KEY=VALUE, repeatable",
-    "allow_emulation": "build a platform no node runs natively, under QEMU", "json": JSON})
+    "allow_emulation": "build a platform no node runs natively, under QEMU",
+    "per_node": PER_NODE, "stall_timeout": STALL, "check": "print the schedule, build nothing",
+    "json": JSON})
 def build(c, context=None, tag=None, inventory=None, file=None, platform=None, strategy="merge",
-          push=False, output=None, build_arg=None, allow_emulation=False, json=False):
-    """Build a multi-arch image on the farm, each platform natively, then verify its index."""
+          push=False, output=None, build_arg=None, allow_emulation=False, per_node=None,
+          stall_timeout=None, check=False, json=False):
+    """Build a multi-arch image on the farm, each platform natively on the least busy node up
+    of that platform (moved once if that node is lost), then verify its index."""
     from pathlib import Path
 
     from provision.buildx.build import Request
 
     request = Request(context_dir=Path(context) if context else None, tag=tag or "", file=file,
                       platforms=platform, strategy=strategy, push=push, output=output,
-                      build_args=list(build_arg or []), allow_emulation=allow_emulation)
+                      build_args=list(build_arg or []), allow_emulation=allow_emulation,
+                      per_node=per_node or 1, stall_timeout=stall_timeout, check=check)
     _run("provision.buildx.tasks:build", inventory=inventory, request=request, json_mode=json)
 
 

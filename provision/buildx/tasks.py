@@ -17,21 +17,51 @@ def register(session: Session, *, inventory: str | None, check: bool = False) ->
                                          lazy_clients(farm.gcp.api_endpoint)))
 
 
+def show_plan(session: Session, plan: Any) -> None:
+    """The schedule, before anything is built: each job's node and why, and the nodes that
+    are down with their reason."""
+    up = sum(n.up for n in plan.nodes)
+    rows = [[a.job.key, a.node or "-", ("emulated, " if a.emulated else "")
+             + (f"after {a.wave} build(s), " if a.wave else "") + a.why]
+            for a in plan.assignments]
+    session.reporter.table(f"schedule: {len(rows)} job(s) on {up} node(s) up of"
+                           f" {len(plan.nodes)}", ["job", "node", "why"], rows)
+    for name, why in sorted(plan.down.items()):
+        session.reporter.node(name, f"skipped: {why}", style="yellow")
+
+
+def show_moves(session: Session, rows: list[tuple[str, dict]]) -> None:
+    """Where a job first ran and why it moved (failover), one line each."""
+    for key, row in rows:
+        for tried in row.get("tried", []):
+            session.reporter.node(key, f"first ran on {tried['node']}, moved to {row['node']}:"
+                                  f" {tried['why']}", style="yellow")
+
+
 @task
 def build(session: Session, *, inventory: str | None, request: Any) -> int:
-    """See build.py. Ends with a table platform -> node -> digest -> seconds; then each failed
-    or interrupted step with its cause (a failed build's log: its tail and where it is), the
-    per-platform tags, the kept logs, and what an interrupt left."""
+    """See build.py. Prints the schedule, then ends with a table platform -> node -> digest
+    -> seconds; then where a platform moved and why, each failed or interrupted step with its
+    cause (a failed build's log: its tail and where it is), the per-platform tags, the kept
+    logs, and what an interrupt left."""
+    from ..runner import Outcome
     from . import build as stage
 
     farm = load(inventory)
-    recap, report = stage.build(farm, request, session.node, session.cancel)
+    recap, report = stage.build(farm, request, session.node, session.cancel,
+                                show_plan=lambda plan: show_plan(session, plan))
     results = recap.results
-    rows = [[e["platform"], e["node"], e["digest"] or stage.state(results[e["platform"]]),
+    if request.check:
+        session.say("check mode: nothing was built")
+        session.emit({**report, "nodes": {k: r.to_json() for k, r in results.items()}})
+        return recap.exit_code
+    rows = [[e["platform"], e["node"] or "-",
+             e["digest"] or stage.state(results.get(e["platform"], Outcome())),
              "-" if e["seconds"] is None else str(e["seconds"])] for e in report["platforms"]]
     session.reporter.table(f"image {report['image']}" + (f"@{report['digest']}"
                                                          if report["digest"] else ""),
                            ["platform", "node", "digest", "seconds"], rows)
+    show_moves(session, [(e["platform"], e) for e in report["platforms"]])
     for key, result in sorted(results.items()):
         if result.bad:
             session.reporter.node(key, f"{stage.state(result).upper()}: {result.note}", style="red")
