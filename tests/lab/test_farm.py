@@ -358,13 +358,18 @@ def test_a_silent_build_past_the_stall_timeout_moves_to_its_sibling(farm, tmp_pa
     [amd64] = out["platforms"]
     assert [t["node"] for t in amd64["tried"]] == ["amd64-1"], out
     assert amd64["node"] == "amd64-2", out
-    assert "stall" in amd64["tried"][0]["why"] or "silent" in amd64["tried"][0]["why"], out
+    assert "--stall-timeout" in amd64["tried"][0]["why"], out
 
 
 @pytest.fixture(scope="class")
 def arm64_1_stopped(farm):
     stop_vm(farm, "arm64-1")
     try:
+        # Lab only: every lab VM shares this host's kernel, and a VM's shutdown unregisters the
+        # qemu handlers (binfmt-support's ExecStop) for all of them; the emulated arm64-2 gets
+        # its handler back from configure, as a real VM would never have lost it.
+        code, _, err = inv("configure", "-i", str(farm), "--limit", "arm64-2")
+        assert code == 0, err
         yield farm
     finally:
         every_engine_answers(farm)
@@ -377,7 +382,7 @@ class TestWithArm64_1Stopped:
         code, out, err = build(arm64_1_stopped, REPO / "examples/hello",
                                f"{REGISTRY}/{repository('hello')}:1")
         assert code == 0, err
-        assert out["down"] == {"arm64-1": "TERMINATED"}, out
+        assert set(out["down"]) == {"arm64-1"} and "TERMINATED" in out["down"]["arm64-1"], out
         assert nodes_of(out)["linux/arm64"] == "arm64-2", out
         assert scheduled(out)["linux/arm64"] == "arm64-2", out
         assert all(p["tried"] == [] for p in out["platforms"]), out
@@ -396,4 +401,4 @@ class TestWithArm64_1Stopped:
         [arm64] = out["platforms"]
         assert arm64["node"] == "arm64-2" and arm64["tried"] == [], out
         note = out["nodes"]["linux/arm64"]["note"]
-        assert "stall" in note or "silent" in note, note
+        assert "--stall-timeout" in note, note
