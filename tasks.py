@@ -94,6 +94,58 @@ def build(c, context=None, tag=None, inventory=None, file=None, platform=None, s
     _run("provision.buildx.tasks:build", inventory=inventory, request=request, json_mode=json)
 
 
+BAKE_VALUE_FLAGS = {"-f", "--file", "-t", "--target", "-i", "--inventory", "-p", "--per-node",
+                    "-s", "--stall-timeout"}
+
+
+def _bake_words() -> None:
+    """`inv bake [FILE] [TARGET ...]`: Invoke has no variadic positional arguments, so the
+    words after `bake` become its --file and --target before Invoke reads the task's arguments
+    (its argument list is read after this file is loaded)."""
+    import invoke.main
+
+    core = getattr(invoke.main.program, "core", None)
+    argv = getattr(core, "unparsed", None)
+    if not argv or "bake" not in argv:
+        return
+    start = argv.index("bake") + 1
+    rest, words, flags = argv[start:], [], []
+    while rest:
+        token = rest.pop(0)
+        if token in BAKE_VALUE_FLAGS and rest:
+            flags += [token, rest.pop(0)]
+        elif token.startswith("-"):
+            flags.append(token)
+        else:
+            words.append(token)
+    named = (["--file", words[0]] if words else []) + [
+        arg for target in words[1:] for arg in ("--target", target)]
+    argv[start:] = named + flags
+
+
+_bake_words()
+
+
+@task(positional=[], iterable=["target"], help={
+    "file": "the bake file: docker-bake.hcl, docker-bake.json or a compose file (default:"
+            " what `docker buildx bake` finds here); also the first word after bake",
+    "target": "a target to build, repeatable (default: the file's default group); also the"
+              " words after FILE",
+    "inventory": INVENTORY, "per_node": PER_NODE, "stall_timeout": STALL,
+    "check": "print the schedule, build nothing",
+    "allow_emulation": "build a platform no node runs natively, under QEMU", "json": JSON})
+def bake(c, file=None, target=None, inventory=None, per_node=None, stall_timeout=None,
+         check=False, allow_emulation=False, json=False):
+    """Build every target of a bake file over the whole farm: `inv bake [FILE] [TARGET ...]`.
+    Each target x platform is a job spread over the nodes of its platform; each target's
+    platforms are merged into its index and read back."""
+    from provision.buildx.bake import Options
+
+    options = Options(file=file, targets=list(target or []), per_node=per_node or 1,
+                      stall_timeout=stall_timeout, check=check, allow_emulation=allow_emulation)
+    _run("provision.buildx.tasks:bake", inventory=inventory, options=options, json_mode=json)
+
+
 # `ref`, not `image`: an argument starting with i would take -i from --inventory.
 @task(name="check-arm", help={"inventory": INVENTORY,
                               "ref": "the image reference (positional: inv check-arm IMAGE)",
@@ -161,5 +213,5 @@ def lab_status(c, json=False):
 
 
 lab = Collection("lab", lab_up, lab_down, lab_status)
-ns = Collection(doctor, vms, configure, register, provision, build, check_arm, status,
+ns = Collection(doctor, vms, configure, register, provision, build, bake, check_arm, status,
                 destroy, fake, lab)

@@ -51,6 +51,11 @@ class Request:
     output: str | None = None        # oci:PATH
     build_args: list[str] = field(default_factory=list)
     allow_emulation: bool = False
+    also_tags: list[str] = field(default_factory=list)  # more tags naming the same index
+    labels: list[str] = field(default_factory=list)     # KEY=VALUE
+    stage: str | None = None         # the Dockerfile stage to build (buildx's --target)
+    no_cache: bool = False
+    pull: bool = False
     # as given on the command line; check_request makes them numbers (or says why not)
     per_node: int | str = 1          # builds at once on one node (merge strategy)
     stall_timeout: float | str | None = None  # None: the inventory's stall_timeout_seconds
@@ -87,7 +92,7 @@ def check_request(farm: Farm, req: Request) -> list[str]:
                         " them) joined by '/'; a tag of at most 128 letters, digits, '_', '.'"
                         " and '-', not starting with '.' or '-'; no scheme, no digest.")
     docker_cli.binary()  # the docker CLI, checked once here rather than in every platform's job
-    _check_files(req)
+    check_files(req)
     if req.strategy not in ("merge", "builder"):
         raise UserError(f"--strategy {req.strategy!r}: not a strategy. Fix: use merge or"
                         " builder.")
@@ -125,7 +130,7 @@ def run_options(farm: Farm, per_node: int | str, stall_timeout: float | str | No
     return int(given), stall
 
 
-def _check_files(req: Request) -> None:
+def check_files(req: Request) -> None:
     assert req.context_dir is not None
     if not req.context_dir.is_dir():
         raise UserError(f"--context {req.context_dir}: no such directory. Fix: give the build"
@@ -284,6 +289,11 @@ def _common_args(req: Request, metadata: Path) -> list[str]:
         args += ["--file", str(Path(req.context_dir or ".") / req.file)]
     for arg in req.build_args:
         args += ["--build-arg", arg]
+    for label in req.labels:
+        args += ["--label", label]
+    if req.stage:
+        args += ["--target", req.stage]
+    args += ["--no-cache"] * req.no_cache + ["--pull"] * req.pull
     return args
 
 
@@ -460,7 +470,8 @@ def verify(tag: str, platforms: list[str]) -> tuple[str, dict[str, str], str | N
 def merge_args(req: Request, pushed: dict[str, Outcome]) -> list[str]:
     """`imagetools create` of the index from the platforms pushed, by digest."""
     repo = reference.repository(req.tag)
-    return ["buildx", "imagetools", "create", "--tag", req.tag,
+    tags = [arg for tag in (req.tag, *req.also_tags) for arg in ("--tag", tag)]
+    return ["buildx", "imagetools", "create", *tags,
             *(f"{repo}@{r.extra['digest']}" for r in pushed.values())]
 
 
@@ -562,15 +573,19 @@ def platform_row(key: str, platform: str, result: Outcome, the_plan: Plan | None
 
 
 def _index(req: Request, platforms: list[str], pushed: dict[str, Outcome], workdir: Path,
-           say: Callable[[str, str], None], cancel: Cancel, key: str = "index") -> Outcome:
+           say: Callable[[str, str], None], cancel: Cancel) -> Outcome:
     """The index's outcome; when the merge did not happen, or not wholly, what is left."""
     if cancel.is_set():
         index = Outcome(interrupted=True, note="interrupted before " + (
             "the merge" if req.strategy == "merge" else "the index was read back"))
     else:
-        log = f"{re.sub(r'[^A-Za-z0-9_.-]', '-', key)}.log"
-        index = run([(key, index_job(req, platforms, pushed, workdir, log))], cancel,
-                    say=say).results[key]
+        index = run([("index", index_job(req, platforms, pushed, workdir))], cancel,
+                    say=say).results["index"]
+    return with_finish(index, req, pushed)
+
+
+def with_finish(index: Outcome, req: Request, pushed: dict[str, Outcome]) -> Outcome:
+    """A merge that failed, or did not happen wholly, says the command that finishes it."""
     if index.bad and req.strategy == "merge":
         command = finish_command(req, pushed)
         index.note += (f"; every platform is pushed, to finish run `{command}` (or the same"

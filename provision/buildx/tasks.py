@@ -1,4 +1,4 @@
-"""`inv register`, `inv build` and `inv check-arm`: the buildx side's task bodies."""
+"""`inv register`, `inv build`, `inv bake` and `inv check-arm`: the buildx side's task bodies."""
 
 from __future__ import annotations
 
@@ -78,6 +78,52 @@ def build(session: Session, *, inventory: str | None, request: Any) -> int:
                     " run the same build again to finish")
     session.emit({**report, "nodes": {k: r.to_json() for k, r in results.items()},
                   **({"interrupted": True} if recap.interrupted else {})})
+    return recap.exit_code
+
+
+@task
+def bake(session: Session, *, inventory: str | None, options: Any) -> int:
+    """See bake.py. Prints the schedule, then one table target -> platform -> node -> digest
+    -> seconds, each target's index, where a job moved and why, and each failure."""
+    from ..runner import Outcome
+    from . import bake as stage
+    from .build import state
+
+    farm = load(inventory)
+    recap, report = stage.bake(farm, options, session.node, session.cancel,
+                               show_plan=lambda plan: show_plan(session, plan))
+    results = recap.results
+    nodes = {k: r.to_json() for k, r in results.items()}
+    if options.check:
+        session.say("check mode: nothing was built")
+        session.emit({**report, "nodes": nodes})
+        return recap.exit_code
+    rows, moved = [], []
+    for name, target in report["targets"].items():
+        for e in target["platforms"]:
+            key = f"{name}/{e['platform']}"
+            rows.append([name, e["platform"], e["node"] or "-",
+                         e["digest"] or state(results.get(key, Outcome())),
+                         "-" if e["seconds"] is None else str(e["seconds"])])
+            moved.append((key, e))
+    session.reporter.table(f"bake {report['file'] or '(default file)'}",
+                           ["target", "platform", "node", "digest", "seconds"], rows)
+    for name, target in report["targets"].items():
+        if target["digest"]:
+            session.reporter.node(name, f"{', '.join(target['tags'])} -> {target['digest']}")
+    show_moves(session, moved)
+    for key, result in sorted(results.items()):
+        if result.bad:
+            session.reporter.node(key, f"{state(result).upper()}: {result.note}", style="red")
+    if report["logs"]:
+        session.say(f"logs of this bake: {report['logs']} (kept for the failures above; delete"
+                    " it when done)")
+    if recap.interrupted:
+        left = sorted(k for k, r in results.items() if r.interrupted)
+        session.say(f"interrupted: {len(left)} left in flight ({', '.join(left) or 'none'});"
+                    " run the same bake again to finish")
+    session.emit({**report, "nodes": nodes, **({"interrupted": True} if recap.interrupted
+                                               else {})})
     return recap.exit_code
 
 

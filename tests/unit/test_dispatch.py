@@ -48,8 +48,10 @@ def test_jobs_spread_over_every_node_and_never_exceed_one_per_node(tmp_path):
 
     results = run_jobs(Dispatcher(nodes, 1, Cancel(), slot), plan, attempt)
     assert all(r.changes == ["build"] for r in results.values())
-    used = Counter(r.extra["node"] for r in results.values())
-    assert used == {"a1": 3, "a2": 3} and most == {"a1": 1, "a2": 1}
+    # both nodes worked (a node freed first takes the next job: not always 3 and 3), never
+    # two jobs at once on one
+    assert set(Counter(r.extra["node"] for r in results.values())) == {"a1", "a2"}
+    assert most == {"a1": 1, "a2": 1}
 
 
 def test_a_job_lost_with_its_node_moves_once_and_says_where_it_first_ran(tmp_path):
