@@ -211,6 +211,7 @@ def test_bake_check_gives_each_platforms_two_jobs_two_free_nodes_and_builds_noth
     for platform, nodes in NODES.items():
         assert {jobs[f"{t}/{platform}"]["node"] for t in repos} == nodes, out["schedule"]
     assert all(j["wave"] == 0 and not j["emulated"] for j in jobs.values()), out["schedule"]
+    assert all(node in err for node in EVERY_NODE), err  # the plan, as a user reads it
     assert all(registry_tags(r) == set() for r in repos.values())
 
 
