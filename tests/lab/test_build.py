@@ -200,12 +200,12 @@ def test_a_128_character_tag_builds_and_leaves_only_short_per_platform_tags(farm
 
 
 class Running:
-    """`inv build -i INVENTORY ARGS --json` started as a user would (its own TMPDIR), its
-    progress (stderr) read as it comes."""
+    """`inv build -i INVENTORY ARGS --json` (or another task) started as a user would (its own
+    TMPDIR), its progress (stderr) read as it comes."""
 
-    def __init__(self, inventory: Path, tmpdir: Path, *args: str):
+    def __init__(self, inventory: Path, tmpdir: Path, *args: str, task: str = "build"):
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "invoke", "--search-root", str(REPO), "build", "-i",
+            [sys.executable, "-m", "invoke", "--search-root", str(REPO), task, "-i",
              str(inventory), *args, "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True, env={**os.environ, "TMPDIR": str(tmpdir)})
         self.lines: queue.Queue[str] = queue.Queue()

@@ -4,6 +4,7 @@ schedule, builds that move off a lost node, two builds at once, and `inv bake`."
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -171,6 +172,18 @@ def test_the_farm_has_two_nodes_per_platform_and_status_shows_a_builds_column(fa
     assert "builds" in [cell.strip() for cell in header.split("┃")], shown.stdout
 
 
+def test_a_second_register_changes_nothing_and_the_builder_pins_each_platform_once(farm):
+    """buildx unpins a platform from a builder node when another node pins it: pinning both
+    nodes of a platform made every register undo the last."""
+    code, out, err = inv("register", "-i", str(farm))
+    assert code == 0, err
+    assert {n: r["changed"] for n, r in out["nodes"].items()} == {n: 0 for n in EVERY_NODE}
+    code, status, err = inv("status", "-i", str(farm))
+    pinned = {n["name"]: n["builder"][0] if n["builder"] else None for n in status["nodes"]}
+    assert pinned == {"arm64-1": "linux/arm64", "amd64-1": "linux/amd64", "arm64-2": None,
+                      "amd64-2": None}, status
+
+
 def test_status_counts_a_build_in_flight_on_its_node(farm, tmp_path):
     running = Running(farm, tmp_path, "--context", str(slow_context(tmp_path, 30)), "--tag",
                       f"{REGISTRY}/{repository('busy')}:1", "--push", "--platform",
@@ -304,6 +317,25 @@ def test_bake_of_a_platform_no_node_runs_exits_2_naming_it_and_builds_nothing(fa
 
 
 # -- lost nodes and concurrent builds --------------------------------------------------------
+
+@pytest.mark.slow
+def test_ctrl_c_during_a_bake_exits_130_and_leaves_no_node_busy(farm, tmp_path):
+    path = bake_file(tmp_path, {name: {"context": context(tmp_path, "sleep 60"),
+                                       "tags": [f"{REGISTRY}/{repository(name)}:1"],
+                                       "platforms": ["linux/amd64"]} for name in ("a", "b")})
+    running = Running(farm, tmp_path, str(path), task="bake")
+    running.wait_for("building on")
+    running.wait_for("building on")
+    running.proc.send_signal(signal.SIGINT)
+    code, out, err = running.finish(timeout=60)
+    assert code == 130, err
+    assert out["interrupted"] is True and "run the same bake again" in err
+    assert not list(tmp_path.glob("archfarm-build-*"))
+    # every slot the bake held was let go with it
+    code, status, err = inv("status", "-i", str(farm))
+    assert code == 0 and {n["name"]: n["builds"] for n in status["nodes"]} == {
+        n: 0 for n in EVERY_NODE}, status
+
 
 @pytest.mark.slow
 def test_two_builds_at_once_use_two_nodes_of_each_platform(farm, tmp_path):
