@@ -13,13 +13,14 @@ import json
 import shutil
 import subprocess
 import tempfile
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import UserError
 from ..inventory import Farm
-from ..runner import Cancel, Outcome, Recap, run
+from ..runner import Cancel, Interrupted, Outcome, Progress, Recap
 from . import docker_cli, reference
 from .build import (
     BuildPlan,
@@ -159,9 +160,10 @@ def bake(farm: Farm, options: Options, say: Callable[[str, str], None], cancel: 
     try:
         if not options.check:
             placed = [p for p in pieces if p.key not in results]
+            merges = Merges(targets, workdir, say, cancel)
             results.update(build_pieces(farm, placed, the_plan, per_node, stall, workdir, say,
-                                        cancel).results)
-            results.update(_indexes(targets, results, workdir, say, cancel))
+                                        cancel, when_done=merges.done).results)
+            results.update(merges.results)
     finally:
         kept = any(r.failures and "log" in r.extra for r in results.values())
         if not kept:
@@ -174,23 +176,38 @@ def bake(farm: Farm, options: Options, say: Callable[[str, str], None], cancel: 
     return Recap(results, cancel.is_set()), report
 
 
-def _indexes(targets: dict[str, tuple[Request, list[str]]], results: dict[str, Outcome],
-             workdir: Path, say: Callable[[str, str], None], cancel: Cancel
-             ) -> dict[str, Outcome]:
-    """Each target whose every platform was pushed, merged into its index and read back, all
-    targets at once."""
-    jobs, pushed = [], {}
-    for name, (req, platforms) in targets.items():
-        pushed[name] = {p: results[f"{name}/{p}"] for p in platforms if f"{name}/{p}" in results}
-        if len(pushed[name]) == len(platforms) and not any(r.bad for r in
-                                                           pushed[name].values()):
-            jobs.append((f"{name}/index", index_job(req, platforms, pushed[name], workdir,
-                                                    log=f"{name}-index.log")))
-    if cancel.is_set() or not jobs:
-        return {}
-    done = run(jobs, cancel, say=say).results
-    return {key: with_finish(index, targets[key[:-len("/index")]][0],
-                             pushed[key[:-len("/index")]]) for key, index in done.items()}
+class Merges:
+    """Each target merged into its index and read back the moment its last platform is
+    pushed, in that platform's thread, while the other targets still build."""
+
+    def __init__(self, targets: dict[str, tuple[Request, list[str]]], workdir: Path,
+                 say: Callable[[str, str], None], cancel: Cancel):
+        self.targets, self.workdir, self.say, self.cancel = targets, workdir, say, cancel
+        self.pushed: dict[str, dict[str, Outcome]] = {name: {} for name in targets}
+        self.results: dict[str, Outcome] = {}
+        self.lock = threading.Lock()
+
+    def done(self, piece: Piece, outcome: Outcome) -> None:
+        name = piece.key.split("/", 1)[0]  # a target's name has no slash
+        req, platforms = self.targets[name]
+        with self.lock:
+            pushed = self.pushed[name]
+            pushed[piece.platform] = outcome
+            if len(pushed) < len(platforms) or any(r.bad for r in pushed.values()):
+                return
+        key = f"{name}/index"
+        if self.cancel.is_set():
+            self.results[key] = with_finish(Outcome(
+                interrupted=True, note="interrupted before the merge"), req, pushed)
+            return
+        try:
+            index = index_job(req, platforms, pushed, self.workdir,
+                              log=f"{name}-index.log")(Progress(key, self.say, self.cancel))
+        except Interrupted:
+            index = Outcome(interrupted=True, note="interrupted during the merge")
+        except Exception as e:  # noqa: BLE001 (one target's merge is that target's alone)
+            index = Outcome(failures=["index"], note=f"the merge failed: {e}")
+        self.results[key] = with_finish(index, req, pushed)
 
 
 def _target_report(name: str, req: Request, platforms: list[str], results: dict[str, Outcome],

@@ -388,9 +388,12 @@ def plan(farm: Farm, pieces: list[Piece], per_node: int, allow_emulation: bool,
 
 def build_pieces(farm: Farm, pieces: list[Piece], the_plan: BuildPlan, per_node: int,
                  stall: float, workdir: Path, say: Callable[[str, str], None],
-                 cancel: Cancel) -> Recap:
+                 cancel: Cancel,
+                 when_done: Callable[[Piece, Outcome], None] = lambda piece, outcome: None
+                 ) -> Recap:
     """Every piece on a node of its platform, in parallel as far as the nodes' slots allow,
-    each pushed under its platform's own tag (the indexes are made afterwards)."""
+    each pushed under its platform's own tag; `when_done` is called with each piece's outcome
+    as it ends (in its thread, its node's slot let go)."""
     dispatcher = Dispatcher(the_plan.nodes, per_node, cancel, lambda node, capacity: Slot(
         observe.ssh_command(farm, node), capacity=capacity))
     by_key = {p.key: p for p in pieces}
@@ -419,8 +422,10 @@ def build_pieces(farm: Farm, pieces: list[Piece], the_plan: BuildPlan, per_node:
                                                       "pushed": pushed}))
 
         def job(progress: Progress) -> Outcome:
-            return dispatcher.run(assignment, ticket, progress,
-                                  lambda node, n: attempt(node, n, progress))
+            outcome = dispatcher.run(assignment, ticket, progress,
+                                     lambda node, n: attempt(node, n, progress))
+            when_done(piece, outcome)
+            return outcome
         return job
 
     placed = [a for a in the_plan.assignments if a.node is not None]
