@@ -16,6 +16,9 @@ atexit.register(gc.freeze)
 
 INVENTORY = "inventory file (default: $ARCHFARM_INVENTORY, else inventory/lab.yaml)"
 JSON = "print one JSON object on stdout at the end (progress goes to stderr)"
+PER_NODE = "builds at once on one node (default 1)"
+STALL = ("seconds a build's log may stay silent before its node is taken for lost (default:"
+         " the inventory's buildx.stall_timeout_seconds, 1200)")
 
 
 def _exit(code: int) -> None:
@@ -72,18 +75,75 @@ def register(c, inventory=None, check=False, json=False):
                 " builder (one build on the farm's buildx builder)",
     "push": "push to the registry in --tag", "output": "oci:PATH (builder strategy only)",
     "build_arg": "KEY=VALUE, repeatable",
-    "allow_emulation": "build a platform no node runs natively, under QEMU", "json": JSON})
+    "allow_emulation": "build a platform no node runs natively, under QEMU",
+    "per_node": PER_NODE, "stall_timeout": STALL, "check": "print the schedule, build nothing",
+    "json": JSON})
 def build(c, context=None, tag=None, inventory=None, file=None, platform=None, strategy="merge",
-          push=False, output=None, build_arg=None, allow_emulation=False, json=False):
-    """Build a multi-arch image on the farm, each platform natively, then verify its index."""
+          push=False, output=None, build_arg=None, allow_emulation=False, per_node=None,
+          stall_timeout=None, check=False, json=False):
+    """Build a multi-arch image on the farm, each platform natively on the least busy node up
+    of that platform (moved once if that node is lost), then verify its index."""
     from pathlib import Path
 
     from provision.buildx.build import Request
 
     request = Request(context_dir=Path(context) if context else None, tag=tag or "", file=file,
                       platforms=platform, strategy=strategy, push=push, output=output,
-                      build_args=list(build_arg or []), allow_emulation=allow_emulation)
+                      build_args=list(build_arg or []), allow_emulation=allow_emulation,
+                      per_node=per_node or 1, stall_timeout=stall_timeout, check=check)
     _run("provision.buildx.tasks:build", inventory=inventory, request=request, json_mode=json)
+
+
+BAKE_VALUE_FLAGS = {"-f", "--file", "-t", "--target", "-i", "--inventory", "-p", "--per-node",
+                    "-s", "--stall-timeout"}
+
+
+def _bake_words() -> None:
+    """`inv bake [FILE] [TARGET ...]`: Invoke has no variadic positional arguments, so the
+    words after `bake` become its --file and --target before Invoke reads the task's arguments
+    (its argument list is read after this file is loaded)."""
+    import invoke.main
+
+    core = getattr(invoke.main.program, "core", None)
+    argv = getattr(core, "unparsed", None)
+    if not argv or "bake" not in argv:
+        return
+    start = argv.index("bake") + 1
+    rest, words, flags = argv[start:], [], []
+    while rest:
+        token = rest.pop(0)
+        if token in BAKE_VALUE_FLAGS and rest:
+            flags += [token, rest.pop(0)]
+        elif token.startswith("-"):
+            flags.append(token)
+        else:
+            words.append(token)
+    named = (["--file", words[0]] if words else []) + [
+        arg for target in words[1:] for arg in ("--target", target)]
+    argv[start:] = named + flags
+
+
+_bake_words()
+
+
+@task(positional=[], iterable=["target"], help={
+    "file": "the bake file: docker-bake.hcl, docker-bake.json or a compose file (default:"
+            " what `docker buildx bake` finds here); also the first word after bake",
+    "target": "a target to build, repeatable (default: the file's default group); also the"
+              " words after FILE",
+    "inventory": INVENTORY, "per_node": PER_NODE, "stall_timeout": STALL,
+    "check": "print the schedule, build nothing",
+    "allow_emulation": "build a platform no node runs natively, under QEMU", "json": JSON})
+def bake(c, file=None, target=None, inventory=None, per_node=None, stall_timeout=None,
+         check=False, allow_emulation=False, json=False):
+    """Build every target of a bake file over the whole farm: `inv bake [FILE] [TARGET ...]`.
+    Each target x platform is a job spread over the nodes of its platform; each target's
+    platforms are merged into its index and read back."""
+    from provision.buildx.bake import Options
+
+    options = Options(file=file, targets=list(target or []), per_node=per_node or 1,
+                      stall_timeout=stall_timeout, check=check, allow_emulation=allow_emulation)
+    _run("provision.buildx.tasks:bake", inventory=inventory, options=options, json_mode=json)
 
 
 # `ref`, not `image`: an argument starting with i would take -i from --inventory.
@@ -153,5 +213,5 @@ def lab_status(c, json=False):
 
 
 lab = Collection("lab", lab_up, lab_down, lab_status)
-ns = Collection(doctor, vms, configure, register, provision, build, check_arm, status,
+ns = Collection(doctor, vms, configure, register, provision, build, bake, check_arm, status,
                 destroy, fake, lab)

@@ -154,17 +154,19 @@ class Configure:
 
 def live_facts(farm: Farm, directory: Directory, node: Node, progress: Progress,
                timeout: float = 5.0) -> dict:
-    """`inv status`'s per-node look: docker version and emulated, or unreachable. Nothing is
-    waited for: host keys not yet published or SSH not up yet read as unreachable."""
+    """`inv status`'s per-node look: docker version, emulated and builds in flight, or
+    unreachable. Nothing is waited for: host keys not yet published or SSH not up yet read
+    as unreachable."""
     try:
         conn, host = connect(farm, directory, node, farm_key(farm), progress, 0, timeout)
         with conn:
             found = gather(conn, farm.ssh.user, timeout=timeout + 5)
     except (NotUp, Unreachable, HostKeyRefused, KeyFileError) as e:
-        return {"docker": None, "emulated": None, "reachable": False, "note": str(e)}
+        return {"docker": None, "emulated": None, "builds": None, "reachable": False,
+                "note": str(e)}
     want = desired(farm, node, host)
     return {"docker": found.docker_version, "emulated": steps.emulated(found, want),
-            "reachable": True}
+            "builds": found.builds_in_flight, "reachable": True}
 
 
 def configure_nodes(session: Session, farm: Farm, nodes: set[str] | None, check: bool,

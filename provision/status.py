@@ -16,13 +16,14 @@ def collect(clients: Any, farm: Farm, cancel: Any = None) -> dict:
         "name": labels.node_of(vm) or vm.name, "vm": vm.name, "zone": vm.zone,
         "platform": labels.platform_of(vm),
         "machine_type": vm.machine_type, "status": vm.status, "external_ip": vm.external_ip,
-        "docker": None, "emulated": None,  # live facts, below
+        "docker": None, "emulated": None, "builds": None,  # live facts, below
     } for vm in vms]}
 
 
 def add_live_facts(farm: Farm, clients: Any, status: dict, cancel: Any,
                    timeout: float = 5.0) -> None:
-    """Each running node's docker version and emulated flag, over SSH, all nodes at once
+    """Each running node's docker version, emulated flag and builds in flight (build slots
+    held there, by any run of archfarm on any machine), over SSH, all nodes at once
     (one round trip each, `timeout` seconds at most); a node that does not answer is marked
     unreachable and the rest of the status stands."""
     from .configure import live_facts
@@ -42,10 +43,13 @@ def add_live_facts(farm: Farm, clients: Any, status: dict, cancel: Any,
 
     run([(n["name"], look(n["name"])) for n in looked], cancel)
     for entry in looked:
-        live = found.get(entry["name"], {"docker": None, "emulated": None, "reachable": False})
-        # Whether a node is emulated is the engine's to say: without an answer, unknown.
+        live = found.get(entry["name"], {"docker": None, "emulated": None, "builds": None,
+                                         "reachable": False})
+        # Whether a node is emulated is the engine's to say: without an answer, unknown. The
+        # slots are counted without the engine: a stopped one still shows what holds them.
         entry.update(docker=live["docker"],
-                     emulated=live["emulated"] if live["docker"] else None)
+                     emulated=live["emulated"] if live["docker"] else None,
+                     builds=live["builds"])
         if not live["reachable"]:
             status.setdefault("unreachable", {})[entry["name"]] = live.get("note", "no answer")
         elif not live["docker"]:
@@ -83,7 +87,7 @@ def add_builder_platforms(farm: Farm, status: dict) -> None:
 
 def show(reporter: Reporter, status: dict) -> None:
     cols = ["name", "zone", "platform", "machine_type", "status", "external_ip", "docker",
-            "emulated", "builder"]
+            "emulated", "builder", "builds"]
     unreachable = status.get("unreachable", {})
     engine_down = status.get("engine_down", {})
 

@@ -27,9 +27,13 @@ from pathlib import Path
 
 from .. import names
 from ..errors import DockerError, UserError
-from ..inventory import Farm, Node
+from ..inventory import Farm
 from ..runner import Cancel, Job, Outcome, Progress, Recap, run
-from . import docker_cli, reference
+from . import docker_cli, observe, reference
+from .dispatch import Attempt, Dispatcher
+from .schedule import Assignment, NodeState, schedule
+from .schedule import Job as BuildJob
+from .slots import Slot
 
 HEARTBEAT_SECONDS = 10.0
 BUILD_TIMEOUT = 3600.0
@@ -47,6 +51,15 @@ class Request:
     output: str | None = None        # oci:PATH
     build_args: list[str] = field(default_factory=list)
     allow_emulation: bool = False
+    also_tags: list[str] = field(default_factory=list)  # more tags naming the same index
+    labels: list[str] = field(default_factory=list)     # KEY=VALUE
+    stage: str | None = None         # the Dockerfile stage to build (buildx's --target)
+    no_cache: bool = False
+    pull: bool = False
+    # as given on the command line; check_request makes them numbers (or says why not)
+    per_node: int | str = 1          # builds at once on one node (merge strategy)
+    stall_timeout: float | str | None = None  # None: the inventory's stall_timeout_seconds
+    check: bool = False              # print the schedule, build nothing
 
 
 # The merge strategy pushes each platform under a tag of its own, then makes the index from
@@ -65,8 +78,8 @@ def platform_tag(ref: str, platform: str) -> str:
     return f"{reference.repository(ref)}:archfarm-{digest}-{suffix}"
 
 
-def check_request(farm: Farm, req: Request) -> dict[str, Node]:
-    """Bad input, before anything runs (exit 2): returns platform -> the node that builds it."""
+def check_request(farm: Farm, req: Request) -> list[str]:
+    """Bad input, before anything runs (exit 2): returns the platforms to build."""
     if req.context_dir is None or not req.tag:
         raise UserError("--context DIR and --tag REF are both needed. Fix: e.g. inv build"
                         " --context examples/hello --tag 127.0.0.1:5000/hello:demo --push.")
@@ -79,7 +92,7 @@ def check_request(farm: Farm, req: Request) -> dict[str, Node]:
                         " them) joined by '/'; a tag of at most 128 letters, digits, '_', '.'"
                         " and '-', not starting with '.' or '-'; no scheme, no digest.")
     docker_cli.binary()  # the docker CLI, checked once here rather than in every platform's job
-    _check_files(req)
+    check_files(req)
     if req.strategy not in ("merge", "builder"):
         raise UserError(f"--strategy {req.strategy!r}: not a strategy. Fix: use merge or"
                         " builder.")
@@ -93,10 +106,31 @@ def check_request(farm: Farm, req: Request) -> dict[str, Node]:
     for arg in req.build_args:
         if "=" not in arg:
             raise UserError(f"--build-arg {arg!r}: not KEY=VALUE. Fix: write it as KEY=VALUE.")
-    return _nodes_for(farm, req)
+    run_options(farm, req.per_node, req.stall_timeout)
+    return platforms_for(farm, req.platforms, req.allow_emulation, "--platform")
 
 
-def _check_files(req: Request) -> None:
+def run_options(farm: Farm, per_node: int | str, stall_timeout: float | str | None
+                ) -> tuple[int, float]:
+    """--per-node and --stall-timeout (else the inventory's) as numbers, or bad input."""
+    given = str(per_node)
+    if not given.isdigit() or int(given) < 1:
+        raise UserError(f"--per-node {given}: not a whole number of builds, at least 1."
+                        " Fix: e.g. --per-node 2, or leave it out (1).")
+    if stall_timeout is None:
+        return int(given), float(farm.buildx.stall_timeout_seconds)
+    try:
+        stall = float(stall_timeout)
+    except ValueError:
+        stall = -1.0
+    if not 0 < stall < float("inf"):
+        raise UserError(f"--stall-timeout {stall_timeout}: not a number of seconds above 0."
+                        " Fix: e.g. --stall-timeout 600, or leave it out (the inventory's"
+                        " buildx.stall_timeout_seconds).")
+    return int(given), stall
+
+
+def check_files(req: Request) -> None:
     assert req.context_dir is not None
     if not req.context_dir.is_dir():
         raise UserError(f"--context {req.context_dir}: no such directory. Fix: give the build"
@@ -111,29 +145,26 @@ def _check_files(req: Request) -> None:
                         " --file, relative to --context.")
 
 
-def _nodes_for(farm: Farm, req: Request) -> dict[str, Node]:
-    """--platform (or the farm's platforms) -> the node that builds each."""
+def platforms_for(farm: Farm, given: str | list[str] | None, allow_emulation: bool,
+                  what: str) -> list[str]:
+    """The platforms asked for (None: the farm's), each checked to have a native node unless
+    emulation is allowed; `what` names where they were asked for in the error."""
     farm_platforms = farm.platforms
     wanted = farm_platforms
-    if req.platforms is not None:  # given, even as '': an empty selection is never "all"
-        wanted = [p.strip() for p in req.platforms.split(",") if p.strip()]
+    if given is not None:  # given, even as '': an empty selection is never "all"
+        words = given.split(",") if isinstance(given, str) else given
+        wanted = [p.strip() for p in words if p.strip()]
         if not wanted:
-            raise UserError(f"--platform {req.platforms!r}: names no platform. Fix: name some,"
+            raise UserError(f"{what} {given!r}: names no platform. Fix: name some,"
                             f" e.g. --platform {','.join(farm_platforms)}, or leave --platform"
                             " out to build every platform of the farm.")
-    chosen: dict[str, Node] = {}
     for platform in wanted:
-        native = [n for n in farm.expanded() if n.platform == platform]
-        if native:
-            chosen[platform] = native[0]
-        elif req.allow_emulation:
-            chosen[platform] = farm.expanded()[0]
-        else:
-            raise UserError(f"--platform {platform}: no node of farm {farm.farm} runs it"
+        if platform not in farm_platforms and not allow_emulation:
+            raise UserError(f"{what} {platform}: no node of farm {farm.farm} runs it"
                             f" natively (its platforms: {', '.join(farm_platforms)}). Fix: add"
                             " such a node, drop the platform, or pass --allow-emulation to"
                             " build it under QEMU.")
-    return chosen
+    return list(dict.fromkeys(wanted))
 
 
 def step_of(line: str) -> str | None:
@@ -152,9 +183,12 @@ class Streamed:
     step seen) is reported every few seconds; the log's tail is kept for a failure's note."""
 
     def __init__(self, argv: list[str], log: Path, progress: Callable[[str], None],
-                 cancel: Cancel, step: str = "", timeout: float = BUILD_TIMEOUT):
+                 cancel: Cancel, step: str = "", timeout: float = BUILD_TIMEOUT,
+                 stall: float | None = None):
         self.argv, self.log, self.progress, self.cancel = argv, log, progress, cancel
-        self.last_step, self.timeout = step, timeout
+        self.last_step, self.timeout, self.stall = step, timeout, stall
+        self.stalled = False  # killed for a log silent longer than `stall` seconds
+        self.last_line = time.monotonic()
 
     def run(self) -> int:
         with open(self.log, "w", buffering=1) as out:  # line by line: the log is live
@@ -174,6 +208,9 @@ class Streamed:
                     proc.terminate()
                 if time.monotonic() - started > self.timeout:
                     proc.kill()
+                if self.stall and time.monotonic() - self.last_line > self.stall:
+                    self.stalled = True
+                    proc.kill()
                 if time.monotonic() >= next_beat + HEARTBEAT_SECONDS:
                     next_beat = time.monotonic()
                     self.progress(f"{time.monotonic() - started:.0f} s: {self.last_step}"[:150])
@@ -184,6 +221,7 @@ class Streamed:
     def _read(self, stream, out) -> None:
         for line in stream:
             out.write(line)
+            self.last_line = time.monotonic()
             self.last_step = step_of(line) or self.last_step
 
     def tail(self, lines: int = 15) -> str:
@@ -251,58 +289,147 @@ def _common_args(req: Request, metadata: Path) -> list[str]:
         args += ["--file", str(Path(req.context_dir or ".") / req.file)]
     for arg in req.build_args:
         args += ["--build-arg", arg]
+    for label in req.labels:
+        args += ["--label", label]
+    if req.stage:
+        args += ["--target", req.stage]
+    args += ["--no-cache"] * req.no_cache + ["--pull"] * req.pull
     return args
 
 
-def _timed_build(argv: list[str], log: Path, progress: Progress, where: Where, farm: Farm
-                 ) -> tuple[float, Outcome | None]:
-    """(seconds, None) when the build succeeded, else (seconds, the failure with the cause,
-    where the whole log is, and its tail)."""
+def node_lost(text: str, where: Where) -> bool:
+    """Whether a failed build's log says its node went away (its engine, its ssh connection
+    or its docker context), so the build may move to another node, rather than failing on
+    its own account."""
+    return bool(where.context) and any(sign in text for sign in (
+        f'context "{where.context}"', "Cannot connect to the Docker daemon",
+        "error during connect", "dial-stdio", "error reading from server",
+        "code = Unavailable"))
+
+
+def _timed_build(argv: list[str], log: Path, progress: Progress, where: Where, farm: Farm,
+                 stall: float | None = None) -> tuple[float, Outcome | None, bool]:
+    """(seconds, None, False) when the build succeeded, else (seconds, the failure with the
+    cause, where the whole log is and its tail, whether its node was lost)."""
     started = time.monotonic()
-    build = Streamed(argv, log, progress, progress.cancel, step=progress.last)
+    build = Streamed(argv, log, progress, progress.cancel, step=progress.last, stall=stall)
     code = build.run()
     seconds = round(time.monotonic() - started, 1)
     if code == 0:
-        return seconds, None
+        return seconds, None, False
     tail = build.tail()
     if where.context:  # docker names an ssh engine by a placeholder URL: say which it is
         tail = tail.replace("http://docker.example.com", f"ssh://{where.context}")
-    return seconds, Outcome(failures=["build"],
-                            note=f"{_why_failed(tail, where, farm)}; whole log: {log}, its"
-                                 f" tail:\n{tail}",
-                            extra={"seconds": seconds, "log": str(log)})
+    if build.stalled:
+        cause = (f"{where.who} went silent: its build printed nothing for {stall:g} s"
+                 " (--stall-timeout, or the inventory's buildx.stall_timeout_seconds), so it"
+                 f" was stopped. {REPAIR}, or raise the limit for a long quiet step")
+    else:
+        cause = _why_failed(tail, where, farm)
+    return seconds, Outcome(failures=["build"], note=f"{cause}; whole log: {log}, its"
+                                                     f" tail:\n{tail}",
+                            extra={"seconds": seconds, "log": str(log)}), (
+        build.stalled or node_lost(tail, where))
 
 
-def merge_strategy(farm: Farm, req: Request, chosen: dict[str, Node], workdir: Path,
-                   say: Callable[[str, str], None], cancel: Cancel) -> Recap:
-    """Each platform on its node's own engine, in parallel, pushed under its own tag (the
-    index is made afterwards, by `build`)."""
-    def job_for(platform: str, node: Node) -> Job:
-        def job(progress: Progress) -> Outcome:
-            slug = platform.replace("/", "-")
-            metadata, pushed = workdir / f"{slug}.json", platform_tag(req.tag, platform)
-            context = names.alias(farm.farm, node.name)
+@dataclass(frozen=True)
+class Piece:
+    """One platform of one image: a job of the schedule. `key` is its recap row (the platform
+    for `inv build`, target/platform for `inv bake`)."""
+
+    key: str
+    req: Request
+    platform: str
+
+    @property
+    def slug(self) -> str:
+        return re.sub(r"[^A-Za-z0-9_.-]", "-", self.key)
+
+
+@dataclass
+class Plan:
+    """The nodes as observed and the schedule of the pieces on them."""
+
+    nodes: list[NodeState]
+    assignments: list[Assignment]
+
+    @property
+    def down(self) -> dict[str, str]:
+        return {n.name: n.why_down for n in self.nodes if not n.up}
+
+    @property
+    def unplaced(self) -> list[Assignment]:
+        return [a for a in self.assignments if a.node is None]
+
+    def to_json(self) -> list[dict]:
+        return [{"job": a.job.key, "platform": a.job.platform, "node": a.node, "why": a.why,
+                 "wave": a.wave, "emulated": a.emulated} for a in self.assignments]
+
+
+def plan(farm: Farm, pieces: list[Piece], per_node: int, allow_emulation: bool,
+         cancel: Cancel, say: Callable[[str, str], None]) -> Plan:
+    """Observe the nodes, then schedule the pieces on them (nothing is built here)."""
+    nodes = observe.observe(farm, farm.expanded(), cancel, observe.vm_status_from_api(farm),
+                            say=say)
+    jobs = [BuildJob(p.key, p.platform, observe.cache_key(p.req.context_dir or Path("."),
+                                                     p.req.file)) for p in pieces]
+    return Plan(nodes, schedule(jobs, nodes, per_node, allow_emulation))
+
+
+def build_pieces(farm: Farm, pieces: list[Piece], the_plan: Plan, per_node: int,
+                 stall: float, workdir: Path, say: Callable[[str, str], None],
+                 cancel: Cancel) -> Recap:
+    """Every piece on a node of its platform, in parallel as far as the nodes' slots allow,
+    each pushed under its platform's own tag (the indexes are made afterwards)."""
+    dispatcher = Dispatcher(the_plan.nodes, per_node, cancel, lambda node, capacity: Slot(
+        observe.ssh_command(farm, node), capacity=capacity))
+    by_key = {p.key: p for p in pieces}
+
+    def job_for(ticket: int, assignment: Assignment) -> Callable[[Progress], Outcome]:
+        piece = by_key[assignment.job.key]
+
+        def attempt(node: str, n: int, progress: Progress) -> Attempt:
+            req, platform = piece.req, piece.platform
+            name = piece.slug if n == 0 else f"{piece.slug}.{node}"
+            metadata, pushed = workdir / f"{name}.json", platform_tag(req.tag, platform)
+            context = names.alias(farm.farm, node)
             argv = [docker_cli.binary(), "--context", context, *_common_args(req, metadata),
                     "--platform", platform, "--output", f"type=image,name={pushed},push=true",
                     str(req.context_dir)]
-            progress(f"building on {node.name}")
-            seconds, failed = _timed_build(argv, workdir / f"{slug}.log", progress,
-                                           Where(f"node {node.name}", context), farm)
+            progress(f"building on {node}" + (" (moved)" if n else ""))
+            seconds, failed, lost = _timed_build(argv, workdir / f"{name}.log", progress,
+                                                 Where(f"node {node}", context), farm, stall)
             if failed:
-                failed.extra.update(platform=platform, node=node.name)
-                return failed
+                failed.extra.update(platform=platform, node=node)
+                return Attempt(failed, lost)
             digest = json.loads(metadata.read_text())["containerimage.digest"]
-            return Outcome(changes=["build"], note=f"{digest[:19]} in {seconds} s on {node.name}",
-                           extra={"platform": platform, "node": node.name, "digest": digest,
-                                  "seconds": seconds, "pushed": pushed})
+            return Attempt(Outcome(changes=["build"], note=f"{digest[:19]} in {seconds} s on"
+                                   f" {node}", extra={"platform": platform, "node": node,
+                                                      "digest": digest, "seconds": seconds,
+                                                      "pushed": pushed}))
+
+        def job(progress: Progress) -> Outcome:
+            return dispatcher.run(assignment, ticket, progress,
+                                  lambda node, n: attempt(node, n, progress))
         return job
 
-    return run([(p, job_for(p, n)) for p, n in chosen.items()], cancel, say=say)
+    placed = [a for a in the_plan.assignments if a.node is not None]
+    recap = run([(a.job.key, job_for(i, a)) for i, a in enumerate(placed)], cancel, say=say)
+    observe.remember(farm, [(cache, r.extra["platform"], r.extra["node"])
+                            for cache, r in _built(recap, the_plan)])
+    return recap
 
 
-def builder_strategy(farm: Farm, req: Request, chosen: dict[str, Node], workdir: Path,
+def _built(recap: Recap, the_plan: Plan) -> list[tuple[str, Outcome]]:
+    """(cache key, outcome) of every piece that was built."""
+    keys = {a.job.key: a.job.cache_key for a in the_plan.assignments}
+    return [(keys[k], r) for k, r in recap.results.items() if r.changes and "node" in r.extra]
+
+
+def builder_strategy(farm: Farm, req: Request, chosen: dict[str, str], workdir: Path,
                      say: Callable[[str, str], None], cancel: Cancel) -> Recap:
-    """One build on the farm's builder; buildx routes each platform to its pinned node."""
+    """One build on the farm's builder; buildx routes each platform to its pinned node
+    (`chosen`: platform -> the node named in the table)."""
     metadata = workdir / "builder.json"
     builder = names.builder(farm.farm)
     argv = [docker_cli.binary(), *_common_args(req, metadata), "--builder", builder,
@@ -314,8 +441,8 @@ def builder_strategy(farm: Farm, req: Request, chosen: dict[str, Node], workdir:
 
     def job(progress: Progress) -> Outcome:
         progress(f"building on builder {builder}")
-        seconds, failed = _timed_build(argv, workdir / "builder.log", progress,
-                                       Where(f"builder {builder}"), farm)
+        seconds, failed, _ = _timed_build(argv, workdir / "builder.log", progress,
+                                          Where(f"builder {builder}"), farm)
         if failed:
             return failed
         return Outcome(changes=["build"], note=f"built in {seconds} s", extra={"seconds": seconds})
@@ -325,7 +452,7 @@ def builder_strategy(farm: Farm, req: Request, chosen: dict[str, Node], workdir:
     if result.bad:
         return Recap({p: result for p in chosen}, recap.interrupted)
     return Recap({p: Outcome(changes=["build"], note=result.note, extra={
-        "platform": p, "node": chosen[p].name, "seconds": result.extra["seconds"]})
+        "platform": p, "node": chosen[p], "seconds": result.extra["seconds"]})
         for p in chosen}, recap.interrupted)
 
 
@@ -343,7 +470,8 @@ def verify(tag: str, platforms: list[str]) -> tuple[str, dict[str, str], str | N
 def merge_args(req: Request, pushed: dict[str, Outcome]) -> list[str]:
     """`imagetools create` of the index from the platforms pushed, by digest."""
     repo = reference.repository(req.tag)
-    return ["buildx", "imagetools", "create", "--tag", req.tag,
+    tags = [arg for tag in (req.tag, *req.also_tags) for arg in ("--tag", tag)]
+    return ["buildx", "imagetools", "create", *tags,
             *(f"{repo}@{r.extra['digest']}" for r in pushed.values())]
 
 
@@ -352,15 +480,15 @@ def finish_command(req: Request, pushed: dict[str, Outcome]) -> str:
     return shlex.join(["docker", *merge_args(req, pushed)])
 
 
-def index_job(req: Request, chosen: dict[str, Node], pushed: dict[str, Outcome],
-              workdir: Path) -> Job:
+def index_job(req: Request, platforms: list[str], pushed: dict[str, Outcome],
+              workdir: Path, log: str = "index.log") -> Job:
     """The index: made from the platforms' digests (merge strategy), then read back."""
     def job(progress: Progress) -> Outcome:
         try:
             if req.strategy == "merge":
                 progress(f"merging {len(pushed)} platform(s) into {req.tag}")
                 merge = Streamed([docker_cli.binary(), *merge_args(req, pushed)],
-                                 workdir / "index.log", progress, progress.cancel,
+                                 workdir / log, progress, progress.cancel,
                                  step=progress.last, timeout=MERGE_TIMEOUT)
                 if merge.run() != 0:
                     tail = merge.tail()
@@ -368,13 +496,13 @@ def index_job(req: Request, chosen: dict[str, Node], pushed: dict[str, Outcome],
                     said = f"this machine {lost}" if lost else tail.strip().split("\n")[-1]
                     return Outcome(failures=["index"], note=f"the merge failed: {said}")
             progress(f"reading {req.tag} back")
-            digest, listed, problem = verify(req.tag, list(chosen))
+            digest, listed, problem = verify(req.tag, platforms)
         except DockerError:
             progress.cancel.check()  # Ctrl-C reached docker too: this was the interrupt
             raise
         if problem:
             return Outcome(failures=["index"], note=problem, extra={"digest": digest})
-        return Outcome(converged=["index"], note=f"{req.tag}@{digest} lists {', '.join(chosen)}",
+        return Outcome(converged=["index"], note=f"{req.tag}@{digest} lists {', '.join(platforms)}",
                        extra={"digest": digest, "listed": listed})
     return job
 
@@ -384,17 +512,32 @@ def state(result: Outcome) -> str:
     return "interrupted" if result.interrupted else "failed" if result.bad else "-"
 
 
-def build(farm: Farm, req: Request, say: Callable[[str, str], None], cancel: Cancel
-          ) -> tuple[Recap, dict]:
-    """Build, push or export, merge (merge strategy), verify; the outcome and the --json."""
-    chosen = check_request(farm, req)
+def build(farm: Farm, req: Request, say: Callable[[str, str], None], cancel: Cancel,
+          show_plan: Callable[[Plan], None] = lambda plan: None) -> tuple[Recap, dict]:
+    """Schedule (merge strategy), build, push or export, merge, verify; the outcome and the
+    --json. `show_plan` is given the schedule before anything is built."""
+    platforms = check_request(farm, req)
+    per_node, stall = run_options(farm, req.per_node, req.stall_timeout)
+    the_plan: Plan | None = None
     workdir = Path(tempfile.mkdtemp(prefix="archfarm-build-"))
     results: dict[str, Outcome] = {}
     try:
-        strategy = merge_strategy if req.strategy == "merge" else builder_strategy
-        results.update(strategy(farm, req, chosen, workdir, say, cancel).results)
-        if req.push and not any(r.bad for r in results.values()):
-            results["index"] = _index(req, chosen, dict(results), workdir, say, cancel)
+        if req.strategy == "builder":
+            native = {n.platform: n.name for n in reversed(farm.expanded())}
+            chosen = {p: native.get(p, "emulated") for p in platforms}
+            results.update(builder_strategy(farm, req, chosen, workdir, say, cancel).results)
+        else:
+            the_plan = plan(farm, [Piece(p, req, p) for p in platforms], per_node,
+                            req.allow_emulation, cancel, say)
+            show_plan(the_plan)
+            results.update(unplaced_results(the_plan))
+            if not req.check and not results:
+                results.update(build_pieces(farm, [Piece(p, req, p) for p in platforms],
+                                            the_plan, per_node, stall, workdir, say,
+                                            cancel).results)
+        built = not req.check and len(results) == len(platforms)
+        if built and req.push and not any(r.bad for r in results.values()):
+            results["index"] = _index(req, platforms, dict(results), workdir, say, cancel)
     finally:
         failed_logs = [r for r in results.values() if r.failures and "log" in r.extra]
         if not failed_logs:
@@ -402,26 +545,47 @@ def build(farm: Farm, req: Request, say: Callable[[str, str], None], cancel: Can
     index = results.get("index", Outcome())
     report: dict = {
         "image": req.tag if req.push else req.output, "digest": index.extra.get("digest"),
-        "logs": str(workdir) if failed_logs else None,
-        "platforms": [{"platform": p, "node": chosen[p].name,
-                       "digest": results[p].extra.get("digest")
-                       or index.extra.get("listed", {}).get(p),
-                       "seconds": results[p].extra.get("seconds"),
-                       **({"pushed": results[p].extra["pushed"]}
-                          if "pushed" in results[p].extra else {})}
-                      for p in chosen]}
+        "logs": str(workdir) if failed_logs else None, "check": req.check,
+        "platforms": [platform_row(p, p, results.get(p, Outcome()), the_plan, index)
+                      for p in platforms],
+        "schedule": the_plan.to_json() if the_plan else [],
+        "down": the_plan.down if the_plan else {}}
     return Recap(results, cancel.is_set()), report
 
 
-def _index(req: Request, chosen: dict[str, Node], pushed: dict[str, Outcome], workdir: Path,
+def unplaced_results(the_plan: Plan) -> dict[str, Outcome]:
+    """A failure for each piece no node can build (it is never started)."""
+    return {a.job.key: Outcome(failures=["schedule"], note=a.why) for a in the_plan.unplaced}
+
+
+def platform_row(key: str, platform: str, result: Outcome, the_plan: Plan | None,
+                 index: Outcome) -> dict:
+    """One row of the result: where the piece ran (or was planned to), its digest, seconds,
+    per-platform tag, and the nodes it left."""
+    planned = next((a.node for a in the_plan.assignments if a.job.key == key), None) \
+        if the_plan else None
+    row = {"platform": platform, "node": result.extra.get("node", planned),
+           "digest": result.extra.get("digest") or index.extra.get("listed", {}).get(platform),
+           "seconds": result.extra.get("seconds"), "tried": result.extra.get("tried", [])}
+    if "pushed" in result.extra:
+        row["pushed"] = result.extra["pushed"]
+    return row
+
+
+def _index(req: Request, platforms: list[str], pushed: dict[str, Outcome], workdir: Path,
            say: Callable[[str, str], None], cancel: Cancel) -> Outcome:
     """The index's outcome; when the merge did not happen, or not wholly, what is left."""
     if cancel.is_set():
         index = Outcome(interrupted=True, note="interrupted before " + (
             "the merge" if req.strategy == "merge" else "the index was read back"))
     else:
-        index = run([("index", index_job(req, chosen, pushed, workdir))], cancel,
+        index = run([("index", index_job(req, platforms, pushed, workdir))], cancel,
                     say=say).results["index"]
+    return with_finish(index, req, pushed)
+
+
+def with_finish(index: Outcome, req: Request, pushed: dict[str, Outcome]) -> Outcome:
+    """A merge that failed, or did not happen wholly, says the command that finishes it."""
     if index.bad and req.strategy == "merge":
         command = finish_command(req, pushed)
         index.note += (f"; every platform is pushed, to finish run `{command}` (or the same"

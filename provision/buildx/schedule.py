@@ -93,7 +93,7 @@ def _nothing_up(job: Job, nodes: Sequence[NodeState], allow_emulation: bool) -> 
                                                  "; --allow-emulation builds it under QEMU")
         return f"{job.platform}: {where}"
     down = "; ".join(f"{n.name}: {n.why_down or 'down'}" for n in same)
-    return f"no node of {job.platform} is up ({down}); check `inv status`, then `inv provision`"
+    return f"no node of {job.platform} is up ({down})"
 
 
 def spare(assignment: Assignment, nodes: Sequence[NodeState], tried: set[str]

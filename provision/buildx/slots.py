@@ -16,13 +16,23 @@ from collections.abc import Sequence
 
 DIR = "/run/lock/archfarm"
 HELD = "held"
-# A slot's file is removed when its build ends. One left by a dropped session is unlocked, and
-# a count removes it once it is a minute old (a younger one may be about to be locked).
+BUSY = "busy"
+# A slot's file is removed when its build ends. One left by a dropped session is unlocked: a
+# holder, under the gate, removes it at once (a slot's file is locked before the gate is let
+# go); a count, outside the gate, once it is a minute old (a younger one may be about to be
+# locked).
 
 
-def hold_script(directory: str = DIR) -> str:
-    return (f"mkdir -p -m 1777 {directory} && f=$(mktemp {directory}/build.XXXXXX) &&"
-            f" flock \"$f\" sh -c 'echo {HELD}; exec cat >/dev/null'; rm -f \"$f\"")
+def hold_script(directory: str = DIR, capacity: int = 0) -> str:
+    """Take a slot and hold it while standard input stays open; under the directory's gate
+    lock, so two runs that look at once never both take a node's last slot. With `capacity`
+    slots held already, print `busy N` and end instead (0: no limit)."""
+    return (f"mkdir -p -m 1777 {directory} && exec 9>>{directory}/.gate && flock 9 && n=0 &&"
+            f' for f in {directory}/build.*; do [ -e "$f" ] || continue;'
+            f' if flock -n "$f" true; then rm -f "$f"; else n=$((n+1)); fi; done &&'
+            f' if [ {capacity} -gt 0 ] && [ "$n" -ge {capacity} ]; then echo "{BUSY} $n"; exit 0;'
+            f' fi && f=$(mktemp {directory}/build.XXXXXX) && exec 8>>"$f" && flock 8 &&'
+            f' exec 9>&- && echo {HELD} && cat >/dev/null; rm -f "$f"')
 
 
 def count_script(directory: str = DIR) -> str:
@@ -35,26 +45,41 @@ class SlotError(Exception):
     """The node did not give a slot (unreachable, or no shell there)."""
 
 
+class Busy(Exception):
+    """Every slot of the node is taken (by this run or another); `held` says how many."""
+
+    def __init__(self, held: int):
+        super().__init__(f"{held} build(s) in flight")
+        self.held = held
+
+
 class Slot:
     """One build's slot on a node, held from `__enter__` to `__exit__`. `remote` is the
     command prefix that runs a shell command on the node (`ssh ALIAS` for a farm node)."""
 
-    def __init__(self, remote: Sequence[str], timeout: float = 15.0, directory: str = DIR):
+    def __init__(self, remote: Sequence[str], timeout: float = 15.0, directory: str = DIR,
+                 capacity: int = 0):
         self.remote, self.timeout, self.directory = list(remote), timeout, directory
+        self.capacity = capacity  # 0: take a slot whatever the count
         self.proc: subprocess.Popen | None = None
 
     def __enter__(self) -> Slot:
         # A session of its own: the user's Ctrl-C reaches archfarm, which then lets go here.
-        self.proc = subprocess.Popen([*self.remote, hold_script(self.directory)],
+        self.proc = subprocess.Popen([*self.remote, hold_script(self.directory, self.capacity)],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, start_new_session=True, text=True)
         assert self.proc.stdout is not None
-        if not select.select([self.proc.stdout], [], [], self.timeout)[0] or \
-                self.proc.stdout.readline().strip() != HELD:
-            self.__exit__()
-            raise SlotError(f"no build slot from `{' '.join(self.remote)}` within"
-                            f" {self.timeout:.0f} s")
-        return self
+        said = ""
+        if select.select([self.proc.stdout], [], [], self.timeout)[0]:
+            said = self.proc.stdout.readline().strip()
+        if said == HELD:
+            return self
+        self.__exit__()
+        word, _, held = said.partition(" ")
+        if word == BUSY and held.isdigit():
+            raise Busy(int(held))
+        raise SlotError(f"no build slot from `{' '.join(self.remote)}` within"
+                        f" {self.timeout:.0f} s")
 
     def __exit__(self, *exc: object) -> None:
         proc, self.proc = self.proc, None
@@ -70,6 +95,6 @@ class Slot:
 
 
 def parse_count(text: str) -> int:
-    """The COUNT section: builds in flight (0 when the section is missing or garbled)."""
-    first = text.strip().splitlines()[0] if text.strip() else ""
-    return int(first) if first.isdigit() else 0
+    """The builds section: builds in flight (0 when the section is missing or garbled)."""
+    first = text.strip().splitlines()[0].strip() if text.strip() else ""
+    return int(first) if first.isascii() and first.isdigit() else 0  # not int("²")

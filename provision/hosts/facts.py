@@ -3,6 +3,9 @@
 `script(user)` joins every fact's command into one script; its output comes back in sections
 (`@@ name`), and `parse(output)` turns them into one `Facts` record. The parsers never run a
 command, so they are tested on recorded outputs of real hosts (tests/unit/recorded/).
+
+The script runs as root, save one section: builds in flight, counted as the farm user (see
+`_as_user`).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ..buildx import slots
 from ..platforms import ARCHES
 
 MARK = "@@ "
@@ -57,6 +61,7 @@ class Facts:
     docker_keyring: bool = False
     docker_source_sha256: str | None = None
     booting: bool = False              # systemd or cloud-init still starting up
+    builds_in_flight: int = 0          # build slots held on the node (buildx/slots.py)
 
     @property
     def debian_like(self) -> bool:
@@ -142,7 +147,19 @@ def _first(text: str) -> str:
 
 # -- the commands, one section each ----------------------------------------------------------------
 
-def _sections(user: str) -> list[tuple[str, str]]:
+def _as_user(quoted_user: str, command: str) -> str:
+    """`command` run as the farm user when the script runs as root (as it does, under sudo),
+    else as whoever runs it. The build slots are the farm user's files in a sticky directory.
+    A count's `flock` that loses the race with a slot's removal makes the file again (it opens
+    with O_CREAT): as root, a file the farm user could never remove. runuser (util-linux,
+    essential on Debian and Ubuntu) also sets the user's own groups, where setpriv keeps
+    root's group unless told."""
+    inner = shlex.quote(command)
+    return (f'if [ "$(id -u)" = 0 ]; then runuser -u {quoted_user} -- sh -c {inner};'
+            f" else sh -c {inner}; fi")
+
+
+def _sections(user: str, slots_dir: str = slots.DIR) -> list[tuple[str, str]]:
     quoted_user = shlex.quote(user)
     return [
         ("os-release", "cat /etc/os-release"),
@@ -164,14 +181,17 @@ def _sections(user: str) -> list[tuple[str, str]]:
         ("docker-source", f"sha256sum {DOCKER_SOURCE}"),
         ("booting", "systemctl is-system-running; "
                     "command -v cloud-init >/dev/null && cloud-init status"),
+        # No lock directory (no build yet since boot) counts 0.
+        ("builds", _as_user(quoted_user, slots.count_script(slots_dir))),
     ]
 
 
-def script(user: str) -> str:
-    """One shell script printing every fact in its own section; meant to run under sudo."""
+def script(user: str, slots_dir: str = slots.DIR) -> str:
+    """One shell script printing every fact in its own section; meant to run under sudo.
+    `slots_dir` is where builds hold their slots (another one only in tests)."""
     # Each marker on a line of its own, even after output without a final newline.
     return "; ".join(f"printf '\\n{MARK}{name}\\n'; {{ {command}; }} 2>/dev/null"
-                     for name, command in _sections(user)) + "; true"
+                     for name, command in _sections(user, slots_dir)) + "; true"
 
 
 def split(output: str) -> dict[str, str]:
@@ -215,4 +235,5 @@ def parse(output: str) -> Facts:
         docker_keyring=_first(get("docker-keyring")) == "yes",
         docker_source_sha256=parse_sha256(get("docker-source")),
         booting=_booting(get("booting")),
+        builds_in_flight=slots.parse_count(get("builds")),
     )

@@ -22,8 +22,9 @@ def test_status_json_lists_every_node(fake_gce, inventory, capsys):
     assert by_name["x86"]["zone"] == "us-central1-a"
     assert by_name["x86"]["status"] == "RUNNING"
     assert by_name["x86"]["external_ip"].startswith("127.")
+    assert by_name["x86"]["docker"] is None and by_name["x86"]["builds"] is None  # no SSH here
     assert set(by_name["x86"]) == {"name", "vm", "zone", "platform", "machine_type", "status",
-                                   "external_ip", "docker", "emulated", "builder"}
+                                   "external_ip", "docker", "emulated", "builder", "builds"}
 
 
 def test_destroy_spares_an_unlabelled_vm_with_a_colliding_name(fake_gce, inventory, capsys):

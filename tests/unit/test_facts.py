@@ -3,16 +3,24 @@ came from is in its README.md) and on the edge cases a real host produces."""
 
 from __future__ import annotations
 
+import getpass
+import os
 import re
+import shlex
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from provision.buildx import slots
 from provision.hosts import facts
 from provision.hosts.facts import Binfmt, Facts
 
 RECORDED = Path(__file__).parent / "recorded"
+
+
+# The builds section, recorded through `sh` on a local machine (so not a host of the table).
+WITH_BUILDS = "builds/debian12-amd64-local-sh-one-held.txt"
 
 
 def recorded(name: str) -> str:
@@ -258,8 +266,11 @@ def test_sha256_is_the_digest_sha256sum_prints():
 # -- split / parse -------------------------------------------------------------------------------
 
 def test_split_names_every_section_of_a_recorded_output():
+    names = [name for name, _ in facts._sections("builder")]
+    assert list(facts.split(recorded(WITH_BUILDS))) == names
+    # recorded before the builds section was added: every other one, in order
     sections = facts.split(recorded("debian12-amd64-none-fresh.txt"))
-    assert list(sections) == [name for name, _ in facts._sections("builder")]
+    assert list(sections) == [name for name in names if name != "builds"]
     assert sections["binfmt"] == "" and sections["dpkg-arch"] == "amd64"
 
 
@@ -284,16 +295,18 @@ FEEDS = {"os-release": ("os_id", "os_like", "version_id", "codename"),
          "docker-version": ("docker_version", "docker_arch"), "groups": ("groups",),
          "binfmt-mounted": ("binfmt_mounted",), "binfmt": ("binfmt",),
          "daemon-json": ("daemon_json_sha256",), "docker-keyring": ("docker_keyring",),
-         "docker-source": ("docker_source_sha256",), "booting": ("booting",)}
+         "docker-source": ("docker_source_sha256",), "booting": ("booting",),
+         "builds": ("builds_in_flight",)}
 
 
 def test_every_section_feeds_a_field():
     assert sorted(FEEDS) == sorted(name for name, _ in facts._sections("builder"))
 
 
+@pytest.mark.parametrize("name", ["ubuntu22.04-amd64-docker-ce-converged.txt", WITH_BUILDS])
 @pytest.mark.parametrize("section", sorted(FEEDS))
-def test_a_missing_section_reads_as_absent_and_leaves_the_others(section):
-    text = recorded("ubuntu22.04-amd64-docker-ce-converged.txt")
+def test_a_missing_section_reads_as_absent_and_leaves_the_others(section, name):
+    text = recorded(name)
     kept = {name: body for name, body in facts.split(text).items() if name != section}
     f = facts.parse("".join(f"@@ {name}\n{body}\n" for name, body in kept.items()))
     full, absent = facts.parse(text), Facts()
@@ -352,7 +365,7 @@ def _run(script: str) -> str:
 
 
 def test_script_output_splits_into_its_sections(monkeypatch):
-    monkeypatch.setattr(facts, "_sections", lambda user: [
+    monkeypatch.setattr(facts, "_sections", lambda user, slots_dir: [
         ("os-release", "printf 'ID=debian\\nVERSION_CODENAME=bookworm\\n'"),
         ("dpkg-arch", "echo arm64"),
         ("docker-version", "false && echo never"),
@@ -364,9 +377,70 @@ def test_script_output_splits_into_its_sections(monkeypatch):
 
 
 def test_script_output_survives_a_file_without_final_newline(monkeypatch):
-    monkeypatch.setattr(facts, "_sections", lambda user: [
+    monkeypatch.setattr(facts, "_sections", lambda user, slots_dir: [
         ("os-release", "printf 'ID=debian\\nVERSION_CODENAME=bookworm'"),
         ("dpkg-arch", "echo arm64"),
     ])
     f = facts.parse(_run(facts.script("builder")))
     assert (f.codename, f.dpkg_arch) == ("bookworm", "arm64")
+
+
+# -- builds in flight ----------------------------------------------------------------------------
+
+def test_recorded_builds_in_flight():
+    # one slot held, one left unlocked by a dropped session (removed by the count)
+    f = facts.parse(recorded(WITH_BUILDS))
+    assert f.builds_in_flight == 1
+    assert (f.os_id, f.dpkg_arch) == ("debian", "amd64")
+
+
+@pytest.mark.parametrize("name", sorted(HOSTS))
+def test_output_without_the_builds_section_has_none_in_flight(name):
+    assert "@@ builds" not in recorded(name)
+    assert facts.parse(recorded(name)).builds_in_flight == 0
+
+
+@pytest.mark.parametrize("text, n", [
+    ("2\n", 2),
+    ("\n 12 \n", 12),
+    ("", 0),                    # no count printed (runuser missing, say)
+    ("garbled", 0),
+    ("-1", 0),
+    ("1 2", 0),
+    ("3abc", 0),
+    ("\u00b2", 0),               # a digit to str.isdigit, not to int()
+    ("\u0663", 0),               # an Arabic-Indic three
+])
+def test_a_garbled_builds_section_reads_as_none(text, n):
+    assert facts.parse(f"@@ booting\nrunning\n@@ builds\n{text}\n").builds_in_flight == n
+
+
+def test_the_builds_section_runs_as_the_farm_user():
+    section = dict(facts._sections("o'brien", "/run/lock/x"))["builds"]
+    assert "runuser -u 'o'\"'\"'brien' -- sh -c" in section
+    assert "/run/lock/x/build.*" in section and "sudo" not in section
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="runuser needs root")
+def test_as_user_drops_root(tmp_path):
+    out = _run(facts._as_user("nobody", "id -un"))
+    assert out.strip() == "nobody"
+
+
+def _builds_only(user: str, directory: str) -> str:
+    section = dict(facts._sections(user, directory))["builds"]
+    return _run(f"printf '\\n{facts.MARK}builds\\n'; {{ {section}; }} 2>/dev/null")
+
+
+def test_the_builds_section_counts_held_slots_live(tmp_path):
+    """The real section through `sh`, as the user running the tests (the farm user's part)."""
+    directory, user = str(tmp_path / "slots"), getpass.getuser()
+    assert facts.parse(_builds_only(user, directory)).builds_in_flight == 0  # no directory
+    assert not (tmp_path / "slots").exists()
+    with slots.Slot(["sh", "-c"], directory=directory):
+        stale = subprocess.run(["sh", "-c", f"mktemp {shlex.quote(directory)}/build.XXXXXX"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+        os.utime(stale, (0, 0))  # left by a dropped session long ago
+        assert facts.parse(_builds_only(user, directory)).builds_in_flight == 1
+        assert not os.path.exists(stale)
+    assert facts.parse(_builds_only(user, directory)).builds_in_flight == 0

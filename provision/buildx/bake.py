@@ -1,0 +1,182 @@
+"""`inv bake`: every target of a bake (or compose) file, each platform a job of the farm's
+schedule, each target's platforms merged into its index as `inv build` does.
+
+The file is read by the real `docker buildx bake --print` (its HCL, JSON and compose readers,
+variables, inheritance and groups), in the current directory as buildx itself would, never by
+a parser of our own. Each target must be pushed under a tag; one failing target never stops
+the others.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import UserError
+from ..inventory import Farm
+from ..runner import Cancel, Outcome, Recap, run
+from . import docker_cli, reference
+from .build import (
+    Piece,
+    Plan,
+    Request,
+    build_pieces,
+    check_files,
+    index_job,
+    plan,
+    platform_row,
+    platforms_for,
+    run_options,
+    unplaced_results,
+    with_finish,
+)
+
+# What `bake --print` gives for a target that a build on the farm honours: the rest is refused
+# rather than silently dropped (a build without a target's secret or cache is not that build).
+HONOURED = {"context", "dockerfile", "args", "tags", "platforms", "target", "labels",
+            "no-cache", "pull", "description"}
+PRINT_SECONDS = 60
+
+
+@dataclass
+class Options:
+    file: str | None = None          # None: what buildx finds in the current directory
+    targets: list[str] = field(default_factory=list)   # none: bake's default group
+    per_node: int | str = 1
+    stall_timeout: float | str | None = None
+    check: bool = False
+    allow_emulation: bool = False
+
+
+def read(options: Options) -> dict[str, dict]:
+    """Target name -> its definition, as `docker buildx bake --print` resolves it."""
+    where = f"bake file {options.file}" if options.file else "the bake file here"
+    if options.file and not Path(options.file).is_file():
+        raise UserError(f"bake file {options.file}: no such file. Fix: give a docker-bake.hcl,"
+                        " docker-bake.json or compose file, e.g. inv bake docker-bake.hcl.")
+    argv = [docker_cli.binary(), "buildx", "bake", "--print",
+            *(["--file", options.file] if options.file else []), "--", *options.targets]
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=PRINT_SECONDS,
+                              stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise UserError(f"{where}: `docker buildx bake --print` gave no answer in"
+                        f" {PRINT_SECONDS} s. Fix: check the file with that command.") from None
+    if done.returncode != 0:
+        said = [line.removeprefix("ERROR: ") for line in done.stderr.splitlines()
+                if line.startswith("ERROR")] or done.stderr.strip().splitlines()[-1:]
+        error = said[-1].rstrip(".") if said else f"exit {done.returncode}"
+        fix = ("name targets the file defines (or none, for its default group)"
+               if "failed to find target" in error else
+               "fix the file until `docker buildx bake --print` reads it")
+        raise UserError(f"{where}: {error}. Fix: {fix}.")
+    return json.loads(done.stdout).get("target") or {}
+
+
+def requests(farm: Farm, options: Options, targets: dict[str, dict]
+             ) -> dict[str, tuple[Request, list[str]]]:
+    """Each target as a pushed build and its platforms; bad input (exit 2) names the file,
+    the target and the fix."""
+    where = options.file or "the bake file buildx found here"
+    if not targets:
+        raise UserError(f"{where}: no target to build. Fix: define targets, or name them:"
+                        " inv bake FILE TARGET ...")
+    out = {}
+    for name, spec in targets.items():
+        def bad(what: str, fix: str, name: str = name) -> UserError:
+            return UserError(f"{where}, target {name}: {what}. Fix: {fix}.")
+        refused = sorted(set(spec) - HONOURED)
+        if refused:
+            raise bad(f"{', '.join(refused)} cannot be built on the farm yet",
+                      "drop them from the target, or build it with docker buildx bake")
+        tags = spec.get("tags") or []
+        if not tags:
+            raise bad("no tag to push to", 'give it one, e.g. tags = ["127.0.0.1:5000/team/'
+                      f'{name}:1"] (each target is pushed, then merged into its index)')
+        for tag in tags:
+            problem = reference.problem(tag)
+            if problem:
+                raise bad(f"tag {tag!r} is not an image reference docker accepts ({problem})",
+                          "write REGISTRY/REPOSITORY[:TAG], e.g. 127.0.0.1:5000/team/app:1")
+        req = Request(context_dir=Path(spec.get("context") or "."), tag=tags[0],
+                      also_tags=tags[1:], file=spec.get("dockerfile"), push=True,
+                      build_args=[f"{k}={v}" for k, v in (spec.get("args") or {}).items()],
+                      labels=[f"{k}={v}" for k, v in (spec.get("labels") or {}).items()],
+                      stage=spec.get("target"), no_cache=bool(spec.get("no-cache")),
+                      pull=bool(spec.get("pull")), allow_emulation=options.allow_emulation)
+        try:
+            check_files(req)
+            platforms = platforms_for(farm, spec.get("platforms"), options.allow_emulation,
+                                      "platform")
+        except UserError as e:
+            raise UserError(f"{where}, target {name}: {e}") from None
+        out[name] = (req, platforms)
+    return out
+
+
+def bake(farm: Farm, options: Options, say: Callable[[str, str], None], cancel: Cancel,
+         show_plan: Callable[[Plan], None]) -> tuple[Recap, dict]:
+    """Read, check, schedule, build every target's platforms, merge each target; the outcome
+    and the --json."""
+    per_node, stall = run_options(farm, options.per_node, options.stall_timeout)
+    docker_cli.binary()
+    targets = requests(farm, options, read(options))
+    pieces = [Piece(f"{name}/{p}", req, p) for name, (req, platforms) in targets.items()
+              for p in platforms]
+    the_plan = plan(farm, pieces, per_node, options.allow_emulation, cancel, say)
+    show_plan(the_plan)
+    results: dict[str, Outcome] = dict(unplaced_results(the_plan))
+    workdir = Path(tempfile.mkdtemp(prefix="archfarm-build-"))
+    try:
+        if not options.check:
+            placed = [p for p in pieces if p.key not in results]
+            results.update(build_pieces(farm, placed, the_plan, per_node, stall, workdir, say,
+                                        cancel).results)
+            results.update(_indexes(targets, results, workdir, say, cancel))
+    finally:
+        kept = any(r.failures and "log" in r.extra for r in results.values())
+        if not kept:
+            shutil.rmtree(workdir, ignore_errors=True)
+    report = {"file": options.file, "check": options.check,
+              "targets": {name: _target_report(name, req, platforms, results, the_plan)
+                          for name, (req, platforms) in targets.items()},
+              "schedule": the_plan.to_json(), "down": the_plan.down,
+              "logs": str(workdir) if kept else None}
+    return Recap(results, cancel.is_set()), report
+
+
+def _indexes(targets: dict[str, tuple[Request, list[str]]], results: dict[str, Outcome],
+             workdir: Path, say: Callable[[str, str], None], cancel: Cancel
+             ) -> dict[str, Outcome]:
+    """Each target whose every platform was pushed, merged into its index and read back, all
+    targets at once."""
+    jobs, pushed = [], {}
+    for name, (req, platforms) in targets.items():
+        pushed[name] = {p: results[f"{name}/{p}"] for p in platforms if f"{name}/{p}" in results}
+        if len(pushed[name]) == len(platforms) and not any(r.bad for r in
+                                                           pushed[name].values()):
+            jobs.append((f"{name}/index", index_job(req, platforms, pushed[name], workdir,
+                                                    log=f"{name}-index.log")))
+    if cancel.is_set() or not jobs:
+        return {}
+    done = run(jobs, cancel, say=say).results
+    return {key: with_finish(index, targets[key[:-len("/index")]][0],
+                             pushed[key[:-len("/index")]]) for key, index in done.items()}
+
+
+def _target_report(name: str, req: Request, platforms: list[str], results: dict[str, Outcome],
+                   the_plan: Plan) -> dict:
+    index = results.get(f"{name}/index", Outcome())
+    failed = [results[k] for k in (*(f"{name}/{p}" for p in platforms), f"{name}/index")
+              if k in results and results[k].bad]
+    return {"image": req.tag, "tags": [req.tag, *req.also_tags],
+            "digest": index.extra.get("digest"),
+            "platforms": [platform_row(f"{name}/{p}", p, results.get(f"{name}/{p}", Outcome()),
+                                       the_plan, index) for p in platforms],
+            "error": failed[0].note if failed else None}
+

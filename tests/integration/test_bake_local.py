@@ -1,0 +1,107 @@
+"""`inv bake` through the real command line and the real `docker buildx bake --print`, without
+a farm: the words after `bake` are its file and targets, and bad input ends with exit 2 naming
+the file, the target and the fix, before anything is built."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from .test_build_local import INVENTORY, REPO
+
+pytestmark = pytest.mark.skipif(not shutil.which("docker"), reason="needs the docker CLI")
+
+DOCKERFILE = "FROM 127.0.0.1:5000/lab/debian-run:bookworm\nRUN true\n"
+BAKE = """
+group "default" {{ targets = ["app", "web"] }}
+target "app" {{
+  context = "app"
+  tags = ["127.0.0.1:5000/t/app:1"]
+}}
+target "web" {{
+  context = "app"
+  {web}
+}}
+"""
+
+
+@pytest.fixture
+def bake(tmp_path):
+    """`inv bake ARGS -i INVENTORY --json` run in a directory holding the bake file (target
+    `web`'s body given as `web`): (exit code, the JSON object, stderr)."""
+    inventory = tmp_path / "farm.yaml"
+    inventory.write_text(INVENTORY.format(key=tmp_path / "farm-key"))
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app/Dockerfile").write_text(DOCKERFILE)
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+
+    def run(*args: str, web: str = 'tags = ["127.0.0.1:5000/t/web:1"]') -> tuple[int, dict, str]:
+        (tmp_path / "docker-bake.hcl").write_text(BAKE.format(web=web))
+        done = subprocess.run([sys.executable, "-m", "invoke", "--search-root", str(REPO),
+                               "bake", *args, "-i", str(inventory), "--json"], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "TMPDIR": str(tmp)})
+        assert "Traceback" not in done.stderr, done.stderr
+        assert not list(tmp.glob("archfarm-build-*")), "a build started"
+        lines = done.stdout.strip().splitlines()
+        return done.returncode, json.loads(lines[-1]) if lines else {}, done.stderr
+    return run
+
+
+def error(result: tuple[int, dict, str]) -> str:
+    code, out, err = result
+    assert code == 2, (out, err)
+    assert "Fix:" in out["error"], out
+    return out["error"]
+
+
+def test_a_missing_bake_file_names_it(bake):
+    message = error(bake("nope.hcl"))
+    assert message.startswith("bake file nope.hcl: no such file."), message
+
+
+def test_an_unknown_target_names_the_file_and_the_target(bake):
+    message = error(bake("docker-bake.hcl", "app", "nope"))
+    assert message.startswith("bake file docker-bake.hcl: failed to find target nope."), message
+
+
+def test_a_target_without_a_tag_is_bad_input(bake):
+    message = error(bake("docker-bake.hcl", web="tags = []"))
+    assert message.startswith("docker-bake.hcl, target web: no tag to push to."), message
+
+
+def test_a_target_with_a_field_the_farm_cannot_honour_is_refused_not_dropped(bake):
+    message = error(bake(web='tags = ["127.0.0.1:5000/t/web:1"]\n'
+                             'secret = ["id=a,src=/etc/hostname"]'))
+    assert "target web: secret cannot be built on the farm yet" in message, message
+
+
+def test_a_platform_no_node_runs_is_bad_input_unless_emulation_is_allowed(bake):
+    message = error(bake(web='tags = ["127.0.0.1:5000/t/web:1"]\nplatforms = ["linux/riscv64"]'))
+    assert message.startswith("the bake file buildx found here, target web: platform"
+                              " linux/riscv64: no node of farm t runs it natively"), message
+    assert "--allow-emulation" in message
+
+
+def test_the_words_after_bake_are_its_file_and_targets(bake):
+    """Only `web` is read (the broken `app` is not asked for), from the file named first."""
+    code, out, err = bake("docker-bake.hcl", "web", "--check", web='tags = ["bad ref"]')
+    assert code == 2 and "target web: tag 'bad ref'" in out["error"], (out, err)
+    code, out, err = bake("docker-bake.hcl", "app", "--check", web='tags = ["bad ref"]')
+    assert code == 1, (out, err)  # read and scheduled: no node of the farm is registered
+    assert list(out["targets"]) == ["app"] and out["file"] == "docker-bake.hcl"
+    assert [job["job"] for job in out["schedule"]] == ["app/linux/amd64", "app/linux/arm64"]
+
+
+@pytest.mark.parametrize("flag, value", [("--per-node", "0"), ("--per-node", "two"),
+                                         ("--stall-timeout", "abc"),
+                                         ("--stall-timeout", "-1")])
+def test_run_options_that_are_not_numbers_are_bad_input(bake, flag, value):
+    message = error(bake(flag, value))
+    assert message.startswith(f"{flag} {value}: not a"), message

@@ -1,0 +1,137 @@
+"""The dispatcher with a local shell standing in for each node's SSH hop: the real slot
+scripts and flock, one slot directory per node, and builds that take a moment."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+
+from provision.buildx.dispatch import Attempt, Dispatcher
+from provision.buildx.schedule import Job, NodeState, schedule
+from provision.buildx.slots import Slot
+from provision.runner import Cancel, Outcome, run
+
+ARM = "linux/arm64"
+
+
+def farm(tmp_path, *names: str) -> tuple[list[NodeState], callable]:
+    nodes = [NodeState(n, ARM) for n in names]
+    return nodes, lambda node, capacity: Slot(["sh", "-c"], directory=str(tmp_path / node),
+                                              capacity=capacity)
+
+
+def run_jobs(dispatcher, assignments, attempt):
+    def job(ticket, assignment):
+        return lambda progress: dispatcher.run(
+            assignment, ticket, progress,
+            lambda node, n: attempt(assignment.job.key, node, n))
+    return run([(a.job.key, job(i, a)) for i, a in enumerate(assignments)],
+               dispatcher.cancel).results
+
+
+def test_jobs_spread_over_every_node_and_never_exceed_one_per_node(tmp_path):
+    nodes, slot = farm(tmp_path, "a1", "a2")
+    plan = schedule([Job(f"j{i}", ARM) for i in range(6)], nodes)
+    busy: Counter[str] = Counter()
+    most: Counter[str] = Counter()
+    lock = threading.Lock()
+
+    def attempt(key, node, n):
+        with lock:
+            busy[node] += 1
+            most[node] = max(most[node], busy[node])
+        time.sleep(0.2)
+        with lock:
+            busy[node] -= 1
+        return Attempt(Outcome(changes=["build"], extra={"node": node}))
+
+    results = run_jobs(Dispatcher(nodes, 1, Cancel(), slot), plan, attempt)
+    assert all(r.changes == ["build"] for r in results.values())
+    # both nodes worked (a node freed first takes the next job: not always 3 and 3), never
+    # two jobs at once on one
+    assert set(Counter(r.extra["node"] for r in results.values())) == {"a1", "a2"}
+    assert most == {"a1": 1, "a2": 1}
+
+
+def test_a_job_lost_with_its_node_moves_once_and_says_where_it_first_ran(tmp_path):
+    nodes, slot = farm(tmp_path, "a1", "a2")
+    plan = schedule([Job("j0", ARM), Job("j1", ARM), Job("j2", ARM)], nodes)
+
+    def attempt(key, node, n):
+        if node == "a1":  # a1's engine dies under whatever runs there
+            return Attempt(Outcome(failures=["build"], note="node a1 was lost mid-build"),
+                           lost=True)
+        return Attempt(Outcome(changes=["build"], extra={"node": node}))
+
+    results = run_jobs(Dispatcher(nodes, 1, Cancel(), slot), plan, attempt)
+    assert all(r.changes == ["build"] and r.extra["node"] == "a2" for r in results.values())
+    moved = [r.extra["tried"] for r in results.values() if r.extra["tried"]]
+    assert moved == [[{"node": "a1", "why": "node a1 was lost mid-build"}]]  # a1 used once
+
+
+def test_a_build_failing_on_its_own_account_is_not_moved(tmp_path):
+    nodes, slot = farm(tmp_path, "a1", "a2")
+    tries = []
+
+    def attempt(key, node, n):
+        tries.append(node)
+        return Attempt(Outcome(failures=["build"], note="RUN false failed"))
+
+    [result] = run_jobs(Dispatcher(nodes, 1, Cancel(), slot),
+                        schedule([Job("j0", ARM)], nodes), attempt).values()
+    assert result.failures and tries == ["a1"]
+
+
+def test_a_lost_job_with_no_other_node_fails_saying_it_was_not_retried(tmp_path):
+    nodes, slot = farm(tmp_path, "a1")
+
+    def attempt(key, node, n):
+        return Attempt(Outcome(failures=["build"], note="node a1 was lost mid-build"), True)
+
+    [result] = run_jobs(Dispatcher(nodes, 1, Cancel(), slot),
+                        schedule([Job("j0", ARM)], nodes), attempt).values()
+    assert result.failures
+    assert result.note == ("node a1 was lost mid-build; not retried: no other node of"
+                           " linux/arm64 is left to build on (a1: node a1 was lost mid-build)")
+
+
+def test_a_node_full_with_another_runs_build_is_left_for_a_free_one(tmp_path):
+    nodes, slot = farm(tmp_path, "a1", "a2")
+    with slot("a1", 0):  # another run's build on a1, begun after this run looked
+        plan = schedule([Job("j0", ARM)], nodes)
+        assert plan[0].node == "a1"  # the plan did not know
+        [result] = run_jobs(Dispatcher(nodes, 1, Cancel(), slot), plan, lambda k, node, n:
+                            Attempt(Outcome(changes=["build"], extra={"node": node}))).values()
+    assert result.extra["node"] == "a2"
+
+
+def test_two_runs_at_once_take_different_nodes(tmp_path):
+    nodes, slot = farm(tmp_path, "a1", "a2")
+    used, barrier = [], threading.Barrier(2)
+
+    def one_run() -> None:
+        barrier.wait()
+        plan = schedule([Job("j0", ARM)], nodes)  # both looked before either started
+        used.extend(r.extra["node"] for r in run_jobs(
+            Dispatcher(nodes, 1, Cancel(), slot), plan,
+            lambda k, node, n: (time.sleep(0.5), Attempt(Outcome(
+                changes=["build"], extra={"node": node})))[1]).values())
+
+    runs = [threading.Thread(target=one_run) for _ in range(2)]
+    for r in runs:
+        r.start()
+    for r in runs:
+        r.join()
+    assert sorted(used) == ["a1", "a2"]
+
+
+def test_ctrl_c_while_waiting_for_a_node_interrupts_the_job(tmp_path):
+    nodes, slot = farm(tmp_path, "a1")
+    cancel = Cancel()
+    with slot("a1", 0):  # full, for as long as the test holds it
+        threading.Timer(0.5, cancel.set).start()
+        started = time.monotonic()
+        [result] = run_jobs(Dispatcher(nodes, 1, cancel, slot),
+                            schedule([Job("j0", ARM)], nodes), lambda *a: None).values()
+    assert result.interrupted and time.monotonic() - started < 5

@@ -1,0 +1,80 @@
+"""`inv status`'s live facts merged into the listing, and its table; the SSH look is stubbed."""
+
+from __future__ import annotations
+
+from provision import configure, status
+from provision.inventory import parse
+from provision.report import Reporter
+from provision.runner import Cancel
+
+INVENTORY = """
+farm: f
+gcp:
+  project: test-project
+  zones: [us-central1-a]
+  ssh_source_ranges: [203.0.113.7/32]
+nodes:
+  - name: arm
+    platform: linux/arm64
+    machine_type: t2a-standard-2
+  - name: x86
+    platform: linux/amd64
+    machine_type: n2-standard-2
+  - name: spare
+    platform: linux/amd64
+    machine_type: n2-standard-2
+"""
+
+LIVE = {
+    "arm": {"docker": "28.3.3", "emulated": False, "builds": 2, "reachable": True},
+    "x86": {"docker": None, "emulated": None, "builds": None, "reachable": False,
+            "note": "no answer within 5 s"},
+}
+
+
+def listing() -> dict:
+    def node(name: str, state: str) -> dict:
+        return {"name": name, "vm": f"f-{name}", "zone": "us-central1-a",
+                "platform": "linux/amd64", "machine_type": "n2-standard-2", "status": state,
+                "external_ip": None, "docker": None, "emulated": None, "builds": None}
+    return {"farm": "f", "nodes": [node("arm", "RUNNING"), node("x86", "RUNNING"),
+                                   node("spare", "TERMINATED")]}
+
+
+def test_builds_in_flight_come_with_the_live_facts(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(configure, "live_facts",
+                        lambda farm, directory, node, progress, timeout: LIVE[node.name])
+    state = listing()
+    status.add_live_facts(parse(INVENTORY, "f.yaml"), None, state, Cancel())
+    nodes = {n["name"]: n for n in state["nodes"]}
+    assert nodes["arm"]["builds"] == 2 and nodes["arm"]["docker"] == "28.3.3"
+    assert nodes["x86"]["builds"] is None and "x86" in state["unreachable"]
+    assert nodes["spare"]["builds"] is None  # not running: not looked at
+
+
+def test_a_stopped_engine_still_shows_the_builds_counted(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(configure, "live_facts", lambda *a: {
+        "docker": None, "emulated": False, "builds": 0, "reachable": True})
+    state = listing()
+    status.add_live_facts(parse(INVENTORY, "f.yaml"), None, state, Cancel())
+    arm = state["nodes"][0]
+    assert arm["builds"] == 0 and arm["emulated"] is None and "arm" in state["engine_down"]
+
+
+def test_the_table_has_a_builds_column(capsys):
+    state = listing()
+    state["nodes"][0].update(docker="28.3.3", emulated=False, builds=2, builder=None)
+    state["unreachable"] = {"x86": "no answer within 5 s"}
+    status.show(Reporter(), state)
+    lines = capsys.readouterr().out.splitlines()
+    header = next(line for line in lines if line.lstrip().startswith("name"))
+    assert header.split()[-1] == "builds"
+    rows: dict[str, list[str]] = {}
+    for line in lines[lines.index(header) + 1:]:  # the table, then each node's own lines
+        if line.split()[:1] in (["arm"], ["x86"], ["spare"]):
+            rows.setdefault(line.split()[0], line.split())
+    assert rows["arm"][-1] == "2"
+    assert rows["x86"][-1] == "-" and "unreachable" in rows["x86"]
+    assert rows["spare"][-1] == "-"
