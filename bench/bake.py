@@ -295,19 +295,25 @@ nodes:
         seconds = [p["seconds"] for t in report["targets"].values() for p in t["platforms"]
                    if p.get("seconds") is not None]
         waves = 1 + max(s.get("wave", 0) for s in report["schedule"])
-        return {"wall": wall, "timeline": timeline, "log": log, "report": report,
+        marks = {}  # its phases: the first progress line of each kind
+        for key, words in (("schedule", "schedule:"), ("build", " building on "),
+                           ("merge", " merging ")):
+            marks[key] = next((t for t, line in timeline if words in line), math.nan)
+        return {"wall": wall, "timeline": timeline, "log": log, "report": report, **marks,
                 "job_median": statistics.median(seconds) if seconds else None,
                 "waves": waves}
 
 
 def where_time_went(run: dict) -> list[str]:
-    """A missed target: the median run's timeline, the first and last lines of each kind of
-    progress it printed, and its builds' seconds per node."""
-    lines = [f"inv bake took {run['wall']:.2f} s in {run['waves']} wave(s); its stderr with"
-             f" seconds since the start, kept in {run['log']}:"]
-    timeline = run["timeline"]
-    shown = timeline if len(timeline) <= 40 else timeline[:20] + [(0.0, "...")] + timeline[-20:]
-    lines += [f"  {t:7.2f} {line[:150]}" for t, line in shown]
+    """A missed target: the median run's progress lines (its tables left out) with the seconds
+    since its start, and its builds' seconds per node from its JSON."""
+    lines = [f"inv bake took {run['wall']:.2f} s in {run['waves']} wave(s); its stderr, seconds"
+             f" since the start (whole in {run['log']} with --keep):"]
+    progress = [(t, line) for t, line in run["timeline"]
+                if not any(c in line for c in "│┃━") and not line.startswith("[stdout]")]
+    if len(progress) > 60:
+        progress = progress[:30] + [(progress[30][0], "...")] + progress[-30:]
+    lines += [f"  {t:7.2f} {line[:150]}" for t, line in progress]
     busy: dict[str, float] = {}
     for target in run["report"]["targets"].values():
         for p in target["platforms"]:
@@ -414,6 +420,11 @@ def main() -> None:
                     f" {statistics.median(x['b']['builds_done'] for x in rows):.2f}"
                     f" of {statistics.median(x['b']['wall'] for x in rows):.2f}; waves"
                     f" {rows[0]['a']['waves']} (ideal {math.ceil(r['jobs'] / (2 * r['k']))})")
+                print("         (a)'s phases: schedule printed at " + ", first build at ".join(
+                    f"{statistics.median(x['a'][key] for x in rows):.2f}"
+                    for key in ("schedule", "build"))
+                    + f", first merge at {statistics.median(x['a']['merge'] for x in rows):.2f}"
+                    f", exit at {statistics.median(x['a']['wall'] for x in rows):.2f}")
             for r in results:
                 if r["missed"]:
                     runs = sorted((row["a"] for row in r["rows"]), key=lambda x: x["wall"])
