@@ -222,9 +222,13 @@ nodes:
             for done in started:
                 done.result()
         jobs = [j for per in built.values() for j in per.values()]
-        return {"wall": time.perf_counter() - start,
-                "job_median": statistics.median(j["seconds"] for j in jobs),
-                "builds_done": max(j["end"] for j in jobs) - start}
+        busy: dict[str, float] = {}
+        for j in jobs:
+            busy[j["node"]] = busy.get(j["node"], 0.0) + j["seconds"]
+        wall = time.perf_counter() - start
+        return {"wall": wall, "job_median": statistics.median(j["seconds"] for j in jobs),
+                "busiest": max(busy.values()), "build": min(j["start"] for j in jobs) - start,
+                "tail": wall - (max(j["end"] for j in jobs) - start)}
 
     def job_time(self, rounds: int) -> tuple[float, dict[str, float]]:
         """One job alone (one target, one platform, by hand) on the first node of each
@@ -299,9 +303,14 @@ nodes:
         for key, words in (("schedule", "schedule:"), ("build", " building on "),
                            ("merge", " merging ")):
             marks[key] = next((t for t, line in timeline if words in line), math.nan)
+        busy: dict[str, float] = {}
+        for target in report["targets"].values():
+            for p in target["platforms"]:
+                busy[p["node"]] = busy.get(p["node"], 0.0) + (p.get("seconds") or 0.0)
         return {"wall": wall, "timeline": timeline, "log": log, "report": report, **marks,
                 "job_median": statistics.median(seconds) if seconds else None,
-                "waves": waves}
+                "waves": waves, "busy": busy, "busiest": max(busy.values()),
+                "tail": wall - marks["merge"]}  # merges start once every build is done
 
 
 def where_time_went(run: dict) -> list[str]:
@@ -314,12 +323,8 @@ def where_time_went(run: dict) -> list[str]:
     if len(progress) > 60:
         progress = progress[:30] + [(progress[30][0], "...")] + progress[-30:]
     lines += [f"  {t:7.2f} {line[:150]}" for t, line in progress]
-    busy: dict[str, float] = {}
-    for target in run["report"]["targets"].values():
-        for p in target["platforms"]:
-            busy[p["node"]] = busy.get(p["node"], 0.0) + (p.get("seconds") or 0.0)
     lines.append("builds' seconds per node (its JSON): " + ", ".join(
-        f"{n} {s:.1f}" for n, s in sorted(busy.items())))
+        f"{n} {s:.1f}" for n, s in sorted(run["busy"].items())))
     return lines
 
 
@@ -408,23 +413,27 @@ def main() -> None:
                 print(f"{r['k']} + {r['k']:<3} {r['job']:5.2f} {r['ideal']:6.2f}  {stats(a)}"
                       f"  {statistics.median(a) / r['ideal']:5.2f}  {limit:7.2f}  {stats(b)}"
                       f"  {stats(over)}  {', '.join(verdicts)}")
-            print("\nper size, median of the rounds: job time alone per platform; a job's"
-                  " seconds inside (a) (its JSON) and (b); waves in (a)'s schedule")
+            print("\nwhere the time goes, medians of the rounds: a job's seconds alone (the job"
+                  " time), among the others in (a) (its JSON) and in (b); start -> first"
+                  " build; the busiest node's builds, summed; last build done -> exit (the"
+                  " merges and read-backs left)")
             for r in results:
                 rows = r["rows"]
-                print(f"  {r['k']} + {r['k']}: alone " + ", ".join(
+
+                def med(way: str, key: str, rows: list = rows) -> float:
+                    return statistics.median(x[way][key] for x in rows)
+
+                print(f"  {r['k']} + {r['k']}: a job alone " + ", ".join(
                     f"{p} {s:.2f}" for p, s in r["each"].items())
-                    + f"; in (a) {statistics.median(x['a']['job_median'] for x in rows):.2f},"
-                    f" in (b) {statistics.median(x['b']['job_median'] for x in rows):.2f};"
-                    f" (b)'s last build done at"
-                    f" {statistics.median(x['b']['builds_done'] for x in rows):.2f}"
-                    f" of {statistics.median(x['b']['wall'] for x in rows):.2f}; waves"
+                    + f"; among the others (a) {med('a', 'job_median'):.2f}, (b)"
+                    f" {med('b', 'job_median'):.2f}; waves in (a)'s schedule"
                     f" {rows[0]['a']['waves']} (ideal {math.ceil(r['jobs'] / (2 * r['k']))})")
-                print("         (a)'s phases: schedule printed at " + ", first build at ".join(
-                    f"{statistics.median(x['a'][key] for x in rows):.2f}"
-                    for key in ("schedule", "build"))
-                    + f", first merge at {statistics.median(x['a']['merge'] for x in rows):.2f}"
-                    f", exit at {statistics.median(x['a']['wall'] for x in rows):.2f}")
+                print(f"         (a) start -> first build {med('a', 'build'):5.2f}, busiest node"
+                      f" {med('a', 'busiest'):6.2f}, last build -> exit {med('a', 'tail'):5.2f},"
+                      f" exit at {med('a', 'wall'):6.2f}")
+                print(f"         (b) start -> first build {med('b', 'build'):5.2f}, busiest node"
+                      f" {med('b', 'busiest'):6.2f}, last build -> exit {med('b', 'tail'):5.2f},"
+                      f" exit at {med('b', 'wall'):6.2f}")
             for r in results:
                 if r["missed"]:
                     runs = sorted((row["a"] for row in r["rows"]), key=lambda x: x["wall"])
