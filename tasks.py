@@ -101,16 +101,16 @@ BAKE_VALUE_FLAGS = {"-f", "--file", "-t", "--target", "-i", "--inventory", "-p",
 def _bake_words() -> None:
     """`inv bake [FILE] [TARGET ...]`: Invoke has no variadic positional arguments, so the
     words after `bake` become its --file and --target before Invoke reads the task's arguments
-    (its argument list is read after this file is loaded)."""
+    (its argument list is read after this file is loaded). With --file given, every word is a
+    target."""
     import invoke.main
 
     core = getattr(invoke.main.program, "core", None)
     argv = getattr(core, "unparsed", None)
-    if not argv or "bake" not in argv:
+    if not argv or argv[0] != "bake":
         return
-    start = argv.index("bake") + 1
-    rest, words, flags = argv[start:], [], []
-    while rest:
+    rest, words, flags = argv[1:], [], []
+    while rest and rest[0] != "--":
         token = rest.pop(0)
         if token in BAKE_VALUE_FLAGS and rest:
             flags += [token, rest.pop(0)]
@@ -118,9 +118,10 @@ def _bake_words() -> None:
             flags.append(token)
         else:
             words.append(token)
-    named = (["--file", words[0]] if words else []) + [
-        arg for target in words[1:] for arg in ("--target", target)]
-    argv[start:] = named + flags
+    has_file = any(f in ("-f", "--file") or f.startswith("--file=") for f in flags)
+    if words and not has_file:
+        flags += ["--file", words.pop(0)]
+    argv[1:] = flags + [arg for target in words for arg in ("--target", target)] + rest
 
 
 _bake_words()

@@ -153,7 +153,7 @@ class Buildx(Strict):
         "write one like mirror.gcr.io/moby/buildkit:v0.16.0")] | None = None
     # A build whose log is silent this long is taken for lost (its node may be gone) and failed,
     # or moved to another node of its platform. Generous: a long quiet compile step is normal.
-    stall_timeout_seconds: int = Field(default=1200, ge=10, le=86400, strict=True)
+    stall_timeout_seconds: int = Field(default=1200, ge=1, le=86400, strict=True)
 
 
 class NodeSpec(Strict):

@@ -22,11 +22,10 @@ from ..inventory import Farm
 from ..runner import Cancel, Outcome, Recap, run
 from . import docker_cli, reference
 from .build import (
+    BuildPlan,
     Piece,
-    Plan,
     Request,
     build_pieces,
-    check_files,
     index_job,
     plan,
     platform_row,
@@ -71,11 +70,21 @@ def read(options: Options) -> dict[str, dict]:
         said = [line.removeprefix("ERROR: ") for line in done.stderr.splitlines()
                 if line.startswith("ERROR")] or done.stderr.strip().splitlines()[-1:]
         error = said[-1].rstrip(".") if said else f"exit {done.returncode}"
-        fix = ("name targets the file defines (or none, for its default group)"
-               if "failed to find target" in error else
-               "fix the file until `docker buildx bake --print` reads it")
-        raise UserError(f"{where}: {error}. Fix: {fix}.")
+        raise UserError(f"{where}: {error}. Fix: {_fix_for(error)}.")
     return json.loads(done.stdout).get("target") or {}
+
+
+def _fix_for(error: str) -> str:
+    """The fix for what `docker buildx bake --print` said."""
+    if error == "failed to find target default":
+        return ("name the targets to build (the file has no default group): inv bake FILE"
+                " TARGET ...")
+    if "failed to find target" in error:
+        return "name targets the file defines (or none, for its default group)"
+    if "couldn't find a bake definition" in error:
+        return ("name the file (inv bake FILE), or run where a docker-bake.hcl,"
+                " docker-bake.json or compose.yaml is")
+    return "fix the file until `docker buildx bake --print` reads it"
 
 
 def requests(farm: Farm, options: Options, targets: dict[str, dict]
@@ -109,8 +118,15 @@ def requests(farm: Farm, options: Options, targets: dict[str, dict]
                       labels=[f"{k}={v}" for k, v in (spec.get("labels") or {}).items()],
                       stage=spec.get("target"), no_cache=bool(spec.get("no-cache")),
                       pull=bool(spec.get("pull")), allow_emulation=options.allow_emulation)
+        context = req.context_dir or Path(".")
+        if not context.is_dir():
+            raise bad(f'context "{context}" is no directory', "give the target's build"
+                      " context directory, relative to where you run inv bake")
+        dockerfile = context / (req.file or "Dockerfile")
+        if not dockerfile.is_file():
+            raise bad(f'dockerfile "{req.file or "Dockerfile"}": {dockerfile} is no file',
+                      "name the target's Dockerfile, relative to its context")
         try:
-            check_files(req)
             platforms = platforms_for(farm, spec.get("platforms"), options.allow_emulation,
                                       "platform")
         except UserError as e:
@@ -120,7 +136,7 @@ def requests(farm: Farm, options: Options, targets: dict[str, dict]
 
 
 def bake(farm: Farm, options: Options, say: Callable[[str, str], None], cancel: Cancel,
-         show_plan: Callable[[Plan], None]) -> tuple[Recap, dict]:
+         show_plan: Callable[[BuildPlan], None]) -> tuple[Recap, dict]:
     """Read, check, schedule, build every target's platforms, merge each target; the outcome
     and the --json."""
     per_node, stall = run_options(farm, options.per_node, options.stall_timeout)
@@ -131,6 +147,14 @@ def bake(farm: Farm, options: Options, say: Callable[[str, str], None], cancel: 
     the_plan = plan(farm, pieces, per_node, options.allow_emulation, cancel, say)
     show_plan(the_plan)
     results: dict[str, Outcome] = dict(unplaced_results(the_plan))
+    # A target with a platform no node can build never gets its index: none of it is built.
+    for name, (_, platforms) in targets.items():
+        missing = [p for p in platforms if f"{name}/{p}" in results]
+        for p in platforms:
+            if missing and f"{name}/{p}" not in results:
+                results[f"{name}/{p}"] = Outcome(failures=["schedule"], note=(
+                    f"not started: {', '.join(missing)} of target {name} has no node up, so"
+                    " its index could not be made"))
     workdir = Path(tempfile.mkdtemp(prefix="archfarm-build-"))
     try:
         if not options.check:
@@ -170,7 +194,7 @@ def _indexes(targets: dict[str, tuple[Request, list[str]]], results: dict[str, O
 
 
 def _target_report(name: str, req: Request, platforms: list[str], results: dict[str, Outcome],
-                   the_plan: Plan) -> dict:
+                   the_plan: BuildPlan) -> dict:
     index = results.get(f"{name}/index", Outcome())
     failed = [results[k] for k in (*(f"{name}/{p}" for p in platforms), f"{name}/index")
               if k in results and results[k].bad]

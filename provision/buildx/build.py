@@ -36,7 +36,6 @@ from .schedule import Job as BuildJob
 from .slots import Slot
 
 HEARTBEAT_SECONDS = 10.0
-BUILD_TIMEOUT = 3600.0
 MERGE_TIMEOUT = 300.0
 
 
@@ -78,8 +77,9 @@ def platform_tag(ref: str, platform: str) -> str:
     return f"{reference.repository(ref)}:archfarm-{digest}-{suffix}"
 
 
-def check_request(farm: Farm, req: Request) -> list[str]:
-    """Bad input, before anything runs (exit 2): returns the platforms to build."""
+def check_request(farm: Farm, req: Request) -> tuple[list[str], int, float]:
+    """Bad input, before anything runs (exit 2): returns the platforms to build, the builds
+    per node and the stall limit."""
     if req.context_dir is None or not req.tag:
         raise UserError("--context DIR and --tag REF are both needed. Fix: e.g. inv build"
                         " --context examples/hello --tag 127.0.0.1:5000/hello:demo --push.")
@@ -92,7 +92,7 @@ def check_request(farm: Farm, req: Request) -> list[str]:
                         " them) joined by '/'; a tag of at most 128 letters, digits, '_', '.'"
                         " and '-', not starting with '.' or '-'; no scheme, no digest.")
     docker_cli.binary()  # the docker CLI, checked once here rather than in every platform's job
-    check_files(req)
+    _check_files(req)
     if req.strategy not in ("merge", "builder"):
         raise UserError(f"--strategy {req.strategy!r}: not a strategy. Fix: use merge or"
                         " builder.")
@@ -106,8 +106,12 @@ def check_request(farm: Farm, req: Request) -> list[str]:
     for arg in req.build_args:
         if "=" not in arg:
             raise UserError(f"--build-arg {arg!r}: not KEY=VALUE. Fix: write it as KEY=VALUE.")
-    run_options(farm, req.per_node, req.stall_timeout)
-    return platforms_for(farm, req.platforms, req.allow_emulation, "--platform")
+    per_node, stall = run_options(farm, req.per_node, req.stall_timeout)
+    if req.strategy == "builder" and per_node > 1:
+        raise UserError(f"--per-node {per_node}: only the merge strategy schedules builds on"
+                        " nodes (buildx routes the builder strategy's platforms itself). Fix:"
+                        " drop --per-node, or use --strategy merge.")
+    return platforms_for(farm, req.platforms, req.allow_emulation, "--platform"), per_node, stall
 
 
 def run_options(farm: Farm, per_node: int | str, stall_timeout: float | str | None
@@ -123,14 +127,14 @@ def run_options(farm: Farm, per_node: int | str, stall_timeout: float | str | No
         stall = float(stall_timeout)
     except ValueError:
         stall = -1.0
-    if not 0 < stall < float("inf"):
-        raise UserError(f"--stall-timeout {stall_timeout}: not a number of seconds above 0."
+    if not 1 <= stall < float("inf"):
+        raise UserError(f"--stall-timeout {stall_timeout}: not a number of seconds, 1 or more."
                         " Fix: e.g. --stall-timeout 600, or leave it out (the inventory's"
                         " buildx.stall_timeout_seconds).")
     return int(given), stall
 
 
-def check_files(req: Request) -> None:
+def _check_files(req: Request) -> None:
     assert req.context_dir is not None
     if not req.context_dir.is_dir():
         raise UserError(f"--context {req.context_dir}: no such directory. Fix: give the build"
@@ -183,7 +187,7 @@ class Streamed:
     step seen) is reported every few seconds; the log's tail is kept for a failure's note."""
 
     def __init__(self, argv: list[str], log: Path, progress: Callable[[str], None],
-                 cancel: Cancel, step: str = "", timeout: float = BUILD_TIMEOUT,
+                 cancel: Cancel, step: str = "", timeout: float | None = None,
                  stall: float | None = None):
         self.argv, self.log, self.progress, self.cancel = argv, log, progress, cancel
         self.last_step, self.timeout, self.stall = step, timeout, stall
@@ -206,7 +210,7 @@ class Streamed:
                     pass
                 if self.cancel.is_set():
                     proc.terminate()
-                if time.monotonic() - started > self.timeout:
+                if self.timeout and time.monotonic() - started > self.timeout:
                     proc.kill()
                 if self.stall and time.monotonic() - self.last_line > self.stall:
                     self.stalled = True
@@ -299,37 +303,43 @@ def _common_args(req: Request, metadata: Path) -> list[str]:
 
 def node_lost(text: str, where: Where) -> bool:
     """Whether a failed build's log says its node went away (its engine, its ssh connection
-    or its docker context), so the build may move to another node, rather than failing on
-    its own account."""
-    return bool(where.context) and any(sign in text for sign in (
+    or its docker context) rather than the build failing on its own account. Only docker's
+    own lines count: a step's output (`#7 0.52 ...`) may say anything."""
+    said = "\n".join(line for line in text.splitlines() if not re.match(r"#\d+ ", line))
+    return bool(where.context) and any(sign in said for sign in (
         f'context "{where.context}"', "Cannot connect to the Docker daemon",
         "error during connect", "dial-stdio", "error reading from server",
         "code = Unavailable"))
 
 
+LOST, STALLED = "lost", "stalled"
+
+
 def _timed_build(argv: list[str], log: Path, progress: Progress, where: Where, farm: Farm,
-                 stall: float | None = None) -> tuple[float, Outcome | None, bool]:
-    """(seconds, None, False) when the build succeeded, else (seconds, the failure with the
-    cause, where the whole log is and its tail, whether its node was lost)."""
+                 stall: float | None = None) -> tuple[float, Outcome | None, str]:
+    """(seconds, None, "") when the build succeeded, else (seconds, the failure with the
+    cause, where the whole log is and its tail, and LOST when the log says the node went
+    away, STALLED when it went silent, else "")."""
     started = time.monotonic()
     build = Streamed(argv, log, progress, progress.cancel, step=progress.last, stall=stall)
     code = build.run()
     seconds = round(time.monotonic() - started, 1)
     if code == 0:
-        return seconds, None, False
+        return seconds, None, ""
     tail = build.tail()
     if where.context:  # docker names an ssh engine by a placeholder URL: say which it is
         tail = tail.replace("http://docker.example.com", f"ssh://{where.context}")
     if build.stalled:
         cause = (f"{where.who} went silent: its build printed nothing for {stall:g} s"
                  " (--stall-timeout, or the inventory's buildx.stall_timeout_seconds), so it"
-                 f" was stopped. {REPAIR}, or raise the limit for a long quiet step")
+                 " was stopped. Fix: raise the limit for a long quiet step, or `inv status`"
+                 " to see the node")
     else:
         cause = _why_failed(tail, where, farm)
+    kind = STALLED if build.stalled else LOST if node_lost(tail, where) else ""
     return seconds, Outcome(failures=["build"], note=f"{cause}; whole log: {log}, its"
                                                      f" tail:\n{tail}",
-                            extra={"seconds": seconds, "log": str(log)}), (
-        build.stalled or node_lost(tail, where))
+                            extra={"seconds": seconds, "log": str(log)}), kind
 
 
 @dataclass(frozen=True)
@@ -347,7 +357,7 @@ class Piece:
 
 
 @dataclass
-class Plan:
+class BuildPlan:
     """The nodes as observed and the schedule of the pieces on them."""
 
     nodes: list[NodeState]
@@ -367,16 +377,16 @@ class Plan:
 
 
 def plan(farm: Farm, pieces: list[Piece], per_node: int, allow_emulation: bool,
-         cancel: Cancel, say: Callable[[str, str], None]) -> Plan:
+         cancel: Cancel, say: Callable[[str, str], None]) -> BuildPlan:
     """Observe the nodes, then schedule the pieces on them (nothing is built here)."""
     nodes = observe.observe(farm, farm.expanded(), cancel, observe.vm_status_from_api(farm),
                             say=say)
     jobs = [BuildJob(p.key, p.platform, observe.cache_key(p.req.context_dir or Path("."),
                                                      p.req.file)) for p in pieces]
-    return Plan(nodes, schedule(jobs, nodes, per_node, allow_emulation))
+    return BuildPlan(nodes, schedule(jobs, nodes, per_node, allow_emulation))
 
 
-def build_pieces(farm: Farm, pieces: list[Piece], the_plan: Plan, per_node: int,
+def build_pieces(farm: Farm, pieces: list[Piece], the_plan: BuildPlan, per_node: int,
                  stall: float, workdir: Path, say: Callable[[str, str], None],
                  cancel: Cancel) -> Recap:
     """Every piece on a node of its platform, in parallel as far as the nodes' slots allow,
@@ -397,11 +407,11 @@ def build_pieces(farm: Farm, pieces: list[Piece], the_plan: Plan, per_node: int,
                     "--platform", platform, "--output", f"type=image,name={pushed},push=true",
                     str(req.context_dir)]
             progress(f"building on {node}" + (" (moved)" if n else ""))
-            seconds, failed, lost = _timed_build(argv, workdir / f"{name}.log", progress,
+            seconds, failed, kind = _timed_build(argv, workdir / f"{name}.log", progress,
                                                  Where(f"node {node}", context), farm, stall)
             if failed:
                 failed.extra.update(platform=platform, node=node)
-                return Attempt(failed, lost)
+                return judged(farm, node, failed, kind, progress)
             digest = json.loads(metadata.read_text())["containerimage.digest"]
             return Attempt(Outcome(changes=["build"], note=f"{digest[:19]} in {seconds} s on"
                                    f" {node}", extra={"platform": platform, "node": node,
@@ -420,14 +430,28 @@ def build_pieces(farm: Farm, pieces: list[Piece], the_plan: Plan, per_node: int,
     return recap
 
 
-def _built(recap: Recap, the_plan: Plan) -> list[tuple[str, Outcome]]:
+def judged(farm: Farm, node: str, failed: Outcome, kind: str, progress: Progress
+           ) -> Attempt:
+    """A failed build: does its job move, is its node gone? The node is probed again (one
+    ssh round trip, 5 s at most). Gone if it no longer answers; the job moves if its log said
+    the node went away or the node is gone (a silent build on a node that answers is the
+    build's own failure: another node would wait the same)."""
+    if not kind:
+        return Attempt(failed)
+    progress(f"probing {node} again")
+    gone = observe.probe(farm, node).engine is None
+    return Attempt(failed, move=kind == LOST or gone, node_gone=gone)
+
+
+def _built(recap: Recap, the_plan: BuildPlan) -> list[tuple[str, Outcome]]:
     """(cache key, outcome) of every piece that was built."""
     keys = {a.job.key: a.job.cache_key for a in the_plan.assignments}
     return [(keys[k], r) for k, r in recap.results.items() if r.changes and "node" in r.extra]
 
 
 def builder_strategy(farm: Farm, req: Request, chosen: dict[str, str], workdir: Path,
-                     say: Callable[[str, str], None], cancel: Cancel) -> Recap:
+                     say: Callable[[str, str], None], cancel: Cancel,
+                     stall: float | None = None) -> Recap:
     """One build on the farm's builder; buildx routes each platform to its pinned node
     (`chosen`: platform -> the node named in the table)."""
     metadata = workdir / "builder.json"
@@ -442,7 +466,7 @@ def builder_strategy(farm: Farm, req: Request, chosen: dict[str, str], workdir: 
     def job(progress: Progress) -> Outcome:
         progress(f"building on builder {builder}")
         seconds, failed, _ = _timed_build(argv, workdir / "builder.log", progress,
-                                          Where(f"builder {builder}"), farm)
+                                          Where(f"builder {builder}"), farm, stall)
         if failed:
             return failed
         return Outcome(changes=["build"], note=f"built in {seconds} s", extra={"seconds": seconds})
@@ -513,19 +537,23 @@ def state(result: Outcome) -> str:
 
 
 def build(farm: Farm, req: Request, say: Callable[[str, str], None], cancel: Cancel,
-          show_plan: Callable[[Plan], None] = lambda plan: None) -> tuple[Recap, dict]:
+          show_plan: Callable[[BuildPlan], None] = lambda plan: None) -> tuple[Recap, dict]:
     """Schedule (merge strategy), build, push or export, merge, verify; the outcome and the
     --json. `show_plan` is given the schedule before anything is built."""
-    platforms = check_request(farm, req)
-    per_node, stall = run_options(farm, req.per_node, req.stall_timeout)
-    the_plan: Plan | None = None
+    platforms, per_node, stall = check_request(farm, req)
+    the_plan: BuildPlan | None = None
     workdir = Path(tempfile.mkdtemp(prefix="archfarm-build-"))
     results: dict[str, Outcome] = {}
     try:
         if req.strategy == "builder":
             native = {n.platform: n.name for n in reversed(farm.expanded())}
             chosen = {p: native.get(p, "emulated") for p in platforms}
-            results.update(builder_strategy(farm, req, chosen, workdir, say, cancel).results)
+            if req.check:
+                say("builder", "nothing to schedule: buildx sends each platform to the node"
+                               " the builder pins it to (`inv register`)")
+            else:
+                results.update(builder_strategy(farm, req, chosen, workdir, say, cancel,
+                                                stall).results)
         else:
             the_plan = plan(farm, [Piece(p, req, p) for p in platforms], per_node,
                             req.allow_emulation, cancel, say)
@@ -553,12 +581,12 @@ def build(farm: Farm, req: Request, say: Callable[[str, str], None], cancel: Can
     return Recap(results, cancel.is_set()), report
 
 
-def unplaced_results(the_plan: Plan) -> dict[str, Outcome]:
+def unplaced_results(the_plan: BuildPlan) -> dict[str, Outcome]:
     """A failure for each piece no node can build (it is never started)."""
     return {a.job.key: Outcome(failures=["schedule"], note=a.why) for a in the_plan.unplaced}
 
 
-def platform_row(key: str, platform: str, result: Outcome, the_plan: Plan | None,
+def platform_row(key: str, platform: str, result: Outcome, the_plan: BuildPlan | None,
                  index: Outcome) -> dict:
     """One row of the result: where the piece ran (or was planned to), its digest, seconds,
     per-platform tag, and the nodes it left."""

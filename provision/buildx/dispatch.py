@@ -29,11 +29,13 @@ class NoNode(Exception):
 
 @dataclass
 class Attempt:
-    """What one try of a job on a node gave: its outcome, and whether the node was lost (so
-    the job may move) rather than the build failing on its own account."""
+    """What one try of a job on a node gave: its outcome; whether the job should move to
+    another node (its node went away under it, rather than the build failing on its own
+    account); and whether the node is gone for the rest of the run (it no longer answers)."""
 
     outcome: Outcome
-    lost: bool = False
+    move: bool = False
+    node_gone: bool = False
 
 
 @dataclass
@@ -76,9 +78,8 @@ class Dispatcher:
             with self.cond:
                 name = self._choose(assignment, ticket, need, progress, told)
                 told = True
-            slot = self.slot(name, self.per_node)
             try:
-                return name, slot.__enter__()
+                return name, self.slot(name, self.per_node).__enter__()
             except Busy as e:
                 with self.cond:
                     self.ours[name] -= 1
@@ -88,7 +89,13 @@ class Dispatcher:
             except SlotError as e:
                 with self.cond:
                     self.ours[name] -= 1
+                progress(f"{name} gave no build slot ({e}); trying another node")
                 self.lose(name, f"it gave no build slot ({e})")
+            except BaseException:
+                with self.cond:  # whatever went wrong, the node is not ours to hold
+                    self.ours[name] -= 1
+                    self.cond.notify_all()
+                raise
 
     def _choose(self, assignment: Assignment, ticket: int, need: _Waiting, progress: Progress,
                 told: bool) -> str:
@@ -105,9 +112,9 @@ class Dispatcher:
                 ahead = any(t < ticket and self._free(w, now) for t, w in self.waiting.items())
                 if free and not ahead:
                     name = min(free, key=lambda n: (
-                        n != assignment.node,
+                        n != assignment.node, self.ours[n] + self.nodes[n].in_flight,
                         assignment.job.cache_key not in self.nodes[n].warm,
-                        self.ours[n], self.order.index(n)))
+                        self.order.index(n)))
                     self.ours[name] += 1
                     return name
                 if not told:
@@ -137,9 +144,9 @@ class Dispatcher:
 
     def run(self, assignment: Assignment, ticket: int, progress: Progress,
             attempt: Callable[[str, int], Attempt]) -> Outcome:
-        """The job on a node; once more on another node of its platform if the first was
-        lost. `attempt(node, n)` builds on the node (n: 0 first, 1 retry). The outcome's
-        `tried` lists where it ran before and why it moved."""
+        """The job on a node; once more on another node of its platform if it had to move.
+        `attempt(node, n)` builds on the node (n: 0 first, 1 retry). The outcome's `tried`
+        lists where it ran before and why it moved."""
         tried: list[dict[str, str]] = []
         first: Attempt | None = None
         for n in (0, 1):
@@ -149,18 +156,22 @@ class Dispatcher:
             except NoNode as e:
                 if first is None:
                     return Outcome(failures=["build"], note=str(e), extra={"tried": tried})
-                first.outcome.note += f"; not retried: {e}"
+                cause, _, log = first.outcome.note.partition("; whole log:")
+                first.outcome.note = f"{cause}; not retried: {e}" + (
+                    f"; whole log:{log}" if log else "")
                 return first.outcome
             try:
                 done = attempt(name, n)
             finally:
                 self.release(name, slot)
             done.outcome.extra["tried"] = list(tried)
-            if not (done.lost and done.outcome.failures) or n == 1:
+            why = done.outcome.note.split("; whole log:")[0].removesuffix(
+                ", then run the build again")  # it is run again, elsewhere
+            if done.node_gone:
+                self.lose(name, why)
+            if not (done.move and done.outcome.failures) or n == 1:
                 return done.outcome
             first = done
-            why = done.outcome.note.split("; whole log:")[0]
             tried.append({"node": name, "why": why})
-            self.lose(name, why)
             progress(f"{name} was lost; moving to another node of {assignment.job.platform}")
         raise AssertionError("unreachable")

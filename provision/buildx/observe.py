@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
+import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,11 +64,14 @@ class Seen:
 
 
 def probe(farm: Farm, node: str) -> Seen:
+    """One ssh round trip to the node; whatever goes wrong is the node not answering."""
     try:
         done = subprocess.run([*ssh_command(farm, node), probe_script()], capture_output=True,
                               text=True, timeout=PROBE_SECONDS + 1, stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
         return Seen(why=f"no answer over ssh within {PROBE_SECONDS:.0f} s")
+    except OSError as e:  # no ssh client here, no process to spare
+        return Seen(why=f"ssh could not be run ({e})")
     if done.returncode == 255:  # ssh's own failure, not the script's
         said = done.stderr.strip().splitlines()
         return Seen(why=f"unreachable over ssh ({said[-1] if said else 'no answer'})")
@@ -105,9 +109,11 @@ def remember(farm: Farm, built: Iterable[tuple[str, str, str]]) -> None:
     path = _affinity_path(farm)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(affinity, sort_keys=True))
-        tmp.replace(path)
+        # a file of its own, then renamed: two runs finishing at once never mix their writes
+        with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=".affinity-",
+                                         delete=False) as tmp:
+            tmp.write(json.dumps(affinity, sort_keys=True))
+        Path(tmp.name).replace(path)
     except OSError:
         pass
 
@@ -135,7 +141,7 @@ def observe(farm: Farm, nodes: list[Node], cancel: Cancel,
     out = []
     for node in nodes:
         alias = names.alias(farm.farm, node.name)
-        look_ = seen.get(node.name, Seen())
+        look_ = seen.get(node.name, Seen(why="no answer"))
         why = look_.why
         if alias not in registered:
             why = "not registered as a build node; `inv register` (or `inv provision`) does it"

@@ -193,6 +193,23 @@ def plan(farm: Farm, hosts: dict[str, Host], nodes: list[Node], seen: Observed,
                                    "--description", marker(farm))))
         member = names.builder_node(farm.farm, node.name)
         current = _builder_node(seen.builder, member)
+        pinned = pinned_node(farm, node.platform)
+        if node.name != pinned:
+            # buildx pins a platform to one node of a builder: pinning it on a second node
+            # unpins it from the first (store/nodegroup.go, validateDuplicates). So the builder
+            # has one node per platform; the others build through their own docker contexts
+            # (merge strategy, bake), which is where the scheduler sends work.
+            if current is not None:
+                changes.append(Change("builder node", f"{member} leaves builder"
+                                      f" {names.builder(farm.farm)} ({node.platform} is pinned"
+                                      f" to {names.builder_node(farm.farm, pinned)})",
+                                      ("buildx", "create", "--name", names.builder(farm.farm),
+                                       "--leave", "--node", member)))
+            out.nodes[node.name] = changes
+            out.notes[node.name] = (f"builds through docker context {context}; builder"
+                                    f" {names.builder(farm.farm)} pins {node.platform} to"
+                                    f" {names.builder_node(farm.farm, pinned)}")
+            continue
         if (current is None or current.get("Endpoint") != context
                 or current.get("Platforms", [None])[:1] != [node.platform]
                 or seen.driver_images.get(member) != farm.buildx.buildkit_image):
@@ -205,6 +222,11 @@ def plan(farm: Farm, hosts: dict[str, Host], nodes: list[Node], seen: Observed,
     for name, context in _left(farm, seen).items():
         out.leaving[name] = _leaving(farm, context, seen)
     return out
+
+
+def pinned_node(farm: Farm, platform: str) -> str:
+    """The node the builder pins `platform` to: the first of that platform in the inventory."""
+    return next(n.name for n in farm.expanded() if n.platform == platform)
 
 
 def _leaving(farm: Farm, context: str, seen: Observed) -> list[Change]:

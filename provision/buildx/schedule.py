@@ -40,7 +40,7 @@ class Assignment:
     job: Job
     node: str | None         # None: nothing can build it (why says what)
     why: str
-    wave: int = 0            # 0: starts at once; n: waits for n builds before it on its node
+    wave: int = 0            # 0: starts at once; n: in the node's n+1th round of builds
     emulated: bool = False   # built on a node of another platform, under QEMU
 
 
@@ -72,13 +72,16 @@ def schedule(jobs: Sequence[Job], nodes: Sequence[NodeState], per_node: int = 1,
         best = min(pool, key=lambda c: (c.load, job.cache_key not in c.node.warm,
                                         order[c.node.name]))
         wave = best.load // max(per_node, 1)
-        out.append(Assignment(job, best.node.name, _why(best, job, len(pool)), wave, emulated))
+        out.append(Assignment(job, best.node.name, _why(best, job, len(pool), per_node), wave,
+                              emulated))
         best.given.append(job)
     return out
 
 
-def _why(chosen: _Load, job: Job, choices: int) -> str:
-    parts = [f"{chosen.load} build(s) ahead" if chosen.load else "idle"]
+def _why(chosen: _Load, job: Job, choices: int, per_node: int) -> str:
+    ahead = chosen.load - max(per_node, 1) + 1  # builds to finish before a slot is free
+    parts = [f"waits for {ahead} build(s) there" if ahead > 0 else
+             f"starts at once beside {chosen.load} build(s)" if chosen.load else "idle"]
     if job.cache_key and job.cache_key in chosen.node.warm:
         parts.append("warm cache")
     if choices > 1:
@@ -95,13 +98,3 @@ def _nothing_up(job: Job, nodes: Sequence[NodeState], allow_emulation: bool) -> 
     down = "; ".join(f"{n.name}: {n.why_down or 'down'}" for n in same)
     return f"no node of {job.platform} is up ({down})"
 
-
-def spare(assignment: Assignment, nodes: Sequence[NodeState], tried: set[str]
-          ) -> str | None:
-    """Where a job lost with its node goes next: the least loaded other node of its platform
-    that is up and not tried yet (None: there is none)."""
-    others = [n for n in nodes if n.platform == assignment.job.platform and n.up
-              and n.name not in tried]
-    if not others:
-        return None
-    return min(others, key=lambda n: (n.in_flight, assignment.job.cache_key not in n.warm)).name

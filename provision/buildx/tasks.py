@@ -21,8 +21,7 @@ def show_plan(session: Session, plan: Any) -> None:
     """The schedule, before anything is built: each job's node and why, and the nodes that
     are down with their reason."""
     up = sum(n.up for n in plan.nodes)
-    rows = [[a.job.key, a.node or "-", ("emulated, " if a.emulated else "")
-             + (f"after {a.wave} build(s), " if a.wave else "") + a.why]
+    rows = [[a.job.key, a.node or "-", ("emulated, " if a.emulated else "") + a.why]
             for a in plan.assignments]
     session.reporter.table(f"schedule: {len(rows)} job(s) on {up} node(s) up of"
                            f" {len(plan.nodes)}", ["job", "node", "why"], rows)

@@ -55,6 +55,15 @@ def unix_open(path: Path) -> bool:
         return s.connect_ex(str(path)) == 0
 
 
+def _cmdline(pid: int) -> list[str]:
+    """A process's command line ([] when it cannot be read)."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return raw.decode(errors="replace").split("\0")[:-1]
+
+
 def _start_time(pid: int) -> str | None:
     """The process's start time in clock ticks since boot; None if it is gone or a zombie."""
     try:
@@ -111,7 +120,11 @@ class Service:
         """Start it unless it runs or is provided; its pid (None when provided)."""
         pid = self.pid()
         if pid is not None:
-            say(f"{self.name}: running (pid {pid})")
+            stale = _cmdline(pid) not in ([], self.command())
+            say(f"{self.name}: running (pid {pid})" + (
+                " with an older command line than this checkout's (its lab image's recipe,"
+                " say, has changed since); `inv lab.down`, then `inv lab.up`, starts this"
+                " one" if stale else ""))
             return pid
         if self.provided():
             say(f"{self.name}: provided by this host (not started by the lab)")

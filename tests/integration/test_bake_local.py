@@ -24,10 +24,12 @@ target "app" {{
   tags = ["127.0.0.1:5000/t/app:1"]
 }}
 target "web" {{
-  context = "app"
   {web}
 }}
 """
+
+
+WEB = 'context = "app"\ntags = ["127.0.0.1:5000/t/web:1"]'
 
 
 @pytest.fixture
@@ -41,7 +43,7 @@ def bake(tmp_path):
     tmp = tmp_path / "tmp"
     tmp.mkdir()
 
-    def run(*args: str, web: str = 'tags = ["127.0.0.1:5000/t/web:1"]') -> tuple[int, dict, str]:
+    def run(*args: str, web: str = WEB) -> tuple[int, dict, str]:
         (tmp_path / "docker-bake.hcl").write_text(BAKE.format(web=web))
         done = subprocess.run([sys.executable, "-m", "invoke", "--search-root", str(REPO),
                                "bake", *args, "-i", str(inventory), "--json"], cwd=tmp_path,
@@ -72,18 +74,18 @@ def test_an_unknown_target_names_the_file_and_the_target(bake):
 
 
 def test_a_target_without_a_tag_is_bad_input(bake):
-    message = error(bake("docker-bake.hcl", web="tags = []"))
+    message = error(bake("docker-bake.hcl", web='context = "app"\ntags = []'))
     assert message.startswith("docker-bake.hcl, target web: no tag to push to."), message
 
 
 def test_a_target_with_a_field_the_farm_cannot_honour_is_refused_not_dropped(bake):
-    message = error(bake(web='tags = ["127.0.0.1:5000/t/web:1"]\n'
+    message = error(bake(web=WEB + '\n'
                              'secret = ["id=a,src=/etc/hostname"]'))
     assert "target web: secret cannot be built on the farm yet" in message, message
 
 
 def test_a_platform_no_node_runs_is_bad_input_unless_emulation_is_allowed(bake):
-    message = error(bake(web='tags = ["127.0.0.1:5000/t/web:1"]\nplatforms = ["linux/riscv64"]'))
+    message = error(bake(web=WEB + '\nplatforms = ["linux/riscv64"]'))
     assert message.startswith("the bake file buildx found here, target web: platform"
                               " linux/riscv64: no node of farm t runs it natively"), message
     assert "--allow-emulation" in message
@@ -91,9 +93,10 @@ def test_a_platform_no_node_runs_is_bad_input_unless_emulation_is_allowed(bake):
 
 def test_the_words_after_bake_are_its_file_and_targets(bake):
     """Only `web` is read (the broken `app` is not asked for), from the file named first."""
-    code, out, err = bake("docker-bake.hcl", "web", "--check", web='tags = ["bad ref"]')
+    broken = 'context = "app"\ntags = ["bad ref"]'
+    code, out, err = bake("docker-bake.hcl", "web", "--check", web=broken)
     assert code == 2 and "target web: tag 'bad ref'" in out["error"], (out, err)
-    code, out, err = bake("docker-bake.hcl", "app", "--check", web='tags = ["bad ref"]')
+    code, out, err = bake("docker-bake.hcl", "app", "--check", web=broken)
     assert code == 1, (out, err)  # read and scheduled: no node of the farm is registered
     assert list(out["targets"]) == ["app"] and out["file"] == "docker-bake.hcl"
     assert [job["job"] for job in out["schedule"]] == ["app/linux/amd64", "app/linux/arm64"]
@@ -105,3 +108,37 @@ def test_the_words_after_bake_are_its_file_and_targets(bake):
 def test_run_options_that_are_not_numbers_are_bad_input(bake, flag, value):
     message = error(bake(flag, value))
     assert message.startswith(f"{flag} {value}: not a"), message
+
+
+def test_the_file_flag_makes_every_word_a_target(bake):
+    code, out, err = bake("--file", "docker-bake.hcl", "app", "--check")
+    assert code == 1 and list(out["targets"]) == ["app"], (out, err)
+
+
+def test_a_word_bake_in_another_tasks_flags_is_left_alone(tmp_path):
+    """`bake` as a flag's value (here a build context named bake) is not the bake task."""
+    (tmp_path / "bake").mkdir()
+    (tmp_path / "farm.yaml").write_text(INVENTORY.format(key=tmp_path / "farm-key"))
+    done = subprocess.run([sys.executable, "-m", "invoke", "--search-root", str(REPO), "build",
+                           "-i", "farm.yaml", "--context", "bake", "--tag",
+                           "127.0.0.1:5000/x/y:1", "--push", "--json"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    message = json.loads(done.stdout.strip().splitlines()[-1])["error"]
+    assert done.returncode == 2 and "bake/Dockerfile does not exist" in message, message
+
+
+def test_a_target_whose_context_is_missing_names_its_context_field(bake):
+    message = error(bake(web='context = "nope"\ntags = ["127.0.0.1:5000/t/web:1"]'))
+    assert message.startswith('the bake file buildx found here, target web: context "nope" is'
+                              " no directory. Fix: give the target's build context"), message
+
+
+def test_no_bake_file_here_says_to_name_one(bake, tmp_path):
+    bake("--check")  # writes the inventory
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    done = subprocess.run([sys.executable, "-m", "invoke", "--search-root", str(REPO), "bake",
+                           "-i", str(tmp_path / "farm.yaml"), "--json"], cwd=empty,
+                          capture_output=True, text=True, timeout=60)
+    message = json.loads(done.stdout.strip().splitlines()[-1])["error"]
+    assert done.returncode == 2 and "Fix: name the file (inv bake FILE)" in message, message

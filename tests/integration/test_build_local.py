@@ -147,3 +147,12 @@ def test_a_node_not_registered_is_skipped_before_anything_is_built_naming_the_fi
     assert "x86 skipped: not registered" in out
     assert left == []  # nothing was built, so no logs to keep
     assert "None" not in out
+
+
+def test_check_with_the_builder_strategy_builds_nothing(build):
+    done, left = build("--context", str(HELLO), "--tag", "127.0.0.1:5000/x/y:1", "--push",
+                       "--strategy", "builder", "--check", "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "nothing to schedule" in done.stderr and "building on" not in done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1])["check"] is True
+    assert left == []

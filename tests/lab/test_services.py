@@ -126,3 +126,19 @@ def test_the_lab_server_runs_the_fake_with_the_docker_backend():
     refused = subprocess.run([sys.executable, "-m", "provision.lab.gce", "--lab-image", "x",
                               "--host", "10.0.0.1"], capture_output=True, text=True, timeout=30)
     assert refused.returncode == 2 and "loopback" in refused.stderr
+
+
+def test_a_running_service_started_with_another_command_line_is_named_with_the_fix(state):
+    """The fake started by an older checkout boots that checkout's lab image: lab.up says so
+    rather than leaving new VMs on an image whose recipe has changed."""
+    svc = sleeper("nap")
+    pid = svc.start()
+    try:
+        said: list[str] = []
+        assert svc.ensure(said.append) == pid and said == [f"nap: running (pid {pid})"]
+        changed = Service("nap", lambda: ["sleep", "61"], ready=lambda: True)
+        said.clear()
+        assert changed.ensure(said.append) == pid
+        assert "with an older command line" in said[0] and "`inv lab.down`" in said[0]
+    finally:
+        svc.stop(grace=5)

@@ -36,3 +36,27 @@ def test_the_command_that_finishes_a_merge_is_quoted_for_the_shell():
     assert "'[::1]:5000/app:1'" in command  # brackets are a glob to the shell
     assert shlex.split(command)[:6] == ["docker", "buildx", "imagetools", "create", "--tag",
                                         "[::1]:5000/app:1"]
+
+
+NODE = Where("node amd64-1", "archfarm-bx-amd64-1")
+
+
+def test_a_lost_engine_is_read_from_dockers_own_lines():
+    from provision.buildx.build import node_lost
+
+    lost = ("#5 [2/2] RUN sleep 30\n"
+            "ERROR: failed to solve: error reading from server: EOF\n")
+    assert node_lost(lost, NODE)
+    assert node_lost("error during connect: Get http://docker.example.com/v1.24/...", NODE)
+
+
+def test_a_steps_own_output_naming_a_lost_daemon_is_the_builds_own_failure():
+    from provision.buildx.build import node_lost
+
+    said = ("#5 [2/2] RUN docker info\n"
+            "#5 0.215 Cannot connect to the Docker daemon at unix:///var/run/docker.sock\n"
+            '#5 ERROR: process "/bin/sh -c docker info" did not complete successfully\n'
+            'ERROR: failed to solve: process "/bin/sh -c docker info" did not complete'
+            " successfully: exit code: 1\n")
+    assert not node_lost(said, NODE)
+    assert not node_lost(FAILED_RUN, NODE)

@@ -61,7 +61,7 @@ def test_a_job_lost_with_its_node_moves_once_and_says_where_it_first_ran(tmp_pat
     def attempt(key, node, n):
         if node == "a1":  # a1's engine dies under whatever runs there
             return Attempt(Outcome(failures=["build"], note="node a1 was lost mid-build"),
-                           lost=True)
+                           move=True, node_gone=True)
         return Attempt(Outcome(changes=["build"], extra={"node": node}))
 
     results = run_jobs(Dispatcher(nodes, 1, Cancel(), slot), plan, attempt)
@@ -87,7 +87,8 @@ def test_a_lost_job_with_no_other_node_fails_saying_it_was_not_retried(tmp_path)
     nodes, slot = farm(tmp_path, "a1")
 
     def attempt(key, node, n):
-        return Attempt(Outcome(failures=["build"], note="node a1 was lost mid-build"), True)
+        return Attempt(Outcome(failures=["build"], note="node a1 was lost mid-build"),
+                       move=True, node_gone=True)
 
     [result] = run_jobs(Dispatcher(nodes, 1, Cancel(), slot),
                         schedule([Job("j0", ARM)], nodes), attempt).values()
@@ -135,3 +136,46 @@ def test_ctrl_c_while_waiting_for_a_node_interrupts_the_job(tmp_path):
         [result] = run_jobs(Dispatcher(nodes, 1, cancel, slot),
                             schedule([Job("j0", ARM)], nodes), lambda *a: None).values()
     assert result.interrupted and time.monotonic() - started < 5
+
+
+def test_a_job_moved_while_its_node_still_answers_leaves_the_node_to_the_others(tmp_path):
+    """A build cut off on a node that answers again (its ssh connection dropped once) moves,
+    but the node is not given up: the next job may still use it."""
+    nodes, slot = farm(tmp_path, "a1", "a2")
+    cut: list[str] = []
+
+    def attempt(key, node, n):
+        if key == "j0" and n == 0:
+            cut.append(node)
+            return Attempt(Outcome(failures=["build"], note=f"node {node} was lost"), move=True)
+        return Attempt(Outcome(changes=["build"], extra={"node": node}))
+
+    dispatcher = Dispatcher(nodes, 1, Cancel(), slot)
+    results = run_jobs(dispatcher, schedule([Job("j0", ARM)], nodes), attempt)
+    assert results["j0"].extra["tried"] == [{"node": cut[0], "why": f"node {cut[0]} was lost"}]
+    assert dispatcher.lost == {}
+
+
+def test_a_node_lost_on_the_retry_is_given_up_too(tmp_path):
+    nodes, slot = farm(tmp_path, "a1", "a2")
+    dispatcher = Dispatcher(nodes, 1, Cancel(), slot)
+    run_jobs(dispatcher, schedule([Job("j0", ARM)], nodes), lambda k, node, n: Attempt(
+        Outcome(failures=["build"], note=f"{node} lost"), move=True, node_gone=True))
+    assert set(dispatcher.lost) == {"a1", "a2"}
+
+
+def test_an_unexpected_error_taking_a_slot_never_leaves_the_node_looking_taken(tmp_path):
+    nodes, slot = farm(tmp_path, "a1")
+    broken = iter([OSError("Too many open files")])
+
+    def flaky_slot(node, capacity):
+        error = next(broken, None)
+        if error:
+            raise error
+        return slot(node, capacity)
+
+    dispatcher = Dispatcher(nodes, 1, Cancel(), flaky_slot)
+    results = run_jobs(dispatcher, schedule([Job("j0", ARM), Job("j1", ARM)], nodes),
+                       lambda k, node, n: Attempt(Outcome(changes=["build"])))
+    assert sorted(bool(r.failures) for r in results.values()) == [False, True]
+    assert dispatcher.ours == {"a1": 0}

@@ -227,3 +227,46 @@ def test_a_node_that_left_reports_its_ssh_entry_first_and_each_item_once():
     assert planned.leaving["old"][0].item == "ssh config"
     recap = register.checked(planned)
     assert recap.results["old"].changes == ["ssh config", "builder node", "docker context"]
+
+
+FARM_2X2 = parse("""
+farm: demo
+gcp: {project: my-project, zones: [us-central1-a], ssh_source_ranges: [10.0.0.0/8]}
+ssh: {user: builder, private_key: /keys/demo}
+nodes:
+  - {name: arm64, platform: linux/arm64, machine_type: t2a-standard-4, count: 2}
+  - {name: amd64, platform: linux/amd64, machine_type: n2-standard-4, count: 2}
+""", "demo.yaml")
+HOSTS_2X2 = {n.name: Host(node=n.name, vm=f"demo-{n.name}", zone="us-central1-a",
+                          vm_id=n.name, address=f"127.0.0.{i}", host_keys={"ssh-ed25519": "AAAA"})
+             for i, n in enumerate(FARM_2X2.expanded(), 2)}
+
+
+def test_the_builder_pins_each_platform_to_one_node_and_a_second_register_changes_nothing():
+    """buildx unpins a platform from a builder node when a second node pins it, so pinning
+    every node of a platform would make each register undo the last (and the builder strategy
+    route nothing)."""
+    planned = register.plan(FARM_2X2, HOSTS_2X2, FARM_2X2.expanded(), SEEN_NOTHING, True)
+    builder = {n: [c.command for c in cs if c.item == "builder node"]
+               for n, cs in planned.nodes.items()}
+    assert [n for n, commands in builder.items() if commands] == ["arm64-1", "amd64-1"]
+    assert "pins linux/arm64 to demo-arm64-1" in planned.notes["arm64-2"]
+    seen = register.Observed(
+        contexts={f"archfarm-demo-{n}": (f"ssh://archfarm-demo-{n}", register.marker(FARM_2X2))
+                  for n in HOSTS_2X2},
+        builder={"Name": "demo", "Nodes": [
+            {"Name": f"demo-{n}", "Endpoint": f"archfarm-demo-{n}", "Platforms": [p]}
+            for n, p in (("arm64-1", "linux/arm64"), ("amd64-1", "linux/amd64"))]},
+        driver_images={}, config_text=register.render(FARM_2X2, HOSTS_2X2))
+    again = register.plan(FARM_2X2, HOSTS_2X2, FARM_2X2.expanded(), seen, True)
+    assert all(changes == [] for changes in again.nodes.values())
+
+
+def test_a_second_node_of_a_platform_left_in_the_builder_by_an_older_register_leaves_it():
+    seen = register.Observed(contexts={}, builder={"Name": "demo", "Nodes": [
+        {"Name": "demo-arm64-2", "Endpoint": "archfarm-demo-arm64-2", "Platforms": []}]},
+        driver_images={}, config_text="")
+    planned = register.plan(FARM_2X2, HOSTS_2X2, FARM_2X2.expanded(), seen, True)
+    [leave] = [c for c in planned.nodes["arm64-2"] if c.item == "builder node"]
+    assert leave.command == ("buildx", "create", "--name", "demo", "--leave", "--node",
+                             "demo-arm64-2")

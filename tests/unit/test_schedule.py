@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from provision.buildx.schedule import Job, NodeState, schedule, spare
+from provision.buildx.schedule import Job, NodeState, schedule
 
 ARM, AMD = "linux/arm64", "linux/amd64"
 FARM = [NodeState("arm64-1", ARM), NodeState("arm64-2", ARM),
@@ -62,7 +62,11 @@ def test_emulation_only_when_allowed_and_no_native_node_exists():
     assert emulated.node == "amd64-1" and emulated.emulated
 
 
-def test_a_lost_job_moves_to_another_node_of_its_platform_once():
-    [a] = schedule([Job(ARM, ARM)], FARM)
-    assert spare(a, FARM, {"arm64-1"}) == "arm64-2"
-    assert spare(a, FARM, {"arm64-1", "arm64-2"}) is None
+
+def test_why_says_whether_a_job_starts_at_once_or_waits_and_for_how_many():
+    jobs = [Job(f"j{i}", ARM) for i in range(5)]
+    assert [a.why for a in schedule(jobs, FARM, per_node=2)] == [
+        "idle, least busy of 2", "idle, least busy of 2",
+        "starts at once beside 1 build(s), least busy of 2",
+        "starts at once beside 1 build(s), least busy of 2",
+        "waits for 1 build(s) there, least busy of 2"]

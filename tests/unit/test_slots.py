@@ -52,8 +52,38 @@ def test_a_holder_killed_outright_frees_its_slot(tmp_path):
 
 
 def test_no_slot_from_a_node_that_does_not_answer_is_an_error():
-    with pytest.raises(slots.SlotError, match="no build slot"):
+    with pytest.raises(slots.SlotError, match="gave no slot"):
         slots.Slot(["sh", "-c", "exit 255", "--"], timeout=2).__enter__()
+    with pytest.raises(slots.SlotError, match="no answer from `sh -c sleep 5 --` within 1 s"):
+        slots.Slot(["sh", "-c", "sleep 5", "--"], timeout=1).__enter__()
+
+
+def test_the_reason_ssh_gave_is_the_errors_message():
+    with pytest.raises(slots.SlotError, match=r"^Host key verification failed\.$"):
+        slots.Slot(["sh", "-c", "echo 'Host key verification failed.' >&2; exit 255", "--"],
+                   timeout=2).__enter__()
+
+
+def test_a_holder_gone_silent_loses_its_slot_after_three_missed_beats(tmp_path):
+    """A laptop asleep closes no connection: its heartbeat stops, and the node lets go."""
+    directory = str(tmp_path / "s")
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from provision.buildx import slots\n"
+        f"with slots.Slot(['sh', '-c'], directory={directory!r}, heartbeat=0.3):\n"
+        "    print('in', flush=True); time.sleep(60)")],
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "in"
+        time.sleep(1.5)  # beating: held well past three beats
+        assert count(directory) == 1
+        holder.send_signal(signal.SIGSTOP)  # asleep, its pipe still open
+        deadline = time.monotonic() + 5
+        while count(directory) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert count(directory) == 0
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 @pytest.mark.parametrize("text, n", [("3\n", 3), ("", 0), ("garbled", 0)])
