@@ -28,6 +28,7 @@ from .build import (
     Request,
     build_pieces,
     index_job,
+    observe_farm,
     plan,
     platform_row,
     platforms_for,
@@ -35,6 +36,7 @@ from .build import (
     unplaced_results,
     with_finish,
 )
+from .schedule import NodeState
 
 # What `bake --print` gives for a target that a build on the farm honours: the rest is refused
 # rather than silently dropped (a build without a target's secret or cache is not that build).
@@ -142,10 +144,13 @@ def bake(farm: Farm, options: Options, say: Callable[[str, str], None], cancel: 
     and the --json."""
     per_node, stall = run_options(farm, options.per_node, options.stall_timeout)
     docker_cli.binary()
+    # The nodes are probed while buildx reads the file: neither waits for the other.
+    looking = Background(lambda: observe_farm(farm, cancel, say))
     targets = requests(farm, options, read(options))
     pieces = [Piece(f"{name}/{p}", req, p) for name, (req, platforms) in targets.items()
               for p in platforms]
-    the_plan = plan(farm, pieces, per_node, options.allow_emulation, cancel, say)
+    the_plan = plan(farm, pieces, per_node, options.allow_emulation, cancel, say,
+                    nodes=looking.result)
     show_plan(the_plan)
     results: dict[str, Outcome] = dict(unplaced_results(the_plan))
     # A target with a platform no node can build never gets its index: none of it is built.
@@ -174,6 +179,30 @@ def bake(farm: Farm, options: Options, say: Callable[[str, str], None], cancel: 
               "schedule": the_plan.to_json(), "down": the_plan.down,
               "logs": str(workdir) if kept else None}
     return Recap(results, cancel.is_set()), report
+
+
+class Background:
+    """A call run on a daemon thread: bad input found meanwhile never waits for it."""
+
+    def __init__(self, call: Callable[[], list[NodeState]]):
+        self.call = call
+        self.value: list[NodeState] | None = None
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.value = self.call()
+        except BaseException as e:  # noqa: BLE001 (raised where the result is wanted)
+            self.error = e
+
+    def result(self) -> list[NodeState]:
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+        assert self.value is not None
+        return self.value
 
 
 class Merges:

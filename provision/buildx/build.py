@@ -377,13 +377,23 @@ class BuildPlan:
 
 
 def plan(farm: Farm, pieces: list[Piece], per_node: int, allow_emulation: bool,
-         cancel: Cancel, say: Callable[[str, str], None]) -> BuildPlan:
-    """Observe the nodes, then schedule the pieces on them (nothing is built here)."""
-    nodes = observe.observe(farm, farm.expanded(), cancel, observe.vm_status_from_api(farm),
-                            say=say)
-    jobs = [BuildJob(p.key, p.platform, observe.cache_key(p.req.context_dir or Path("."),
+         cancel: Cancel, say: Callable[[str, str], None],
+         nodes: Callable[[], list[NodeState]] | None = None) -> BuildPlan:
+    """Observe the nodes (unless `nodes` gives them, observed meanwhile), then schedule the
+    pieces on them (nothing is built here)."""
+    seen = nodes() if nodes else observe_farm(farm, cancel, say)
+    return BuildPlan(seen, schedule(jobs_of(pieces), seen, per_node, allow_emulation))
+
+
+def observe_farm(farm: Farm, cancel: Cancel, say: Callable[[str, str], None]
+                 ) -> list[NodeState]:
+    return observe.observe(farm, farm.expanded(), cancel, observe.vm_status_from_api(farm),
+                           say=say)
+
+
+def jobs_of(pieces: list[Piece]) -> list[BuildJob]:
+    return [BuildJob(p.key, p.platform, observe.cache_key(p.req.context_dir or Path("."),
                                                      p.req.file)) for p in pieces]
-    return BuildPlan(nodes, schedule(jobs, nodes, per_node, allow_emulation))
 
 
 def build_pieces(farm: Farm, pieces: list[Piece], the_plan: BuildPlan, per_node: int,
@@ -429,7 +439,11 @@ def build_pieces(farm: Farm, pieces: list[Piece], the_plan: BuildPlan, per_node:
         return job
 
     placed = [a for a in the_plan.assignments if a.node is not None]
-    recap = run([(a.job.key, job_for(i, a)) for i, a in enumerate(placed)], cancel, say=say)
+    try:
+        recap = run([(a.job.key, job_for(i, a)) for i, a in enumerate(placed)], cancel,
+                    say=say)
+    finally:
+        dispatcher.close()
     observe.remember(farm, [(cache, r.extra["platform"], r.extra["node"])
                             for cache, r in _built(recap, the_plan)])
     return recap

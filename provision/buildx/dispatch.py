@@ -57,6 +57,7 @@ class Dispatcher:
         self.lost: dict[str, str] = {}               # node -> why it was given up
         self.busy_until: dict[str, float] = {}       # full with other runs' builds until then
         self.waiting: dict[int, _Waiting] = {}       # ticket (schedule order) -> what it needs
+        self.idle: dict[str, list[Slot]] = {}        # slots let go of, kept for a waiting job
         self.cond = threading.Condition()
 
     def pool(self, assignment: Assignment) -> list[str]:
@@ -78,6 +79,13 @@ class Dispatcher:
             with self.cond:
                 name = self._choose(assignment, ticket, need, progress, told)
                 told = True
+                kept = self.idle.get(name, [])
+                handed = kept.pop() if kept else None
+                unused = self._unwanted()
+            for slot in unused:
+                slot.__exit__()
+            if handed is not None:  # the slot a job of this run just let go of: no round trip
+                return name, handed
             try:
                 return name, self.slot(name, self.per_node).__enter__()
             except Busy as e:
@@ -131,16 +139,44 @@ class Dispatcher:
                 + (f" ({'; '.join(gone)})" if gone else ""))
 
     def release(self, name: str, slot: Slot) -> None:
-        slot.__exit__()
+        """A job is done with its node. Its slot goes to a job of this run waiting for the
+        node, if any (the node stays ours between the two builds), else it is let go."""
         with self.cond:
             self.ours[name] -= 1
+            wanted = name not in self.lost and any(
+                name in w.pool and name not in w.exclude for w in self.waiting.values())
+            if wanted:
+                self.idle.setdefault(name, []).append(slot)
             self.cond.notify_all()
+        if not wanted:
+            slot.__exit__()
+
+    def _unwanted(self) -> list[Slot]:
+        """Under the lock: the kept slots no waiting job can use any more, taken out."""
+        out = []
+        for name, kept in self.idle.items():
+            if kept and (name in self.lost or not any(
+                    name in w.pool and name not in w.exclude for w in self.waiting.values())):
+                out += kept
+                kept.clear()
+        return out
+
+    def close(self) -> None:
+        """The run is over: let go of every slot still kept."""
+        with self.cond:
+            kept = [slot for slots in self.idle.values() for slot in slots]
+            self.idle.clear()
+        for slot in kept:
+            slot.__exit__()
 
     def lose(self, name: str, why: str) -> None:
         """Give a node up for the rest of the run: its engine or connection is gone."""
         with self.cond:
             self.lost.setdefault(name, why)
             self.cond.notify_all()
+            unused = self._unwanted()
+        for slot in unused:
+            slot.__exit__()
 
     def run(self, assignment: Assignment, ticket: int, progress: Progress,
             attempt: Callable[[str, int], Attempt]) -> Outcome:

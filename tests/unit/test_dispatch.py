@@ -179,3 +179,24 @@ def test_an_unexpected_error_taking_a_slot_never_leaves_the_node_looking_taken(t
                        lambda k, node, n: Attempt(Outcome(changes=["build"])))
     assert sorted(bool(r.failures) for r in results.values()) == [False, True]
     assert dispatcher.ours == {"a1": 0}
+
+
+def test_a_nodes_slot_goes_straight_to_the_next_job_of_the_run_and_is_let_go_at_the_end(
+        tmp_path):
+    """No round trip between two builds on one node: the slot is handed over, and the node
+    is seen busy throughout (another run cannot slip in between); freed when the run ends."""
+    nodes, slot = farm(tmp_path, "a1")
+    opened: list[str] = []
+
+    def counted(node, capacity):
+        opened.append(node)
+        return slot(node, capacity)
+
+    dispatcher = Dispatcher(nodes, 1, Cancel(), counted)
+    results = run_jobs(dispatcher, schedule([Job(f"j{i}", ARM) for i in range(4)], nodes),
+                       lambda k, node, n: (time.sleep(0.05), Attempt(
+                           Outcome(changes=["build"])))[1])
+    assert all(r.changes for r in results.values()) and opened == ["a1"]
+    dispatcher.close()
+    with slot("a1", 1):  # let go: the node's one slot can be taken again
+        pass
