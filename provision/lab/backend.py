@@ -7,11 +7,14 @@ metadata (passwordless sudo), and the VM's own host keys published as guest attr
 
 from __future__ import annotations
 
+import contextlib
 import json
 import platform
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
+from pathlib import Path
 
 from ..fakegce.backends import BootBackend, Publish, VmView
 from ..platforms import BY_UNAME
@@ -35,6 +38,22 @@ SYSTEMD_FLAGS = [
 def container_name(vm: VmView) -> str:
     return f"archfarm-lab-{vm.name}-{vm.id[-6:]}"
 
+
+
+BINFMT = Path("/proc/sys/fs/binfmt_misc")
+
+
+@contextlib.contextmanager
+def keeping_qemu_handlers() -> Iterator[None]:
+    """The lab's VMs share this machine's kernel, so its binfmt_misc handlers: a VM shutting
+    down unregisters every one of them (seen on `docker stop` of a VM, with binfmt-support
+    and systemd-binfmt stopped first), which would leave the other emulated arm64 nodes, and
+    the host, without QEMU. The handlers registered before are registered again after, as
+    `lab.up` did (a real VM's kernel is its own)."""
+    before = {p.name for p in BINFMT.glob("qemu-*")}
+    yield
+    for name in sorted(before - {p.name for p in BINFMT.glob("qemu-*")}):
+        subprocess.run(["update-binfmts", "--enable", name], capture_output=True, check=False)
 
 class DockerBackend(BootBackend):
     name = "docker"
@@ -104,12 +123,14 @@ class DockerBackend(BootBackend):
 
     def power_off(self, vm: VmView) -> None:
         self._settle(vm)
-        self._run("stop", "-t", "20", container_name(vm), check=False)
+        with keeping_qemu_handlers():
+            self._run("stop", "-t", "20", container_name(vm), check=False)
 
     def destroy(self, vm: VmView) -> None:
         self._settle(vm)
         name = container_name(vm)
-        self._run("rm", "-f", "-v", name, check=False)
+        with keeping_qemu_handlers():
+            self._run("rm", "-f", "-v", name, check=False)
         self._run("volume", "rm", "-f", name, check=False)
 
     def metadata_changed(self, vm: VmView) -> None:

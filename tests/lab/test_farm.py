@@ -401,8 +401,8 @@ def test_a_silent_build_past_the_stall_timeout_fails_and_stays_on_a_node_that_an
 def arm64_1_stopped(farm):
     stop_vm(farm, "arm64-1")
     try:
-        # Every lab VM shares this machine's kernel: the VM's shutdown must have left the QEMU
-        # handler the emulated arm64-2 (and the host) builds with.
+        # Every lab VM shares this machine's kernel: the lab must have given back the QEMU
+        # handler the VM's shutdown took, which the emulated arm64-2 (and the host) builds with.
         handler = Path("/proc/sys/fs/binfmt_misc/qemu-aarch64")
         assert handler.exists() and handler.read_text().startswith("enabled")
         yield farm

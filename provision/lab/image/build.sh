@@ -27,13 +27,6 @@ for unit in systemd-udevd.service systemd-udev-trigger.service getty@tty1.servic
             systemd-timesyncd.service apt-daily.timer apt-daily-upgrade.timer; do
     ln -sf /dev/null "$root/etc/systemd/system/$unit"
 done
-# Every lab VM shares this machine's kernel, so its binfmt_misc: a VM shutting down must not
-# take the QEMU handlers from every other VM and the host, as the ExecStop of binfmt-support
-# (update-binfmts --disable) and systemd-binfmt (--unregister) would. A real VM's are its own.
-for unit in binfmt-support.service systemd-binfmt.service; do
-    mkdir -p "$root/etc/systemd/system/$unit.d"
-    printf '[Service]\nExecStop=\n' > "$root/etc/systemd/system/$unit.d/archfarm-lab.conf"
-done
 # One apt cache shared by every lab VM: the packages `inv configure` installs on a docker.io
 # farm (provision/hosts/steps.py) are downloaded into the image, with the package lists, so a
 # VM's install downloads nothing and its `apt-get update` only revalidates the lists.
