@@ -13,7 +13,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
+import statistics
+import subprocess
+import sys
+import threading
 from collections.abc import Iterator
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
 
 SKIPPED_QUICK = "skipped (--quick)"
 
@@ -38,3 +46,37 @@ def figures(title: str, quick: bool) -> Iterator[None]:
     print(f"\n=== figures: {title}{note if quick else ''} ===", flush=True)
     yield
     print("=== end of figures ===", flush=True)
+
+
+def must(cmd: list[str], what: str, **kw) -> subprocess.CompletedProcess:
+    kw.setdefault("cwd", REPO)
+    proc = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    if proc.returncode != 0:
+        sys.exit(f"{what} failed (exit {proc.returncode}): {' '.join(cmd)}\n"
+                 f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+class Load:
+    """The 1-minute load average, sampled every few seconds while the bench runs."""
+
+    def __init__(self, every: float = 5.0):
+        self.samples: list[float] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(every,), daemon=True)
+        self.thread.start()
+
+    def _run(self, every: float) -> None:
+        while not self.stop.wait(every):
+            self.samples.append(os.getloadavg()[0])
+
+    def summary(self) -> str:
+        self.stop.set()
+        s = self.samples or [os.getloadavg()[0]]
+        return (f"1-min load average over the run: min {min(s):.2f}, median"
+                f" {statistics.median(s):.2f}, max {max(s):.2f} ({len(s)} samples,"
+                f" {os.cpu_count()} CPUs)")
+
+
+def uptime() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()

@@ -59,7 +59,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from _common import add_quick, figures, sizes
+from _common import Load, add_quick, figures, must, sizes, uptime
 
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -73,39 +73,6 @@ BASE_IMAGE = f"{REGISTRY}/lab/debian-run:bookworm"  # the lab's, from `inv lab.u
 STATE = Path.home() / ".cache" / "archfarm-bench"
 PLATFORMS = {"arm64": ("linux/arm64", "t2a-standard-2"),   # node name -> platform, machine
              "amd64": ("linux/amd64", "n2-standard-2")}
-
-
-def must(cmd: list[str], what: str, **kw) -> subprocess.CompletedProcess:
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, **kw)
-    if proc.returncode != 0:
-        sys.exit(f"{what} failed (exit {proc.returncode}): {' '.join(cmd)}\n"
-                 f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return proc
-
-
-class Load:
-    """The 1-minute load average, sampled every few seconds while the bench runs."""
-
-    def __init__(self, every: float = 5.0):
-        self.samples: list[float] = []
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, args=(every,), daemon=True)
-        self.thread.start()
-
-    def _run(self, every: float) -> None:
-        while not self.stop.wait(every):
-            self.samples.append(os.getloadavg()[0])
-
-    def summary(self) -> str:
-        self.stop.set()
-        s = self.samples or [os.getloadavg()[0]]
-        return (f"1-min load average over the run: min {min(s):.2f}, median"
-                f" {statistics.median(s):.2f}, max {max(s):.2f} ({len(s)} samples,"
-                f" {os.cpu_count()} CPUs)")
-
-
-def uptime() -> str:
-    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
 def nodes_of(per_platform: int) -> dict[str, list[str]]:

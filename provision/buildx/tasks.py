@@ -37,6 +37,30 @@ def show_moves(session: Session, rows: list[tuple[str, dict]]) -> None:
                                   f" {tried['why']}", style="yellow")
 
 
+def finish(session: Session, recap: Any, report: dict, what: str,
+           pushed: list[str] | None = None) -> int:
+    """The end of a build or bake: each failed or interrupted job with its cause, the
+    per-platform tags, the kept logs, what an interrupt left; the --json; the exit code."""
+    from .build import state
+
+    for key, result in sorted(recap.results.items()):
+        if result.bad:
+            session.reporter.node(key, f"{state(result).upper()}: {result.note}", style="red")
+    if pushed:
+        session.say(f"per-platform tags (the next build of this tag reuses them):"
+                    f" {', '.join(pushed)}")
+    if report["logs"]:
+        session.say(f"logs of this {what}: {report['logs']} (kept for the failures above;"
+                    " delete it when done)")
+    if recap.interrupted:
+        left = sorted(k for k, r in recap.results.items() if r.interrupted)
+        session.say(f"interrupted: {len(left)} left in flight ({', '.join(left) or 'none'});"
+                    f" run the same {what} again to finish")
+    session.emit({**report, "nodes": {k: r.to_json() for k, r in recap.results.items()},
+                  **({"interrupted": True} if recap.interrupted else {})})
+    return recap.exit_code
+
+
 @task
 def build(session: Session, *, inventory: str | None, request: Any) -> int:
     """See build.py. Prints the schedule, then ends with a table platform -> node -> digest
@@ -61,23 +85,8 @@ def build(session: Session, *, inventory: str | None, request: Any) -> int:
                                                          if report["digest"] else ""),
                            ["platform", "node", "digest", "seconds"], rows)
     show_moves(session, [(e["platform"], e) for e in report["platforms"]])
-    for key, result in sorted(results.items()):
-        if result.bad:
-            session.reporter.node(key, f"{stage.state(result).upper()}: {result.note}", style="red")
     pushed = [e["pushed"] for e in report["platforms"] if "pushed" in e]
-    if pushed:
-        session.say(f"per-platform tags (the next build of this tag reuses them):"
-                    f" {', '.join(pushed)}")
-    if report["logs"]:
-        session.say(f"logs of this build: {report['logs']} (kept for the failure above; delete"
-                    " it when done)")
-    if recap.interrupted:
-        left = sorted(k for k, r in results.items() if r.interrupted)
-        session.say(f"interrupted: {len(left)} left in flight ({', '.join(left) or 'none'});"
-                    " run the same build again to finish")
-    session.emit({**report, "nodes": {k: r.to_json() for k, r in results.items()},
-                  **({"interrupted": True} if recap.interrupted else {})})
-    return recap.exit_code
+    return finish(session, recap, report, "build", pushed)
 
 
 @task
@@ -111,19 +120,7 @@ def bake(session: Session, *, inventory: str | None, options: Any) -> int:
         if target["digest"]:
             session.reporter.node(name, f"{', '.join(target['tags'])} -> {target['digest']}")
     show_moves(session, moved)
-    for key, result in sorted(results.items()):
-        if result.bad:
-            session.reporter.node(key, f"{state(result).upper()}: {result.note}", style="red")
-    if report["logs"]:
-        session.say(f"logs of this bake: {report['logs']} (kept for the failures above; delete"
-                    " it when done)")
-    if recap.interrupted:
-        left = sorted(k for k, r in results.items() if r.interrupted)
-        session.say(f"interrupted: {len(left)} left in flight ({', '.join(left) or 'none'});"
-                    " run the same bake again to finish")
-    session.emit({**report, "nodes": nodes, **({"interrupted": True} if recap.interrupted
-                                               else {})})
-    return recap.exit_code
+    return finish(session, recap, report, "bake")
 
 
 @task  # a stage: Ctrl-C and SIGTERM set session.cancel, and the check stops its container
