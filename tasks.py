@@ -85,7 +85,7 @@ def build(c, context=None, tag=None, inventory=None, file=None, platform=None, s
     of that platform (moved once if that node is lost), then verify its index."""
     from pathlib import Path
 
-    from provision.buildx.build import Request
+    from provision.buildx.request import Request
 
     request = Request(context_dir=Path(context) if context else None, tag=tag or "", file=file,
                       platforms=platform, strategy=strategy, push=push, output=output,

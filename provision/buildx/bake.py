@@ -22,20 +22,17 @@ from ..errors import UserError
 from ..inventory import Farm
 from ..runner import Cancel, Interrupted, Outcome, Progress, Recap
 from . import docker_cli, reference
-from .build import (
+from .build import index_job, with_finish
+from .pieces import (
     BuildPlan,
     Piece,
-    Request,
     build_pieces,
-    index_job,
     observe_farm,
     plan,
     platform_row,
-    platforms_for,
-    run_options,
     unplaced_results,
-    with_finish,
 )
+from .request import Request, platforms_for, run_options
 from .schedule import NodeState
 
 # What `bake --print` gives for a target that a build on the farm honours: the rest is refused

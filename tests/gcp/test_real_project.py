@@ -86,7 +86,7 @@ def test_provision_and_builder_strategy_build_on_real_arm64_and_amd64_vms(tmp_pa
     lists both platforms. Spot VMs with max_run_hours: 1, destroyed whatever happens."""
     import tarfile
 
-    from provision.buildx.build import Request
+    from provision.buildx.request import Request
 
     monkeypatch.delenv("ARCHFARM_GCE_ENDPOINT", raising=False)
     inventory = real_inventory(tmp_path, "archfarm-cibx", extra="docker: {package: docker-ce}\n",

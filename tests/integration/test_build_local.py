@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from provision.buildx.build import platform_tag
+from provision.buildx.pieces import platform_tag
 from provision.buildx.reference import problem as reference_problem
 
 REPO = Path(__file__).resolve().parents[2]

@@ -91,7 +91,7 @@ def test_a_node_taken_out_of_the_inventory_loses_its_context_and_nothing_else():
 ])
 def test_build_without_context_or_with_a_bad_tag_is_bad_input(inventory, capsys, tmp_path,
                                                               args, message):
-    from provision.buildx.build import Request
+    from provision.buildx.request import Request
 
     request = Request(**{"context_dir": tmp_path, "push": True, **args})
     code, out = run_json(build_task, inventory=str(inventory), request=request, capsys=capsys)

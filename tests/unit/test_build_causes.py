@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import shlex
 
-from provision.buildx.build import Request, Where, _why_failed, finish_command
+from provision.buildx.build import finish_command
+from provision.buildx.buildlog import Where, node_lost, why_failed
+from provision.buildx.request import Request
 from provision.inventory import parse
 from provision.runner import Outcome
 
@@ -18,14 +20,14 @@ FAILED_RUN = ('#4 [1/2] FROM docker.io/moby/buildkit:v0.16.0\n'
 
 
 def test_a_merge_build_that_mentions_buildkit_is_not_blamed_on_the_buildkit_container():
-    why = _why_failed(FAILED_RUN, Where("node amd64", "archfarm-bx-amd64"), FARM)
+    why = why_failed(FAILED_RUN, Where("node amd64", "archfarm-bx-amd64"), FARM)
     assert why == "the build failed on node amd64"
 
 
 def test_the_builder_that_cannot_boot_buildkit_says_so():
     text = ("#1 [internal] booting buildkit\n#1 pulling image moby/buildkit:buildx-stable-1\n"
             "ERROR: failed to pull moby/buildkit:buildx-stable-1: connection refused\n")
-    assert "could not start the buildkit container" in _why_failed(text, Where("builder bx"),
+    assert "could not start the buildkit container" in why_failed(text, Where("builder bx"),
                                                                    FARM)
 
 
@@ -42,8 +44,6 @@ NODE = Where("node amd64-1", "archfarm-bx-amd64-1")
 
 
 def test_a_lost_engine_is_read_from_dockers_own_lines():
-    from provision.buildx.build import node_lost
-
     lost = ("#5 [2/2] RUN sleep 30\n"
             "ERROR: failed to solve: error reading from server: EOF\n")
     assert node_lost(lost, NODE)
@@ -51,8 +51,6 @@ def test_a_lost_engine_is_read_from_dockers_own_lines():
 
 
 def test_a_steps_own_output_naming_a_lost_daemon_is_the_builds_own_failure():
-    from provision.buildx.build import node_lost
-
     said = ("#5 [2/2] RUN docker info\n"
             "#5 0.215 Cannot connect to the Docker daemon at unix:///var/run/docker.sock\n"
             '#5 ERROR: process "/bin/sh -c docker info" did not complete successfully\n'
