@@ -24,9 +24,12 @@ MARKER = "google.api_core"
 
 
 def interrupt_while_importing(*task: str) -> subprocess.CompletedProcess:
+    # SIGINT as a terminal delivers it: a shell's background job (`pytest &`) hands its
+    # children SIGINT ignored, and Python then never raises KeyboardInterrupt at all.
     proc = subprocess.Popen([sys.executable, "-m", "invoke", *task], cwd=REPO, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env={**os.environ, "PYTHONPROFILEIMPORTTIME": "1"})
+                            env={**os.environ, "PYTHONPROFILEIMPORTTIME": "1"},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert proc.stderr is not None
     # Read the pipe itself, in chunks: a line-buffered reader can hold the marker in its own
     # buffer while select() waits on the empty pipe, and the task runs to its end meanwhile.
