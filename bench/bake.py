@@ -277,7 +277,9 @@ nodes:
         return {"wall": wall, "timeline": timeline, "log": log, "report": report, **marks,
                 "job_median": statistics.median(seconds) if seconds else None,
                 "waves": waves, "busy": busy, "busiest": max(busy.values()),
-                "tail": wall - marks["merge"]}  # merges start once every build is done
+                # the last target's merge starts the moment the last build is done
+                "tail": wall - max((t for t, line in timeline if " merging " in line),
+                                   default=math.nan)}
 
 
 def where_time_went(run: dict) -> list[str]:
