@@ -148,8 +148,8 @@ class Dispatcher:
             if wanted:
                 self.idle.setdefault(name, []).append(slot)
             self.cond.notify_all()
-        if not wanted:
-            slot.__exit__()
+        if not wanted:  # let go in the background: the merge or the recap need not wait for it
+            threading.Thread(target=slot.__exit__, daemon=True).start()
 
     def _unwanted(self) -> list[Slot]:
         """Under the lock: the kept slots no waiting job can use any more, taken out."""
