@@ -80,3 +80,14 @@ class Load:
 
 def uptime() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+
+
+def provision_converged(cmd: list[str]) -> None:
+    """`inv provision` (the command given), run again once if it fails: as in configure.py, a
+    second run converges what a first one left. The lab's binfmt handler is the machine's
+    own, and another farm's VMs booting can reset it."""
+    provisioned = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    if provisioned.returncode != 0:
+        print(f"inv provision failed (exit {provisioned.returncode}), running it again:\n"
+              f"{provisioned.stdout[-1500:]}", flush=True)
+        must(cmd, "inv provision")

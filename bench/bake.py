@@ -59,7 +59,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from _common import Load, add_quick, figures, must, sizes, uptime
+from _common import Load, add_quick, figures, must, provision_converged, sizes, uptime
 
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -126,14 +126,7 @@ nodes:
 {node_specs(per_platform)}""")
         self.nodes = nodes_of(per_platform)
         started = time.perf_counter()
-        provisioned = subprocess.run(self.inv("provision"), cwd=REPO, capture_output=True,
-                                     text=True)
-        if provisioned.returncode != 0:
-            # As in configure.py: a second run converges what a first one left. The lab's
-            # binfmt handler is the machine's own, and another farm's VMs booting can reset it.
-            print(f"inv provision failed (exit {provisioned.returncode}), running it again:\n"
-                  f"{provisioned.stdout[-1500:]}", flush=True)
-            must(self.inv("provision"), "inv provision")
+        provision_converged(self.inv("provision"))
         return time.perf_counter() - started
 
     # -- by hand ---------------------------------------------------------------------------

@@ -50,7 +50,7 @@ import time
 import uuid
 from pathlib import Path
 
-from _common import Load, add_quick, figures, must, sizes, uptime
+from _common import Load, add_quick, figures, must, provision_converged, sizes, uptime
 
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -221,14 +221,7 @@ def main() -> None:
         bench = Bench(workdir)
         must([*INV, "lab.up"], "inv lab.up")
         started = time.perf_counter()
-        provisioned = subprocess.run(bench.inv("provision"), cwd=REPO, capture_output=True,
-                                     text=True)
-        if provisioned.returncode != 0:
-            # As in configure.py: a second run converges what a first one left. The lab's
-            # binfmt handler is the machine's own, and another farm's VMs booting can reset it.
-            print(f"inv provision failed (exit {provisioned.returncode}), running it again:\n"
-                  f"{provisioned.stdout[-1500:]}", flush=True)
-            must(bench.inv("provision"), "inv provision")
+        provision_converged(bench.inv("provision"))
         print(f"inv provision of farm {FARM}: {time.perf_counter() - started:.1f} s", flush=True)
 
         rows: list[dict] = []
