@@ -101,13 +101,21 @@ class DockerBackend(BootBackend):
             print(f"fakegce: lab VM {vm.name} did not boot: {detail.strip()}", file=sys.stderr,
                   flush=True)
 
+    @staticmethod
+    def volumes(name: str) -> dict[str, str]:
+        """The VM's data directories, each a volume: overlayfs does not mount on overlayfs,
+        so neither the classic store (/var/lib/docker) nor the containerd image store
+        (/var/lib/containerd) can live on the container's own root file system."""
+        return {"/var/lib/docker": name, "/var/lib/containerd": f"{name}-containerd"}
+
     def _run_args(self, vm: VmView, name: str) -> list[str]:
         args = ["-d", "--name", name, "--hostname", vm.name,
                 "--label", LAB_LABEL, "--label", f"archfarm.lab.instance={vm.id}",
                 "--label", f"archfarm.lab.vm={vm.project}/{vm.zone}/{vm.name}",
                 *SYSTEMD_FLAGS,
-                "--mount", f"type=volume,source={name},target=/var/lib/docker,"
-                           f"volume-label={LAB_LABEL}"]
+                *(arg for target, volume in self.volumes(name).items()
+                  for arg in ("--mount", f"type=volume,source={volume},target={target},"
+                                         f"volume-label={LAB_LABEL}"))]
         if vm.nat_ip:
             args += ["-p", f"{vm.nat_ip}:22:22"]
         if self.registry_socket:
@@ -131,7 +139,7 @@ class DockerBackend(BootBackend):
         name = container_name(vm)
         with keeping_qemu_handlers():
             self._run("rm", "-f", "-v", name, check=False)
-        self._run("volume", "rm", "-f", name, check=False)
+        self._run("volume", "rm", "-f", *self.volumes(name).values(), check=False)
 
     def metadata_changed(self, vm: VmView) -> None:
         self._settle(vm)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build the lab VM image: Debian 12 from Debian packages (debootstrap), then `docker import`.
+# Build the lab VM image: Debian 13 (trixie) from Debian packages (debootstrap), then `docker import`.
 # Usage: build.sh TAG MIRROR. Nothing is pulled from a container registry.
 set -euo pipefail
 tag=$1 mirror=$2
@@ -8,14 +8,14 @@ root=$(mktemp -d /var/tmp/archfarm-lab-rootfs.XXXXXX)
 trap 'rm -rf "$root"' EXIT
 
 packages=systemd,systemd-sysv,dbus,openssh-server,sudo,python3,curl,ca-certificates,gnupg,socat,iproute2,procps,less,kmod
-debootstrap --variant=minbase --include="$packages" bookworm "$root" "$mirror" >&2
+debootstrap --variant=minbase --include="$packages" trixie "$root" "$mirror" >&2
 
 # Like a fresh GCE image: no sshd host keys baked in (each VM makes its own at first boot),
 # no machine id, apt pointed at the same mirror.
 rm -f "$root"/etc/ssh/ssh_host_*
 : > "$root/etc/machine-id"
-echo "deb $mirror bookworm main" > "$root/etc/apt/sources.list"
-echo "deb $mirror bookworm-updates main" >> "$root/etc/apt/sources.list"
+echo "deb $mirror trixie main" > "$root/etc/apt/sources.list"
+echo "deb $mirror trixie-updates main" >> "$root/etc/apt/sources.list"
 install -m 0755 "$here/guest-agent.py" "$root/usr/local/sbin/archfarm-guest-agent"
 install -m 0644 "$here"/units/*.service "$root/etc/systemd/system/"
 for unit in "$here"/units/*.service; do
