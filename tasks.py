@@ -66,30 +66,50 @@ def register(c, inventory=None, check=False, json=False):
     _run("provision.buildx.tasks:register", inventory=inventory, check=check, json_mode=json)
 
 
-@task(positional=[], iterable=["build_arg"], help={
+@task(positional=[], iterable=["tag", "build_arg", "secret", "ssh", "label", "annotation"],
+      help={
     "inventory": INVENTORY, "context": "the build context directory",
-    "tag": "the image reference, e.g. 127.0.0.1:5000/hello:demo",
+    "tag": "the image reference, e.g. 127.0.0.1:5000/hello:demo; repeatable: every tag names"
+           " the one index",
     "file": "the Dockerfile, relative to --context (default Dockerfile)",
+    "target": "the Dockerfile stage to build (FROM ... AS STAGE)",
     "platform": "platforms, comma-separated (default: every platform of the farm)",
     "strategy": "merge (each platform on its node's engine, merged by digest; the default) or"
                 " builder (one build on the farm's buildx builder)",
     "push": "push to the registry in --tag", "output": "oci:PATH (builder strategy only)",
     "build_arg": "KEY=VALUE, repeatable",
+    "secret": "id=ID,src=FILE or id=ID,env=VARIABLE for RUN --mount=type=secret, repeatable;"
+              " the value goes to the build over its session, never to a node's disk or a log",
+    "ssh": "default (this machine's ssh-agent) or ID=PATH, for RUN --mount=type=ssh,"
+           " repeatable",
+    "label": "KEY=VALUE, an image label, repeatable",
+    "annotation": "[index:|manifest:]KEY=VALUE, repeatable (index: ones go on the merged index)",
+    "no_cache": "build every step again", "pull": "pull newer base images",
+    "provenance": "provenance attestation: true, false, mode=min or mode=max (default: the"
+                  " inventory's buildx.provenance, else buildx's own)",
+    "sbom": "SBOM attestation: true, false or generator=IMAGE (default: the inventory's"
+            " buildx.sbom)",
     "allow_emulation": "build a platform no node runs natively, under QEMU",
     "per_node": PER_NODE, "stall_timeout": STALL, "check": "print the schedule, build nothing",
     "json": JSON})
-def build(c, context=None, tag=None, inventory=None, file=None, platform=None, strategy="merge",
-          push=False, output=None, build_arg=None, allow_emulation=False, per_node=None,
-          stall_timeout=None, check=False, json=False):
+def build(c, context=None, tag=None, inventory=None, file=None, target=None, platform=None,
+          strategy="merge", push=False, output=None, build_arg=None, secret=None, ssh=None,
+          label=None, annotation=None, no_cache=False, pull=False, provenance=None, sbom=None,
+          allow_emulation=False, per_node=None, stall_timeout=None, check=False, json=False):
     """Build a multi-arch image on the farm, each platform natively on the least busy node up
     of that platform (moved once if that node is lost), then verify its index."""
     from pathlib import Path
 
     from provision.buildx.request import Request
 
-    request = Request(context_dir=Path(context) if context else None, tag=tag or "", file=file,
-                      platforms=platform, strategy=strategy, push=push, output=output,
-                      build_args=list(build_arg or []), allow_emulation=allow_emulation,
+    tags = list(tag or [])
+    request = Request(context_dir=Path(context) if context else None,
+                      tag=tags[0] if tags else "", also_tags=tags[1:], file=file,
+                      stage=target, platforms=platform, strategy=strategy, push=push,
+                      output=output, build_args=list(build_arg or []),
+                      secrets=list(secret or []), ssh=list(ssh or []), labels=list(label or []),
+                      annotations=list(annotation or []), no_cache=no_cache, pull=pull,
+                      provenance=provenance, sbom=sbom, allow_emulation=allow_emulation,
                       per_node=per_node or 1, stall_timeout=stall_timeout, check=check)
     _run("provision.buildx.tasks:build", inventory=inventory, request=request, json_mode=json)
 

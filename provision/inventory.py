@@ -154,6 +154,16 @@ class Buildx(Strict):
     # A build whose log is silent this long is taken for lost (its node may be gone) and failed,
     # or moved to another node of its platform. Generous: a long quiet compile step is normal.
     stall_timeout_seconds: int = Field(default=1200, ge=1, le=86400, strict=True)
+    # Attestations of every build, unless `--provenance`/`--sbom` say otherwise: provenance
+    # min, max or false (YAML reads `off` as false too); unset leaves buildx's own default
+    # (a minimal one where the driver can).
+    provenance: Literal["min", "max", False] | None = None
+    sbom: bool = Field(default=False, strict=True)
+    # The SBOM generator image (BuildKit's SBOM protocol): buildx's default,
+    # docker/buildkit-syft-scanner, is pulled from Docker Hub by each node.
+    sbom_generator: Annotated[str, _matching(
+        r"[a-z0-9]([-a-z0-9._:/@]*[a-z0-9])?", "an image reference",
+        "write one like mirror.gcr.io/docker/buildkit-syft-scanner:stable-1")] | None = None
 
 
 class NodeSpec(Strict):

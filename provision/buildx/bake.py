@@ -21,7 +21,7 @@ from pathlib import Path
 from ..errors import UserError
 from ..inventory import Farm
 from ..runner import Cancel, Interrupted, Outcome, Progress, Recap
-from . import docker_cli, reference
+from . import attest, docker_cli, reference
 from .build import index_job, with_finish
 from .pieces import (
     BuildPlan,
@@ -32,13 +32,14 @@ from .pieces import (
     platform_row,
     unplaced_results,
 )
-from .request import Request, platforms_for, run_options
+from .request import Request, check_options, check_stage, platforms_for, run_options
 from .schedule import NodeState
 
 # What `bake --print` gives for a target that a build on the farm honours: the rest is refused
 # rather than silently dropped (a build without a target's secret or cache is not that build).
 HONOURED = {"context", "dockerfile", "args", "tags", "platforms", "target", "labels",
-            "no-cache", "pull", "description"}
+            "no-cache", "pull", "description", "secret", "ssh", "attest", "cache-from",
+            "cache-to", "annotations"}
 PRINT_SECONDS = 60
 
 
@@ -81,6 +82,9 @@ def _fix_for(error: str) -> str:
                 " TARGET ...")
     if "failed to find target" in error:
         return "name targets the file defines (or none, for its default group)"
+    if "failed to stat" in error or ("failed to parse" in error and "ssh" in error):
+        return ("a target's secret or ssh names a file that is missing or holds no key: fix"
+                " its path (relative to where you run inv bake)")
     if "couldn't find a bake definition" in error:
         return ("name the file (inv bake FILE), or run where a docker-bake.hcl,"
                 " docker-bake.json or compose.yaml is")
@@ -112,12 +116,22 @@ def requests(farm: Farm, options: Options, targets: dict[str, dict]
             if problem:
                 raise bad(f"tag {tag!r} is not an image reference docker accepts ({problem})",
                           "write REGISTRY/REPOSITORY[:TAG], e.g. 127.0.0.1:5000/team/app:1")
+        provenance, sbom = _attest(spec.get("attest") or [])
         req = Request(context_dir=Path(spec.get("context") or "."), tag=tags[0],
                       also_tags=tags[1:], file=spec.get("dockerfile"), push=True,
                       build_args=[f"{k}={v}" for k, v in (spec.get("args") or {}).items()],
                       labels=[f"{k}={v}" for k, v in (spec.get("labels") or {}).items()],
                       stage=spec.get("target"), no_cache=bool(spec.get("no-cache")),
-                      pull=bool(spec.get("pull")), allow_emulation=options.allow_emulation)
+                      pull=bool(spec.get("pull")), allow_emulation=options.allow_emulation,
+                      secrets=_csv_list(spec.get("secret")), ssh=_csv_list(spec.get("ssh")),
+                      annotations=list(spec.get("annotations") or []),
+                      cache_from=_csv_list(spec.get("cache-from")),
+                      cache_to=_csv_list(spec.get("cache-to")), provenance=provenance,
+                      sbom=sbom)
+        def field_of(flag: str, name: str = name) -> str:
+            return f"{where}, target {name}: {FIELDS.get(flag, flag)}"
+        check_options(req, what=field_of)
+        req.provenance, req.sbom = attest.defaults(farm, req.provenance, req.sbom)
         context = req.context_dir or Path(".")
         if not context.is_dir():
             raise bad(f'context "{context}" is no directory', "give the target's build"
@@ -126,6 +140,7 @@ def requests(farm: Farm, options: Options, targets: dict[str, dict]
         if not dockerfile.is_file():
             raise bad(f'dockerfile "{req.file or "Dockerfile"}": {dockerfile} is no file',
                       "name the target's Dockerfile, relative to its context")
+        check_stage(req.stage, dockerfile, f"{where}, target {name}: target")
         try:
             platforms = platforms_for(farm, spec.get("platforms"), options.allow_emulation,
                                       "platform")
@@ -133,6 +148,37 @@ def requests(farm: Farm, options: Options, targets: dict[str, dict]
             raise UserError(f"{where}, target {name}: {e}") from None
         out[name] = (req, platforms)
     return out
+
+
+# A target's field for the build option it became, in bad input's words.
+FIELDS = {"--build-arg": "args", "--label": "labels", "--annotation": "annotations",
+          "--secret": "secret", "--ssh": "ssh", "--provenance": "attest",
+          "--sbom": "attest"}
+
+
+def _csv(item: str | dict) -> str:
+    """One entry of a list field as buildx's flag takes it: `bake --print` gives
+    `id=x,src=f` strings, or (newer buildx) objects of the same keys."""
+    if isinstance(item, dict):
+        return ",".join(f"{k}={v}" for k, v in item.items())
+    return str(item)
+
+
+def _csv_list(items: list | None) -> list[str]:
+    return [_csv(item) for item in items or []]
+
+
+def _attest(items: list) -> tuple[str | None, str | None]:
+    """A target's `attest` entries as --provenance and --sbom values."""
+    asked: dict[str, str | None] = {"provenance": None, "sbom": None}
+    for entry in _csv_list(items):
+        fields = dict(part.partition("=")[::2] for part in entry.split(","))
+        kind = fields.pop("type", "")
+        if kind in asked:
+            off = fields.pop("disabled", "false") == "true"
+            asked[kind] = "false" if off else ",".join(f"{k}={v}" for k, v in fields.items()) \
+                or "true"
+    return asked["provenance"], asked["sbom"]
 
 
 def bake(farm: Farm, options: Options, say: Callable[[str, str], None], cancel: Cancel,

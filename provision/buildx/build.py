@@ -24,7 +24,7 @@ from .. import names
 from ..errors import DockerError
 from ..inventory import Farm
 from ..runner import Cancel, Job, Outcome, Progress, Recap, run
-from . import docker_cli, reference
+from . import attest, docker_cli, reference
 from .buildlog import Streamed, Where, registry_lost, timed_build
 from .pieces import (
     BuildPlan,
@@ -86,7 +86,8 @@ def merge_args(req: Request, pushed: dict[str, Outcome]) -> list[str]:
     """`imagetools create` of the index from the platforms pushed, by digest."""
     repo = reference.repository(req.tag)
     tags = [arg for tag in (req.tag, *req.also_tags) for arg in ("--tag", tag)]
-    return ["buildx", "imagetools", "create", *tags,
+    annotations = [f"--annotation={a}" for a in req.annotations if a.startswith("index:")]
+    return ["buildx", "imagetools", "create", *tags, *annotations,
             *(f"{repo}@{r.extra['digest']}" for r in pushed.values())]
 
 
@@ -112,13 +113,21 @@ def index_job(req: Request, platforms: list[str], pushed: dict[str, Outcome],
                     return Outcome(failures=["index"], note=f"the merge failed: {said}")
             progress(f"reading {req.tag} back")
             digest, listed, problem = verify(req.tag, platforms)
+            kinds = attest.wanted(req.provenance, req.sbom)
+            attested: dict[str, list[str]] = {}
+            if kinds and not problem:
+                progress(f"reading the {' and '.join(kinds)} of {req.tag} back")
+                attested, problem = attest.read_back(req.tag, platforms, kinds)
         except DockerError:
             progress.cancel.check()  # Ctrl-C reached docker too: this was the interrupt
             raise
         if problem:
-            return Outcome(failures=["index"], note=problem, extra={"digest": digest})
-        return Outcome(converged=["index"], note=f"{req.tag}@{digest} lists {', '.join(platforms)}",
-                       extra={"digest": digest, "listed": listed})
+            return Outcome(failures=["index"], note=problem,
+                           extra={"digest": digest, "attested": attested})
+        held = f" with {' and '.join(kinds)}" if kinds else ""
+        return Outcome(converged=["index"], note=f"{req.tag}@{digest} lists"
+                       f" {', '.join(platforms)}{held}",
+                       extra={"digest": digest, "listed": listed, "attested": attested})
     return job
 
 

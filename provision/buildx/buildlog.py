@@ -93,6 +93,11 @@ class Where:
 
 REPAIR = "Fix: `inv status`, then `inv provision`"
 
+# What buildx says when the docker driver lacks the containerd image store (Docker < 24, or
+# the store off), and what it was asked for that needs it.
+NEEDS_STORE = {"Attestation is not supported for the docker driver": "attestations",
+               "Cache export is not supported for the docker driver": "build cache"}
+
 REGISTRY_URL = re.compile(r'https?://([^/"\s]+)/v2/')
 
 
@@ -116,6 +121,12 @@ def why_failed(text: str, where: Where, farm: Farm) -> str:
         return ("the nodes could not start the buildkit container (its image cannot be"
                 " pulled). Fix: set buildx.buildkit_image in the inventory to a mirror the"
                 " nodes can pull, or build with --strategy merge (no buildkit image needed)")
+    needs = [what for sign, what in NEEDS_STORE.items() if sign in text]
+    if needs:
+        return (f"{who}: its engine cannot export {' or '.join(needs)} with its own docker"
+                " driver on the classic image store. Fix: Docker 24 or later with the"
+                " containerd image store (inventory docker.containerd_store: true, the"
+                " default, on Debian 13 nodes or docker-ce), then `inv configure`")
     lost = registry_lost(text)
     if lost:
         return (f"{who} {lost}. Fix: make sure the registry is up and {who} reaches it,"

@@ -19,7 +19,7 @@ from pathlib import Path
 from .. import names
 from ..inventory import Farm
 from ..runner import Cancel, Outcome, Progress, Recap, run
-from . import docker_cli, observe, reference
+from . import attest, docker_cli, observe, reference
 from .buildlog import LOST, Where, timed_build
 from .dispatch import Attempt, Dispatcher
 from .request import Request
@@ -55,7 +55,13 @@ def common_args(req: Request, metadata: Path) -> list[str]:
     if req.stage:
         args += ["--target", req.stage]
     args += ["--no-cache"] * req.no_cache + ["--pull"] * req.pull
-    return args
+    for flag, values in (("--secret", req.secrets), ("--ssh", req.ssh),
+                         ("--cache-from", req.cache_from), ("--cache-to", req.cache_to)):
+        args += [f"{flag}={value}" for value in values]
+    # An `index:` annotation is the merged index's: the merge strategy adds it there.
+    args += [f"--annotation={a}" for a in req.annotations
+             if req.strategy == "builder" or not a.startswith("index:")]
+    return args + attest.args(req.provenance, req.sbom)
 
 
 @dataclass(frozen=True)
@@ -196,8 +202,11 @@ def platform_row(key: str, platform: str, result: Outcome, the_plan: BuildPlan |
     planned = next((a.node for a in the_plan.assignments if a.job.key == key), None) \
         if the_plan else None
     row = {"platform": platform, "node": result.extra.get("node", planned),
-           "digest": result.extra.get("digest") or index.extra.get("listed", {}).get(platform),
+           # what the index lists: with attestations a platform is pushed as an index of
+           # its own (image and attestation manifest), and the merge lists the image
+           "digest": index.extra.get("listed", {}).get(platform) or result.extra.get("digest"),
            "seconds": result.extra.get("seconds"), "tried": result.extra.get("tried", [])}
+    row["attestations"] = index.extra.get("attested", {}).get(platform, [])
     if "pushed" in result.extra:
         row["pushed"] = result.extra["pushed"]
     return row

@@ -3,12 +3,14 @@ flag and the fix."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import UserError
 from ..inventory import Farm
-from . import docker_cli, reference
+from . import attest, docker_cli, reference, secrets
 
 
 @dataclass
@@ -27,6 +29,13 @@ class Request:
     stage: str | None = None         # the Dockerfile stage to build (buildx's --target)
     no_cache: bool = False
     pull: bool = False
+    secrets: list[str] = field(default_factory=list)      # id=ID,src=PATH | id=ID,env=VAR
+    ssh: list[str] = field(default_factory=list)          # default | ID=PATH[,PATH]
+    annotations: list[str] = field(default_factory=list)  # [index:|manifest:]KEY=VALUE
+    provenance: str | None = None    # buildx's --provenance; None: the inventory's default
+    sbom: str | None = None          # buildx's --sbom; None: the inventory's default
+    cache_from: list[str] = field(default_factory=list)   # buildx's --cache-from (bake)
+    cache_to: list[str] = field(default_factory=list)     # buildx's --cache-to (bake)
     # as given on the command line; check_request makes them numbers (or says why not)
     per_node: int | str = 1          # builds at once on one node (merge strategy)
     stall_timeout: float | str | None = None  # None: the inventory's stall_timeout_seconds
@@ -39,14 +48,8 @@ def check_request(farm: Farm, req: Request) -> tuple[list[str], int, float]:
     if req.context_dir is None or not req.tag:
         raise UserError("--context DIR and --tag REF are both needed. Fix: e.g. inv build"
                         " --context examples/hello --tag 127.0.0.1:5000/hello:demo --push.")
-    problem = reference.problem(req.tag)
-    if problem:
-        raise UserError(f"--tag {req.tag!r}: not an image reference docker accepts ({problem})."
-                        " Fix: write REGISTRY/REPOSITORY[:TAG] as docker reads it, e.g."
-                        " 127.0.0.1:5000/team/app:1.0: repository components of lowercase"
-                        " letters and digits (with one '.', '_' or '__', or dashes, between"
-                        " them) joined by '/'; a tag of at most 128 letters, digits, '_', '.'"
-                        " and '-', not starting with '.' or '-'; no scheme, no digest.")
+    for tag in (req.tag, *req.also_tags):
+        check_tag(tag)
     docker_cli.binary()  # the docker CLI, checked once here rather than in every platform's job
     _check_files(req)
     if req.strategy not in ("merge", "builder"):
@@ -59,15 +62,25 @@ def check_request(farm: Farm, req: Request) -> tuple[list[str], int, float]:
         raise UserError(f"--output {req.output}: only oci:PATH, with --strategy builder (merge"
                         " assembles its index in the registry). Fix: use --push, or"
                         " --strategy builder --output oci:PATH.")
-    for arg in req.build_args:
-        if "=" not in arg:
-            raise UserError(f"--build-arg {arg!r}: not KEY=VALUE. Fix: write it as KEY=VALUE.")
+    check_options(req)
+    req.provenance, req.sbom = attest.defaults(farm, req.provenance, req.sbom)
     per_node, stall = run_options(farm, req.per_node, req.stall_timeout)
     if req.strategy == "builder" and per_node > 1:
         raise UserError(f"--per-node {per_node}: only the merge strategy schedules builds on"
                         " nodes (buildx routes the builder strategy's platforms itself). Fix:"
                         " drop --per-node, or use --strategy merge.")
     return platforms_for(farm, req.platforms, req.allow_emulation, "--platform"), per_node, stall
+
+
+def check_tag(tag: str) -> None:
+    problem = reference.problem(tag)
+    if problem:
+        raise UserError(f"--tag {tag!r}: not an image reference docker accepts ({problem})."
+                        " Fix: write REGISTRY/REPOSITORY[:TAG] as docker reads it, e.g."
+                        " 127.0.0.1:5000/team/app:1.0: repository components of lowercase"
+                        " letters and digits (with one '.', '_' or '__', or dashes, between"
+                        " them) joined by '/'; a tag of at most 128 letters, digits, '_', '.'"
+                        " and '-', not starting with '.' or '-'; no scheme, no digest.")
 
 
 def run_options(farm: Farm, per_node: int | str, stall_timeout: float | str | None
@@ -103,6 +116,47 @@ def _check_files(req: Request) -> None:
     if not dockerfile.is_file():
         raise UserError(f"--file: {dockerfile} does not exist. Fix: name the Dockerfile with"
                         " --file, relative to --context.")
+    check_stage(req.stage, dockerfile, "--target")
+
+
+def check_stage(stage: str | None, dockerfile: Path, what: str) -> None:
+    """A stage to build that the Dockerfile names (`FROM ... AS stage`), or bad input."""
+    if stage is None:
+        return
+    stages = stages_of(dockerfile.read_text(errors="replace"))
+    if stage.lower() not in stages:
+        raise UserError(f"{what} {stage}: {dockerfile} has no stage of that name (its stages:"
+                        f" {', '.join(stages) or 'none named'}). Fix: name one of them, or"
+                        " add `AS " + stage + "` to the FROM line of the stage to build.")
+
+
+def stages_of(dockerfile: str) -> list[str]:
+    """The named stages of a Dockerfile, in order (stage names are case-insensitive)."""
+    # A backslash at a line's end continues it: `FROM --platform=$X \ base AS name` is one.
+    text = re.sub(r"\\\r?\n", " ", dockerfile)
+    return [m.group(1).lower() for m in re.finditer(
+        r"^\s*FROM\s+(?:--\S+\s+)*\S+\s+AS\s+(\S+)\s*$", text, re.I | re.M)]
+
+
+def check_options(req: Request, what: Callable[[str], str] = lambda flag: flag) -> None:
+    """buildx's options as given: KEY=VALUE where needed, a secret's file or variable there, an
+    agent for --ssh default (bad input: exit 2 before anything is built or pushed). `what`
+    says where an option was given (a bake target's field names)."""
+    for arg in req.build_args:
+        if "=" not in arg:
+            raise UserError(f"{what('--build-arg')} {arg!r}: not KEY=VALUE. Fix: write it as"
+                            " KEY=VALUE.")
+    for flag, values in (("--label", req.labels), ("--annotation", req.annotations)):
+        for value in values:
+            if "=" not in value or value.startswith("="):
+                raise UserError(f"{what(flag)} {value!r}: not KEY=VALUE. Fix: write it as"
+                                " KEY=VALUE.")
+    for secret in req.secrets:
+        secrets.check_secret(secret, what("--secret"))
+    for ssh in req.ssh:
+        secrets.check_ssh(ssh, what("--ssh"))
+    attest.check_value("--provenance", req.provenance, what("--provenance"))
+    attest.check_value("--sbom", req.sbom, what("--sbom"))
 
 
 def platforms_for(farm: Farm, given: str | list[str] | None, allow_emulation: bool,

@@ -80,10 +80,11 @@ def build(session: Session, *, inventory: str | None, request: Any) -> int:
         return recap.exit_code
     rows = [[e["platform"], e["node"] or "-",
              e["digest"] or stage.state(results.get(e["platform"], Outcome())),
-             "-" if e["seconds"] is None else str(e["seconds"])] for e in report["platforms"]]
+             "-" if e["seconds"] is None else str(e["seconds"]),
+             ", ".join(e["attestations"]) or "-"] for e in report["platforms"]]
     session.reporter.table(f"image {report['image']}" + (f"@{report['digest']}"
                                                          if report["digest"] else ""),
-                           ["platform", "node", "digest", "seconds"], rows)
+                           ["platform", "node", "digest", "seconds", "attestations"], rows)
     show_moves(session, [(e["platform"], e) for e in report["platforms"]])
     pushed = [e["pushed"] for e in report["platforms"] if "pushed" in e]
     return finish(session, recap, report, "build", pushed)
@@ -112,10 +113,12 @@ def bake(session: Session, *, inventory: str | None, options: Any) -> int:
             key = f"{name}/{e['platform']}"
             rows.append([name, e["platform"], e["node"] or "-",
                          e["digest"] or state(results.get(key, Outcome())),
-                         "-" if e["seconds"] is None else str(e["seconds"])])
+                         "-" if e["seconds"] is None else str(e["seconds"]),
+                         ", ".join(e["attestations"]) or "-"])
             moved.append((key, e))
     session.reporter.table(f"bake {report['file'] or '(default file)'}",
-                           ["target", "platform", "node", "digest", "seconds"], rows)
+                           ["target", "platform", "node", "digest", "seconds", "attestations"],
+                           rows)
     for name, target in report["targets"].items():
         if target["digest"]:
             session.reporter.node(name, f"{', '.join(target['tags'])} -> {target['digest']}")

@@ -80,8 +80,44 @@ def test_a_target_without_a_tag_is_bad_input(bake):
 
 def test_a_target_with_a_field_the_farm_cannot_honour_is_refused_not_dropped(bake):
     message = error(bake(web=WEB + '\n'
-                             'secret = ["id=a,src=/etc/hostname"]'))
-    assert "target web: secret cannot be built on the farm yet" in message, message
+                             'output = ["type=local,dest=out"]'))
+    assert "target web: output cannot be built on the farm yet" in message, message
+
+
+def test_a_targets_secret_whose_file_is_missing_names_it(bake, tmp_path):
+    """buildx's own reading of the file finds it first (`failed to stat`): exit 2 with the
+    fix, nothing built."""
+    message = error(bake(web=WEB + f'\nsecret = ["id=a,src={tmp_path}/nope"]'))
+    assert message.startswith(f"the bake file here: failed to stat {tmp_path}/nope"), message
+    assert "Fix: a target's secret or ssh names a file that is missing" in message
+
+
+def test_a_targets_stage_the_dockerfile_lacks_is_bad_input(bake):
+    message = error(bake(web=WEB + '\ntarget = "release"'))
+    assert message.startswith("the bake file buildx found here, target web: target release:"
+                              " "), message
+    assert "has no stage of that name" in message
+
+
+def test_a_targets_malformed_attestation_names_the_field(bake):
+    message = error(bake(web=WEB + '\nattest = ["type=provenance,mode=maximal"]'))
+    assert "target web: attest 'mode=maximal': mode is min or max" in message, message
+
+
+def test_a_target_with_secret_ssh_attest_and_cache_is_read_and_scheduled(bake, tmp_path):
+    """Every field a real project uses gets past the checks: scheduled (and then not built,
+    as no node of this farm is registered: exit 1, not 2)."""
+    (tmp_path / "app/Dockerfile").write_text(DOCKERFILE.replace("\nRUN", " AS final\nRUN"))
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "k")],
+                   check=True)
+    web = WEB + (f'\nsecret = ["id=a,src=/etc/hostname"]\nssh = ["k={tmp_path}/k"]'
+                 '\nattest = ["type=provenance,mode=max", "type=sbom"]\ntarget = "final"'
+                 '\ncache-from = ["type=registry,ref=127.0.0.1:5000/t/web:cache"]'
+                 '\ncache-to = ["type=registry,ref=127.0.0.1:5000/t/web:cache,mode=max"]')
+    code, out, err = bake("docker-bake.hcl", "web", "--check", web=web)
+    assert code == 1, (out, err)
+    assert sorted(row["job"] for row in out["schedule"]) == ["web/linux/amd64",
+                                                              "web/linux/arm64"], out
 
 
 def test_a_platform_no_node_runs_is_bad_input_unless_emulation_is_allowed(bake):
