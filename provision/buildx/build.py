@@ -71,15 +71,21 @@ def builder_strategy(farm: Farm, req: Request, chosen: dict[str, str], workdir: 
         for p in chosen}, recap.interrupted)
 
 
-def verify(tag: str, platforms: list[str]) -> tuple[str, dict[str, str], str | None]:
-    """(index digest, platform -> manifest digest, problem): the pushed index, read back."""
+def verify(tag: str, platforms: list[str]
+           ) -> tuple[str, dict[str, str], set[str], str | None]:
+    """(index digest, platform -> manifest digest, the platforms an attestation manifest
+    refers to, problem): the pushed index, read back."""
     index, digest = docker_cli.raw_manifest(tag)
-    listed = {docker_cli.platform_of(m): m["digest"] for m in index.get("manifests", [])
+    manifests = index.get("manifests", [])
+    listed = {docker_cli.platform_of(m): m["digest"] for m in manifests
               if docker_cli.platform_of(m) != "unknown/unknown"}
+    referred = {(m.get("annotations") or {}).get("vnd.docker.reference.digest")
+                for m in manifests}
+    attested = {p for p, d in listed.items() if d in referred}
     missing = [p for p in platforms if p not in listed]
     problem = (f"the index {tag} does not list {', '.join(missing)}"
                f" (it lists {', '.join(sorted(listed)) or 'nothing'})") if missing else None
-    return digest, listed, problem
+    return digest, listed, attested, problem
 
 
 def merge_args(req: Request, pushed: dict[str, Outcome]) -> list[str]:
@@ -112,9 +118,10 @@ def index_job(req: Request, platforms: list[str], pushed: dict[str, Outcome],
                     said = f"this machine {lost}" if lost else tail.strip().split("\n")[-1]
                     return Outcome(failures=["index"], note=f"the merge failed: {said}")
             progress(f"reading {req.tag} back")
-            digest, listed, problem = verify(req.tag, platforms)
+            digest, listed, referred, problem = verify(req.tag, platforms)
             kinds = attest.wanted(req.provenance, req.sbom)
-            attested: dict[str, list[str]] = {}
+            # none asked for: buildx may still have added its default (a minimal provenance)
+            attested = {p: ["buildx default"] for p in sorted(referred)}
             if kinds and not problem:
                 progress(f"reading the {' and '.join(kinds)} of {req.tag} back")
                 attested, problem = attest.read_back(req.tag, platforms, kinds)
