@@ -36,7 +36,7 @@ DOCKER_CE = ("docker-ce", "docker-ce-cli", "containerd.io", "docker-buildx-plugi
 # Docker 24 is the first engine with the containerd image store (a daemon.json feature).
 CONTAINERD_STORE_SINCE = (24, 0)
 # apt installs the newest engine of Docker's repository, and that has been 24 or later since
-# mid-2023 (28 at the time of writing).
+# mid-2023.
 DOCKER_CE_AT_LEAST = (24, 0)
 QEMU = ("qemu-user-static", "binfmt-support")
 
