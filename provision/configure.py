@@ -46,7 +46,7 @@ def desired(farm: Farm, node: Node, host: Host) -> steps.Desired:
         daemon_json=steps.render_daemon_json(daemon.registry_mirrors,
                                              daemon.insecure_registries,
                                              daemon.log_max_size, daemon.log_max_file),
-        emulated=host.emulated)
+        emulated=host.emulated, containerd_store=farm.docker.containerd_store)
 
 
 def farm_key(farm: Farm) -> Any:
@@ -95,6 +95,9 @@ class Configure:
         self.farm, self.directory, self.check = farm, directory, check
         self.wait_seconds = SSH_WAIT_SECONDS if wait_seconds is None else wait_seconds
         self.pkey = farm_key(farm)
+        # node -> its engine's "major.minor", where the containerd image store is asked for
+        # but the engine predates it: one warning for the run, not one per node.
+        self.store_off: dict[str, str] = {}
 
     def job(self, node: Node) -> Job:
         return lambda progress: self.run(node, progress)
@@ -114,7 +117,7 @@ class Configure:
             return Outcome(unreachable=True, note=str(e))
 
     def _configure(self, conn: Any, node: Node, host: Host, progress: Progress) -> Outcome:
-        cancel, user = progress.cancel, self.farm.ssh.user
+        user = self.farm.ssh.user
         facts = gather(conn, user)
         problem = steps.unsupported(facts)
         if problem:
@@ -125,31 +128,67 @@ class Configure:
             facts = gather(conn, user)
         want = desired(self.farm, node, host)
         changes = steps.plan(facts, want)
-        changed = [c.step for c in changes]
-        extra: dict[str, Any] = {"details": [f"{c.step}: {c.detail}" for c in changes]}
+        self._note_store(node, facts, want)
+        changed: list[str] = []
+        extra: dict[str, Any] = {"details": []}
         if self.check:
+            self._record(changes, changed, extra)
             for change in changes:
                 progress(f"would {change.step}: {change.detail}")
             note = "would change: " + ", ".join(changed) if changes else "converged"
             return Outcome.of(steps.STEPS, changed, note=note, extra=extra)
+        failed = self._apply(conn, changes, changed, extra, progress)
+        if failed:
+            return failed
+        if changes:
+            facts = gather(conn, user)
+        if "docker engine" in changed:
+            # Planned before the engine was there, the plan may not have known its version
+            # or whether it brings the CLI (a fresh VM's apt lists can be empty until the
+            # first update): plan once more with it installed.
+            more = steps.plan(facts, want)
+            failed = self._apply(conn, more, changed, extra, progress)
+            if failed:
+                return failed
+            if more:
+                facts = gather(conn, user)
+        self._note_store(node, facts, want)
+        problem = steps.verify(facts, want)
+        extra.update(docker=facts.docker_version, emulated=steps.emulated(facts, want),
+                     containerd_store=facts.containerd_store)
+        if problem:
+            return Outcome.of(ITEMS, changed, failed="verify", note=problem, extra=extra)
+        arch = f"{facts.docker_arch}{' (emulated arm64 node, lab)' if extra['emulated'] else ''}"
+        note = (f"docker {facts.docker_version} on {arch}"
+                + (", containerd store" if facts.containerd_store else "")
+                + (f"; changed: {', '.join(changed)}" if changed else ""))
+        return Outcome.of(ITEMS, changed, note=note, extra=extra)
+
+    @staticmethod
+    def _record(changes: list[steps.Change], changed: list[str], extra: dict[str, Any]) -> None:
+        extra["details"] += [f"{c.step}: {c.detail}" for c in changes]
+        changed += [c.step for c in changes if c.step not in changed]
+
+    def _apply(self, conn: Any, changes: list[steps.Change], changed: list[str],
+               extra: dict[str, Any], progress: Progress) -> Outcome | None:
+        """Run the changes in order; the outcome of the first that fails, else None."""
+        self._record(changes, changed, extra)
         for change in changes:
-            cancel.check()
+            progress.cancel.check()
             progress(f"{change.step}: {change.detail}")
             out = sudo(conn, change.script, timeout=STEP_TIMEOUT)
             if out.code != 0:
                 tail = (out.stderr.strip() or out.stdout.strip())[-600:]
                 return Outcome.of(ITEMS, changed, failed=change.step, extra=extra,
                                   note=f"{change.step} failed (exit {out.code}): {tail}")
-        if changes:
-            facts = gather(conn, user)
-        problem = steps.verify(facts, want)
-        extra.update(docker=facts.docker_version, emulated=steps.emulated(facts, want))
-        if problem:
-            return Outcome.of(ITEMS, changed, failed="verify", note=problem, extra=extra)
-        arch = f"{facts.docker_arch}{' (emulated arm64 node, lab)' if extra['emulated'] else ''}"
-        note = (f"docker {facts.docker_version} on {arch}"
-                + (f"; changed: {', '.join(changed)}" if changes else ""))
-        return Outcome.of(ITEMS, changed, note=note, extra=extra)
+        return None
+
+    def _note_store(self, node: Node, facts: host_facts.Facts, want: steps.Desired) -> None:
+        old = steps.engine_too_old_for_store(facts, want)
+        if old:
+            self.store_off[node.name] = old
+        else:
+            self.store_off.pop(node.name, None)
 
 
 def live_facts(farm: Farm, directory: Directory, node: Node, progress: Progress,
@@ -180,7 +219,11 @@ def configure_nodes(session: Session, farm: Farm, nodes: set[str] | None, check:
     stage = Configure(farm, Directory(farm, make_clients), check)
     session.say(f"farm {farm.farm}: configuring {len(targets)} host(s)"
                 f"{' (check mode: nothing will be changed)' if check else ''}")
-    return run([(n.name, stage.job(n)) for n in targets], session.cancel, say=session.node)
+    recap = run([(n.name, stage.job(n)) for n in targets], session.cancel, say=session.node)
+    if stage.store_off:
+        off = steps.containerd_store_off(stage.store_off)
+        session.reporter.check("warning", "containerd image store", off.problem, off.fix)
+    return recap
 
 
 @task

@@ -40,6 +40,9 @@ WIDE_SSH_PREFIX = {4: 16, 6: 48}
 TOOL_SECONDS = 10.0
 # A VM in these states holds no vCPUs or ephemeral address; starting it needs them again.
 QUOTA_FREE_STATES = {"TERMINATED", "STOPPED", "SUSPENDED", "STOPPING", "SUSPENDING"}
+# docker.io of the Debian releases whose engine predates the containerd image store (Docker
+# 24); Debian 13 has 26.1. Doctor reaches no node, so a node's image says what it will run.
+OLD_DEBIAN_DOCKER_IO = {10: "18.09", 11: "20.10", 12: "20.10"}
 
 OK, PROBLEM, WARNING, SKIPPED = "ok", "problem", "warning", "skipped"
 INSTALL_DOCKER = ("install the Docker CLI and buildx: `apt-get install docker.io docker-buildx`"
@@ -154,8 +157,32 @@ def ssh_ranges(farm: Farm) -> list[Check]:
     return out
 
 
+def debian_release(image: str) -> int | None:
+    """The Debian release of a Debian image or image family (`.../family/debian-12-arm64`,
+    `.../images/debian-13-trixie-v20250915`), else None."""
+    m = re.fullmatch(r"debian-([0-9]+)(-.*)?", image.rsplit("/", 1)[-1])
+    return int(m.group(1)) if m else None
+
+
+def containerd_store(farm: Farm) -> list[Check]:
+    """A warning when configure will leave the containerd image store off on some nodes: the
+    store is asked for, docker.io is the engine and the node's image is a Debian whose
+    docker.io predates Docker 24."""
+    from .hosts.steps import containerd_store_off
+
+    if not farm.docker.containerd_store or farm.docker.package != "docker.io":
+        return []
+    engines = {node.name: OLD_DEBIAN_DOCKER_IO[release] for node in farm.expanded()
+               if (release := debian_release(node.image)) in OLD_DEBIAN_DOCKER_IO}
+    if not engines:
+        return []
+    off = containerd_store_off(engines)
+    return [Check("containerd image store", WARNING, off.problem, off.fix)]
+
+
 def local(farm: Farm) -> list[Check]:
-    return [docker_cli(), docker_buildx(), openssh(), farm_key(farm), *ssh_ranges(farm)]
+    return [docker_cli(), docker_buildx(), openssh(), farm_key(farm), *ssh_ranges(farm),
+            *containerd_store(farm)]
 
 
 # -- credentials and the project -----------------------------------------------------------------

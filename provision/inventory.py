@@ -143,6 +143,9 @@ class Daemon(Strict):
 class Docker(Strict):
     package: Literal["docker-ce", "docker.io"] = "docker-ce"
     daemon: Daemon = Daemon()
+    # The containerd image store on every engine that has it (Docker 24+): buildx's docker
+    # driver then exports attestations and registry cache.
+    containerd_store: bool = Field(default=True, strict=True)
 
 
 class Buildx(Strict):

@@ -14,8 +14,9 @@ import hashlib
 import json
 import re
 import shlex
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..buildx import slots
 from ..platforms import ARCHES
@@ -23,8 +24,14 @@ from ..platforms import ARCHES
 MARK = "@@ "
 
 # Packages whose installed version configure needs to know (dpkg-query skips unknown names).
-PACKAGES = ("docker.io", "docker-ce", "docker-ce-cli", "containerd.io", "docker-buildx-plugin",
-            "qemu-user-static", "binfmt-support")
+PACKAGES = ("docker.io", "docker-cli", "docker-ce", "docker-ce-cli", "containerd.io",
+            "docker-buildx-plugin", "qemu-user-static", "binfmt-support")
+# Packages whose apt candidate configure needs to know before installing: docker.io's version
+# decides the containerd image store, and docker-cli exists only where docker.io lacks the CLI
+# (Debian 13 on).
+CANDIDATES = ("docker.io", "docker-cli")
+# What `docker info` lists in DriverStatus when the engine runs the containerd image store.
+CONTAINERD_SNAPSHOTTER = ["driver-type", "io.containerd.snapshotter.v1"]
 # The binfmt_misc handlers configure may need (QEMU for the platforms archfarm knows).
 HANDLERS = " ".join(f"/proc/sys/fs/binfmt_misc/qemu-{a.uname}" for a in ARCHES)
 DAEMON_JSON = "/etc/docker/daemon.json"
@@ -50,10 +57,13 @@ class Facts:
     dpkg_arch: str = ""                # amd64, arm64
     machine: str = ""                  # x86_64, aarch64
     packages: dict[str, str] = field(default_factory=dict)   # installed name -> version
+    candidates: dict[str, str] = field(default_factory=dict)  # name -> apt's candidate
+    docker_cli: bool = False           # a `docker` command on root's PATH
     docker_active: bool = False
     docker_enabled: bool = False
     docker_version: str | None = None  # the engine's, when it answers
     docker_arch: str | None = None     # the engine's GOARCH: amd64, arm64
+    containerd_store: bool | None = None  # the engine's image store is containerd's
     groups: frozenset[str] = frozenset()
     binfmt_mounted: bool = False
     binfmt: dict[str, Binfmt] = field(default_factory=dict)  # qemu-aarch64 -> handler
@@ -98,18 +108,54 @@ def parse_packages(text: str) -> dict[str, str]:
     return out
 
 
-def parse_docker_version(text: str) -> tuple[str | None, str | None]:
-    """`docker version --format '{{json .Server}}'`: (version, arch), or Nones if no engine."""
+def _json_lines(text: str, opening: str) -> Iterator[Any]:
+    """The JSON values of the lines opening with `opening` (`{`, `[`): the docker CLI may
+    print a warning first, and a timeout may cut its JSON short."""
     for line in text.splitlines():
         line = line.strip()
-        if line.startswith("{"):
+        if line.startswith(opening):
             try:
-                server = json.loads(line)
+                yield json.loads(line)
             except ValueError:
                 continue
-            if isinstance(server, dict) and server.get("Version"):
-                return str(server["Version"]), server.get("Arch") or None
+
+
+def parse_docker_version(text: str) -> tuple[str | None, str | None]:
+    """`docker version --format '{{json .Server}}'`: (version, arch), or Nones if no engine."""
+    for server in _json_lines(text, "{"):
+        if isinstance(server, dict) and server.get("Version"):
+            return str(server["Version"]), server.get("Arch") or None
     return None, None
+
+
+def parse_containerd_store(text: str) -> bool | None:
+    """`docker info --format '{{json .DriverStatus}}'`: whether the engine runs the containerd
+    image store, or None when no engine answered (nothing, or no JSON list)."""
+    for status in _json_lines(text, "["):
+        if isinstance(status, list):
+            return CONTAINERD_SNAPSHOTTER in status
+    return None
+
+
+def parse_apt_candidates(text: str) -> dict[str, str]:
+    """`LC_ALL=C apt-cache policy NAME...`: name -> candidate version, for the names apt has a
+    candidate for (a name it does not know prints nothing; empty lists print `(none)`)."""
+    out, name = {}, ""
+    for line in text.splitlines():
+        if line and not line[0].isspace() and line.endswith(":"):
+            name = line[:-1]
+        key, _, value = line.strip().partition(": ")
+        if name and key == "Candidate" and value and value != "(none)":
+            out[name] = value.strip()
+    return out
+
+
+def parse_release(version: str) -> tuple[int, int] | None:
+    """(major, minor) of a Docker version as the engine or dpkg spells it: `26.1.5+dfsg1`,
+    `20.10.24+dfsg1-1+deb12u1+b6`, `27.5.1-0ubuntu3~24.04.2`, or docker-ce's epoch form
+    `5:28.0.1-1~debian.12~bookworm`; None for anything else."""
+    match = re.match(r"(?:[0-9]+:)?([0-9]+)\.([0-9]+)", version.strip())
+    return (int(match.group(1)), int(match.group(2))) if match else None
 
 
 def parse_binfmt(text: str) -> dict[str, Binfmt]:
@@ -167,11 +213,15 @@ def _sections(user: str, slots_dir: str = slots.DIR) -> list[tuple[str, str]]:
         ("machine", "uname -m"),
         ("packages", "dpkg-query -W -f='${Package} ${Version} ${db:Status-Status}\\n' "
                      + " ".join(PACKAGES)),
+        ("docker-cli", "command -v docker"),
+        ("apt-candidates", "LC_ALL=C apt-cache policy " + " ".join(CANDIDATES)),
         ("docker-active", "systemctl is-active docker"),
         ("docker-enabled", "systemctl is-enabled docker"),
         # Only when the service runs: a CLI without an engine would wait for the socket.
         ("docker-version", "systemctl -q is-active docker && "
                            "timeout 10 docker version --format '{{json .Server}}'"),
+        ("docker-store", "systemctl -q is-active docker && "
+                         "timeout 10 docker info --format '{{json .DriverStatus}}'"),
         ("groups", f"id -nG {quoted_user}"),
         ("binfmt-mounted", "test -e /proc/sys/fs/binfmt_misc/status && echo yes"),
         ("binfmt", f"for f in {HANDLERS}; do [ -e \"$f\" ] || continue;"
@@ -224,10 +274,13 @@ def parse(output: str) -> Facts:
         dpkg_arch=_first(get("dpkg-arch")),
         machine=_first(get("machine")),
         packages=parse_packages(get("packages")),
+        candidates=parse_apt_candidates(get("apt-candidates")),
+        docker_cli=bool(_first(get("docker-cli"))),
         docker_active=_first(get("docker-active")) == "active",
         docker_enabled=_first(get("docker-enabled")) == "enabled",
         docker_version=version,
         docker_arch=arch,
+        containerd_store=parse_containerd_store(get("docker-store")),
         groups=frozenset(_first(get("groups")).split()),
         binfmt_mounted=_first(get("binfmt-mounted")) == "yes",
         binfmt=parse_binfmt(get("binfmt")),

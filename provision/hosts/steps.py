@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 import shlex
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 from ..platforms import BY_PLATFORM
-from .facts import DAEMON_JSON, DOCKER_KEYRING, DOCKER_SOURCE, Facts, sha256
+from .facts import DAEMON_JSON, DOCKER_KEYRING, DOCKER_SOURCE, Facts, parse_release, sha256
 
 STEPS = ("daemon.json", "docker engine", "docker service", "qemu/binfmt", "docker group")
 
@@ -31,6 +33,11 @@ BINFMT = {
 }
 
 DOCKER_CE = ("docker-ce", "docker-ce-cli", "containerd.io", "docker-buildx-plugin")
+# Docker 24 is the first engine with the containerd image store (a daemon.json feature).
+CONTAINERD_STORE_SINCE = (24, 0)
+# apt installs the newest engine of Docker's repository, and that has been 24 or later since
+# mid-2023.
+DOCKER_CE_AT_LEAST = (24, 0)
 QEMU = ("qemu-user-static", "binfmt-support")
 
 # The dpkg/apt locks; `apt-get update` does not wait for the lists lock (apt 2.6), and
@@ -60,9 +67,9 @@ class Desired:
     package: str                    # docker-ce | docker.io
     platform: str                   # the node's declared platform
     farm_platforms: tuple[str, ...]
-    daemon_json: str                # the exact file content
+    daemon_json: str                # the file's content, without the containerd image store
     emulated: bool = False          # the lab says this node stands in for another arch
-
+    containerd_store: bool = False  # the inventory's docker.containerd_store
 
 
 def qemu_cpus(f: Facts, d: Desired) -> tuple[str, ...]:
@@ -81,7 +88,90 @@ def render_daemon_json(registry_mirrors: list[str], insecure_registries: list[st
         config["registry-mirrors"] = registry_mirrors
     if insecure_registries:
         config["insecure-registries"] = insecure_registries
+    return _json(config)
+
+
+def _json(config: dict) -> str:
     return json.dumps(config, indent=2, sort_keys=True) + "\n"
+
+
+def with_containerd_store(daemon_json: str) -> str:
+    """daemon.json with the containerd image store turned on."""
+    config = json.loads(daemon_json)
+    config.setdefault("features", {})["containerd-snapshotter"] = True
+    return _json(config)
+
+
+# -- the containerd image store -------------------------------------------------------------------
+
+def engine_release(f: Facts, d: Desired) -> tuple[int, int] | None:
+    """The engine's (major, minor) as configure leaves it: the running engine's, else the
+    installed package's, else the version its install will give; None when not known yet
+    (a fresh VM's apt lists can be empty until the first `apt-get update`: configure plans
+    once more after installing the engine)."""
+    if d.package in f.packages:
+        return parse_release(f.docker_version or "") or parse_release(f.packages[d.package])
+    if d.package == "docker-ce":
+        return DOCKER_CE_AT_LEAST
+    return parse_release(f.candidates.get("docker.io", ""))
+
+
+def writes_containerd_store(f: Facts, d: Desired) -> bool:
+    """daemon.json turns the containerd image store on: asked for, and the engine has it."""
+    release = engine_release(f, d)
+    return d.containerd_store and release is not None and release >= CONTAINERD_STORE_SINCE
+
+
+def engine_too_old_for_store(f: Facts, d: Desired) -> str | None:
+    """The engine's "major.minor" when the store is asked for but the engine predates it."""
+    release = engine_release(f, d)
+    if d.containerd_store and release is not None and release < CONTAINERD_STORE_SINCE:
+        return f"{release[0]}.{release[1]}"
+    return None
+
+
+class StoreOff(NamedTuple):
+    problem: str
+    fix: str
+
+    def __str__(self) -> str:
+        return f"{self.problem}. Fix: {self.fix}"
+
+
+def containerd_store_off(engines: Mapping[str, str]) -> StoreOff:
+    """Why the containerd image store is off on these nodes, and the fix; `engines` maps each
+    node to its engine's "major.minor". The one text for configure's warning, doctor's line
+    and whatever a build cannot do on such a node."""
+    by_version: dict[str, list[str]] = {}
+    for node, version in sorted(engines.items()):
+        by_version.setdefault(version, []).append(node)
+    who = " and ".join(f"docker {version} on node{'s' if len(nodes) > 1 else ''}"
+                       f" {', '.join(nodes)}" for version, nodes in sorted(by_version.items()))
+    return StoreOff(
+        f"{who} {'has' if len(by_version) == 1 else 'have'} no containerd image store"
+        " (Docker 24+ needed): attestations (--provenance, --sbom) and registry cache export"
+        f" are off on {'it' if len(engines) == 1 else 'them'}",
+        "use docker.package: docker-ce, or Debian 13 nodes (or set docker.containerd_store:"
+        " false to do without it)")
+
+
+def daemon_json(f: Facts, d: Desired) -> str:
+    """The host's daemon.json: the inventory's settings, plus the containerd image store where
+    the engine has it."""
+    return with_containerd_store(d.daemon_json) if writes_containerd_store(f, d) \
+        else d.daemon_json
+
+
+def _store_now(f: Facts, d: Desired) -> bool | None:
+    """Whether the host runs the containerd image store now: as its engine says, else as its
+    daemon.json says when that is one of archfarm's two renderings of the inventory."""
+    if f.containerd_store is not None:
+        return f.containerd_store
+    if f.daemon_json_sha256 == sha256(with_containerd_store(d.daemon_json)):
+        return True
+    if f.daemon_json_sha256 == sha256(d.daemon_json):
+        return False
+    return None
 
 
 @dataclass(frozen=True)
@@ -92,14 +182,25 @@ class Change:
 
 
 def _daemon_json(f: Facts, d: Desired) -> Change | None:
-    if f.daemon_json_sha256 == sha256(d.daemon_json):
+    content = daemon_json(f, d)
+    if f.daemon_json_sha256 == sha256(content):
         return None
-    write = (f"install -d -m 0755 /etc/docker && printf %s {shlex.quote(d.daemon_json)}"
+    write = (f"install -d -m 0755 /etc/docker && printf %s {shlex.quote(content)}"
              f" > {DAEMON_JSON}.archfarm && mv {DAEMON_JSON}.archfarm {DAEMON_JSON}")
-    if f.docker_active:  # only a running engine needs the restart; a new one reads the file
-        return Change("daemon.json", f"update {DAEMON_JSON}, restart docker",
-                      f"{write} && systemctl restart docker")
-    return Change("daemon.json", f"write {DAEMON_JSON}", write)
+    # Only a running engine needs the restart; a new one reads the file.
+    restart = " && systemctl restart docker" if f.docker_active else ""
+    store, before = writes_containerd_store(f, d), _store_now(f, d)
+    if before is not None and before != store:
+        # Each store keeps its own images: a switch leaves the old ones behind, unused.
+        detail = (f"turn {'on' if store else 'off'} the containerd image store"
+                  f"{' (restart docker)' if restart else ''}; the node's local images stay in"
+                  f" the {'old' if store else 'containerd'} store, on a build node they are"
+                  " only cache")
+    elif restart:
+        detail = f"update {DAEMON_JSON}, restart docker"
+    else:
+        detail = f"write {DAEMON_JSON}{', containerd image store on' if store else ''}"
+    return Change("daemon.json", detail, write + restart)
 
 
 def docker_ce_source(f: Facts) -> str:
@@ -111,10 +212,7 @@ def docker_ce_source(f: Facts) -> str:
 
 def _docker_engine(f: Facts, d: Desired) -> Change | None:
     if d.package == "docker.io":
-        if "docker.io" in f.packages:
-            return None
-        return Change("docker engine", "install docker.io (the distribution's)",
-                      f"{APT_UPDATE} && {apt_install(('docker.io',))}")
+        return _docker_io(f)
     missing = tuple(p for p in DOCKER_CE if p not in f.packages)
     source = docker_ce_source(f)
     repo = []
@@ -132,6 +230,21 @@ def _docker_engine(f: Facts, d: Desired) -> Change | None:
               f" ({f.os_id} {f.codename} {f.dpkg_arch}){replaces}")
     return Change("docker engine", detail,
                   " && ".join([*repo, APT_UPDATE, apt_install(missing or DOCKER_CE)]))
+
+
+def _docker_io(f: Facts) -> Change | None:
+    """The distribution's engine and its CLI. Debian 13 moved the CLI out of docker.io into
+    docker-cli, which docker.io only Recommends (and installs here skip recommends)."""
+    if "docker.io" not in f.packages:
+        packages = ("docker.io", "docker-cli") if "docker-cli" in f.candidates else ("docker.io",)
+        return Change("docker engine", f"install {' and '.join(packages)} (the distribution's)",
+                      f"{APT_UPDATE} && {apt_install(packages)}")
+    # An engine that answered was asked through the CLI (outputs recorded before the docker-cli
+    # fact have only that to go on).
+    if f.docker_cli or f.docker_version:
+        return None
+    return Change("docker engine", "install docker-cli (Debian 13 moved the docker CLI out of"
+                  " docker.io)", f"{APT_UPDATE} && {apt_install(('docker-cli',))}")
 
 
 def _docker_service(f: Facts, d: Desired) -> Change | None:
@@ -214,7 +327,8 @@ def unsupported(f: Facts) -> str | None:
 
 def verify(f: Facts, d: Desired) -> str | None:
     """The host's problem after configure, or None: docker answers, its architecture is the
-    declared platform's (unless the lab says the node is emulated), nothing left to change."""
+    declared platform's (unless the lab says the node is emulated), it runs the containerd
+    image store where daemon.json turns it on, nothing left to change."""
     left = plan(f, d)
     if left:
         return "did not converge: still to do: " + "; ".join(c.detail for c in left)
@@ -224,6 +338,12 @@ def verify(f: Facts, d: Desired) -> str | None:
     if f.docker_arch != wanted and not d.emulated:
         return (f"the engine runs {f.docker_arch} but the node is declared {d.platform}:"
                 f" check the node's machine_type and image")
+    if writes_containerd_store(f, d) and not f.containerd_store:
+        return (f"docker {f.docker_version} does not run the containerd image store that"
+                f" {DAEMON_JSON} turns on (`docker info` reports no driver-type"
+                " io.containerd.snapshotter.v1): restart docker on the node (`sudo systemctl"
+                " restart docker`) and run `inv configure` again; if it stays off, `journalctl"
+                " -u docker` says why")
     return None
 
 

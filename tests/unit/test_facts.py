@@ -21,6 +21,11 @@ RECORDED = Path(__file__).parent / "recorded"
 
 # The builds section, recorded through `sh` on a local machine (so not a host of the table).
 WITH_BUILDS = "builds/debian12-amd64-local-sh-one-held.txt"
+# Every section of today's script: the docker CLI, apt's candidates and the image store too.
+EVERY_SECTION = "debian13-amd64-docker.io-converged.txt"
+# Configured by archfarm before Debian 13 moved the CLI out of docker.io: an engine runs, no
+# `docker` asks it anything.
+ENGINE_WITHOUT_CLI = "debian13-amd64-docker.io-nocli.txt"
 
 
 def recorded(name: str) -> str:
@@ -57,6 +62,14 @@ HOSTS = {
          {"qemu-x86_64": "POCF"}, False),
     "ubuntu24.04-amd64-none-fresh.txt":
         ("ubuntu", "24.04", "noble", "amd64", "x86_64", None, None, False, {}, True),
+    "debian13-amd64-none-fresh.txt":
+        ("debian", "13", "trixie", "amd64", "x86_64", None, None, False, {}, False),
+    "debian13-amd64-docker.io-converged.txt":
+        ("debian", "13", "trixie", "amd64", "x86_64", "26.1.5+dfsg1", "amd64", True,
+         {"qemu-aarch64": "PF"}, False),
+    ENGINE_WITHOUT_CLI:
+        ("debian", "13", "trixie", "amd64", "x86_64", None, None, True,
+         {"qemu-aarch64": "PF"}, False),
 }
 
 
@@ -73,8 +86,8 @@ def test_recorded_output_parses_to_what_the_host_is(name):
     assert f.debian_like
     assert (f.dpkg_arch, f.machine) == (dpkg_arch, machine)
     assert (f.docker_version, f.docker_arch) == (docker_version, docker_arch)
-    assert f.docker_active == (docker_version is not None)
-    assert f.docker_enabled == (docker_version is not None)
+    assert f.docker_active == (docker_version is not None or name == ENGINE_WITHOUT_CLI)
+    assert f.docker_enabled == f.docker_active
     assert ("docker" in f.groups) == in_group
     assert "builder" in f.groups and "google-sudoers" in f.groups
     assert {n: h.flags for n, h in f.binfmt.items()} == handlers
@@ -99,9 +112,99 @@ def test_recorded_output_parses_to_what_the_host_is(name):
       "binfmt-support": "2.2.2-7"}),
     ("debian12-amd64-none-fresh.txt", {}),
     ("ubuntu22.04-arm64-none-fresh.txt", {}),
+    ("debian13-amd64-docker.io-converged.txt",
+     {"docker.io": "26.1.5+dfsg1-9+deb13u1", "docker-cli": "26.1.5+dfsg1-9+deb13u1",
+      "qemu-user-static": "1:10.0.11+ds-0+deb13u1", "binfmt-support": "2.2.2-7"}),
+    (ENGINE_WITHOUT_CLI,
+     {"docker.io": "26.1.5+dfsg1-9+deb13u1", "qemu-user-static": "1:10.0.11+ds-0+deb13u1",
+      "binfmt-support": "2.2.2-7"}),
+    ("debian13-amd64-none-fresh.txt", {}),
 ])
 def test_recorded_packages_are_the_installed_ones_only(name, packages):
     assert facts.parse(recorded(name)).packages == packages
+
+
+# -- the docker CLI, apt's candidates, the image store ----------------------------------------
+
+TRIXIE = "26.1.5+dfsg1-9+deb13u1"
+
+
+@pytest.mark.parametrize("name, cli, candidates, store", [
+    ("debian13-amd64-none-fresh.txt", False, {"docker.io": TRIXIE, "docker-cli": TRIXIE}, None),
+    ("debian13-amd64-docker.io-converged.txt", True,
+     {"docker.io": TRIXIE, "docker-cli": TRIXIE}, True),
+    (ENGINE_WITHOUT_CLI, False, {"docker.io": TRIXIE, "docker-cli": TRIXIE}, None),
+    # recorded before these sections: read as absent
+    ("debian12-amd64-docker.io-converged.txt", False, {}, None),
+])
+def test_recorded_cli_candidates_and_store(name, cli, candidates, store):
+    f = facts.parse(recorded(name))
+    assert (f.docker_cli, f.candidates, f.containerd_store) == (cli, candidates, store)
+
+
+BOOKWORM_POLICY = """docker.io:
+  Installed: 20.10.24+dfsg1-1+deb12u1+b6
+  Candidate: 20.10.24+dfsg1-1+deb12u1+b6
+  Version table:
+ *** 20.10.24+dfsg1-1+deb12u1+b6 500
+        500 http://deb.debian.org/debian bookworm/main amd64 Packages
+        100 /var/lib/dpkg/status
+"""
+
+
+@pytest.mark.parametrize("text, expected", [
+    # bookworm has no docker-cli: apt prints nothing for it (a notice on stderr)
+    (BOOKWORM_POLICY, {"docker.io": "20.10.24+dfsg1-1+deb12u1+b6"}),
+    # empty lists, as on a fresh VM before its first `apt-get update`
+    ("docker.io:\n  Installed: (none)\n  Candidate: (none)\n  Version table:\n", {}),
+    # installed, but its archive gone from the lists: no candidate but the installed one
+    ("docker.io:\n  Installed: 26.1.5+dfsg1-9+b13\n  Candidate: 26.1.5+dfsg1-9+b13\n"
+     "  Version table:\n *** 26.1.5+dfsg1-9+b13 100\n        100 /var/lib/dpkg/status\n",
+     {"docker.io": "26.1.5+dfsg1-9+b13"}),
+    ("  Candidate: 1.0\n", {}),                # no package line before it
+    ("", {}),
+])
+def test_parse_apt_candidates(text, expected):
+    assert facts.parse_apt_candidates(text) == expected
+
+
+CLASSIC = ('[["Backing Filesystem","extfs"],["Supports d_type","true"],'
+           '["Using metacopy","false"],["Native Overlay Diff","true"],["userxattr","false"]]')
+
+
+@pytest.mark.parametrize("text, expected", [
+    ('[["driver-type","io.containerd.snapshotter.v1"]]', True),
+    (CLASSIC, False),                           # overlay2, the classic store
+    ("[]", False),
+    ("WARNING: bridge-nf-call-iptables is disabled\n"
+     '[["driver-type","io.containerd.snapshotter.v1"]]', True),
+    ("", None),                                 # docker not running: the command is skipped
+    ("null", None),
+    ('[["driver-type",', None),                 # cut off by the timeout
+    ("Cannot connect to the Docker daemon at unix:///var/run/docker.sock.", None),
+])
+def test_parse_containerd_store(text, expected):
+    assert facts.parse_containerd_store(text) == expected
+
+
+@pytest.mark.parametrize("version, release", [
+    ("26.1.5+dfsg1", (26, 1)),
+    ("20.10.24+dfsg1", (20, 10)),
+    ("20.10.24+dfsg1-1+deb12u1+b6", (20, 10)),
+    ("26.1.5+dfsg1-9+deb13u1", (26, 1)),
+    ("5:28.0.1-1~debian.12~bookworm", (28, 0)),   # docker-ce's epoch
+    ("5:28.3.3-1~ubuntu.24.04~noble", (28, 3)),
+    ("27.5.1-0ubuntu3~24.04.2", (27, 5)),
+    ("28.3.3", (28, 3)),
+    (" 24.0.7 ", (24, 0)),
+    ("", None),
+    ("28", None),
+    ("v28.0.1", None),
+    ("5:", None),
+    ("\u0663.1", None),                           # an Arabic-Indic three is no version digit
+])
+def test_parse_release(version, release):
+    assert facts.parse_release(version) == release
 
 
 @pytest.mark.parametrize("name, daemon_json, keyring, source", [
@@ -267,10 +370,13 @@ def test_sha256_is_the_digest_sha256sum_prints():
 
 def test_split_names_every_section_of_a_recorded_output():
     names = [name for name, _ in facts._sections("builder")]
-    assert list(facts.split(recorded(WITH_BUILDS))) == names
-    # recorded before the builds section was added: every other one, in order
+    assert list(facts.split(recorded(EVERY_SECTION))) == names
+    # recorded before the docker CLI, apt's candidates and the image store were asked
+    older = [n for n in names if n not in ("docker-cli", "apt-candidates", "docker-store")]
+    assert list(facts.split(recorded(WITH_BUILDS))) == older
+    # recorded before the builds section was added too: every other one, in order
     sections = facts.split(recorded("debian12-amd64-none-fresh.txt"))
-    assert list(sections) == [name for name in names if name != "builds"]
+    assert list(sections) == [name for name in older if name != "builds"]
     assert sections["binfmt"] == "" and sections["dpkg-arch"] == "amd64"
 
 
@@ -291,6 +397,8 @@ def test_parse_empty_output_is_an_unknown_host():
 
 FEEDS = {"os-release": ("os_id", "os_like", "version_id", "codename"),
          "dpkg-arch": ("dpkg_arch",), "machine": ("machine",), "packages": ("packages",),
+         "docker-cli": ("docker_cli",), "apt-candidates": ("candidates",),
+         "docker-store": ("containerd_store",),
          "docker-active": ("docker_active",), "docker-enabled": ("docker_enabled",),
          "docker-version": ("docker_version", "docker_arch"), "groups": ("groups",),
          "binfmt-mounted": ("binfmt_mounted",), "binfmt": ("binfmt",),
@@ -303,7 +411,8 @@ def test_every_section_feeds_a_field():
     assert sorted(FEEDS) == sorted(name for name, _ in facts._sections("builder"))
 
 
-@pytest.mark.parametrize("name", ["ubuntu22.04-amd64-docker-ce-converged.txt", WITH_BUILDS])
+@pytest.mark.parametrize("name", ["ubuntu22.04-amd64-docker-ce-converged.txt", WITH_BUILDS,
+                                  EVERY_SECTION])
 @pytest.mark.parametrize("section", sorted(FEEDS))
 def test_a_missing_section_reads_as_absent_and_leaves_the_others(section, name):
     text = recorded(name)
@@ -359,6 +468,16 @@ def test_script_prints_each_section_once_and_quotes_the_user():
     assert script.endswith("; true")
 
 
+def test_the_engine_is_asked_only_when_it_runs_and_apt_in_english():
+    sections = dict(facts._sections("builder"))
+    for name in ("docker-version", "docker-store"):
+        assert sections[name].startswith("systemctl -q is-active docker && timeout 10 docker ")
+    assert sections["docker-store"].endswith("docker info --format '{{json .DriverStatus}}'")
+    # apt translates "Candidate:"
+    assert sections["apt-candidates"] == "LC_ALL=C apt-cache policy docker.io docker-cli"
+    assert "docker-cli" in facts.PACKAGES
+
+
 def _run(script: str) -> str:
     return subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=30,
                           check=True).stdout
@@ -396,7 +515,8 @@ def test_recorded_builds_in_flight():
 
 @pytest.mark.parametrize("name", sorted(HOSTS))
 def test_output_without_the_builds_section_has_none_in_flight(name):
-    assert "@@ builds" not in recorded(name)
+    # the Debian 13 outputs were assembled with it, counting 0
+    assert ("@@ builds" in recorded(name)) == name.startswith("debian13-")
     assert facts.parse(recorded(name)).builds_in_flight == 0
 
 

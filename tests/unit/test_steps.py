@@ -21,8 +21,10 @@ FARM = ("linux/amd64", "linux/arm64")
 DAEMON = steps.render_daemon_json([], [])
 
 FRESH = ["debian12-amd64-none-fresh.txt", "ubuntu22.04-arm64-none-fresh.txt",
-         "ubuntu24.04-amd64-none-fresh.txt"]
-CONVERGED = {  # file -> the package its farm asked for
+         "ubuntu24.04-amd64-none-fresh.txt", "debian13-amd64-none-fresh.txt"]
+# Converged before docker.containerd_store existed, so with the store off: file -> the package
+# its farm asked for.
+CONVERGED = {
     "debian12-amd64-docker.io-converged.txt": "docker.io",
     "debian12-amd64-docker-ce-converged.txt": "docker-ce",
     "debian12-arm64-docker-ce-converged.txt": "docker-ce",
@@ -30,6 +32,11 @@ CONVERGED = {  # file -> the package its farm asked for
     "ubuntu24.04-arm64-docker-ce-converged.txt": "docker-ce",
     "ubuntu24.04-arm64-docker.io-converged.txt": "docker.io",
 }
+# Converged with the containerd image store on.
+TRIXIE = "debian13-amd64-docker.io-converged.txt"
+# A Debian 13 node configured before configure knew of docker-cli: docker.io's engine runs,
+# no `docker` command.
+NO_CLI = "debian13-amd64-docker.io-nocli.txt"
 ALL = sorted(p.name for p in RECORDED.glob("*.txt"))
 
 
@@ -39,10 +46,11 @@ def host(name: str) -> Facts:
 
 def want(f: Facts, package: str = "docker.io", platform: str | None = None,
          farm: tuple[str, ...] = FARM, daemon_json: str = DAEMON, user: str = "builder",
-         emulated: bool = False) -> Desired:
+         emulated: bool = False, store: bool = False) -> Desired:
     native = {"amd64": "linux/amd64", "arm64": "linux/arm64"}.get(f.dpkg_arch, "linux/amd64")
     return Desired(user=user, package=package, platform=platform or native,
-                   farm_platforms=farm, daemon_json=daemon_json, emulated=emulated)
+                   farm_platforms=farm, daemon_json=daemon_json, emulated=emulated,
+                   containerd_store=store)
 
 
 def by_step(changes: list[steps.Change]) -> dict[str, steps.Change]:
@@ -50,8 +58,8 @@ def by_step(changes: list[steps.Change]) -> dict[str, steps.Change]:
 
 
 def test_the_recorded_hosts_are_all_classified():
-    partial = {"debian12-amd64-docker.io-partial.txt"}
-    assert sorted([*FRESH, *CONVERGED, *partial]) == ALL
+    partial = {"debian12-amd64-docker.io-partial.txt", NO_CLI}
+    assert sorted([*FRESH, *CONVERGED, TRIXIE, *partial]) == ALL
 
 
 # -- fresh and converged hosts --------------------------------------------------------------------
@@ -196,7 +204,8 @@ def test_a_changed_daemon_json_restarts_only_a_running_docker(name, restart):
 
 
 def test_a_stopped_docker_gets_the_file_and_a_start_not_a_restart():
-    f = dataclasses.replace(host("debian12-amd64-docker.io-converged.txt"),
+    # (docker_cli: the CLI stays when the engine stops; this output predates that fact)
+    f = dataclasses.replace(host("debian12-amd64-docker.io-converged.txt"), docker_cli=True,
                             docker_active=False, docker_version=None, docker_arch=None)
     changes = by_step(steps.plan(f, want(f, daemon_json=MIRRORED)))
     assert list(changes) == ["daemon.json", "docker service"]
@@ -537,3 +546,206 @@ def test_a_fresh_host_refreshes_the_package_lists_once():
     scripts = " ".join(c.script for c in steps.plan(fresh, want))
     assert scripts.count(f"{steps.APT} update") == 2  # one update, and its one retry
     assert "qemu-user-static" in scripts and "docker.io" in scripts
+
+
+# -- Debian 13: docker-cli, and the containerd image store --------------------------------------
+
+STORE = steps.with_containerd_store(DAEMON)
+TURN_ON = ("turn on the containerd image store (restart docker); the node's local images stay"
+           " in the old store, on a build node they are only cache")
+TURN_OFF = ("turn off the containerd image store (restart docker); the node's local images"
+            " stay in the containerd store, on a build node they are only cache")
+BOOKWORM_DOCKER_IO = {"docker.io": "20.10.24+dfsg1-1+deb12u1+b6"}
+
+
+def _last_install(script: str) -> str:
+    return script[script.rindex("--force-confold "):].removeprefix("--force-confold ")
+
+
+def test_with_containerd_store_adds_only_the_feature():
+    import json
+
+    assert json.loads(STORE) == {**json.loads(DAEMON),
+                                 "features": {"containerd-snapshotter": True}}
+    assert STORE.endswith("}\n")
+    assert steps.with_containerd_store(STORE) == STORE
+
+
+def test_a_fresh_trixie_host_gets_docker_io_docker_cli_and_the_store():
+    f = host("debian13-amd64-none-fresh.txt")
+    changes = by_step(steps.plan(f, want(f, "docker.io", store=True)))
+    assert tuple(changes) == STEPS
+    engine = changes["docker engine"]
+    assert engine.detail == "install docker.io and docker-cli (the distribution's)"
+    assert _last_install(engine.script) == "docker.io docker-cli; }"
+    daemon = changes["daemon.json"]
+    assert daemon.detail == "write /etc/docker/daemon.json, containerd image store on"
+    assert shlex.quote(STORE) in daemon.script and "restart" not in daemon.script
+    assert steps.engine_too_old_for_store(f, want(f, "docker.io", store=True)) is None
+
+
+def test_a_fresh_trixie_host_without_the_store_gets_the_plain_file():
+    f = host("debian13-amd64-none-fresh.txt")
+    daemon = by_step(steps.plan(f, want(f, "docker.io")))["daemon.json"]
+    assert daemon.detail == "write /etc/docker/daemon.json"
+    assert shlex.quote(DAEMON) in daemon.script
+
+
+def test_a_converged_trixie_host_needs_nothing_and_verifies():
+    f = host(TRIXIE)
+    d = want(f, "docker.io", store=True)
+    assert steps.plan(f, d) == []
+    assert steps.verify(f, d) is None
+    assert f.daemon_json_sha256 == facts.sha256(STORE)
+
+
+def test_a_trixie_host_without_the_cli_gets_docker_cli_and_the_store():
+    f = host(NO_CLI)
+    d = want(f, "docker.io", store=True)
+    changes = steps.plan(f, d)
+    assert [(c.step, c.detail) for c in changes] == [
+        ("daemon.json", TURN_ON),
+        ("docker engine", "install docker-cli (Debian 13 moved the docker CLI out of docker.io)")]
+    assert _last_install(changes[1].script) == "docker-cli; }"
+    assert changes[0].script.endswith(" && systemctl restart docker")
+    assert steps.verify(f, d).startswith("did not converge: still to do: turn on the")
+
+
+def test_a_trixie_host_without_the_cli_and_without_the_store_gets_the_cli_alone():
+    f = host(NO_CLI)
+    assert [c.detail for c in steps.plan(f, want(f, "docker.io"))] == [
+        "install docker-cli (Debian 13 moved the docker CLI out of docker.io)"]
+
+
+@pytest.mark.parametrize("name", ["debian12-amd64-docker.io-converged.txt",
+                                  "ubuntu24.04-arm64-docker.io-converged.txt", TRIXIE])
+def test_a_docker_io_that_brings_its_cli_gets_no_docker_cli(name):
+    f = host(name)
+    assert "docker engine" not in by_step(steps.plan(f, want(f, "docker.io", store=True)))
+
+
+def test_debian_12_docker_io_gets_no_store_and_a_warning():
+    f = host("debian12-amd64-docker.io-converged.txt")
+    d = want(f, "docker.io", store=True)
+    assert steps.plan(f, d) == []              # the file stays as it is: no feature
+    assert steps.verify(f, d) is None
+    assert steps.engine_too_old_for_store(f, d) == "20.10"
+    assert steps.engine_too_old_for_store(f, want(f, "docker.io")) is None  # not asked for
+
+
+def test_a_fresh_debian_12_host_plans_docker_io_without_the_store():
+    f = dataclasses.replace(host("debian12-amd64-none-fresh.txt"), candidates=BOOKWORM_DOCKER_IO)
+    d = want(f, "docker.io", store=True)
+    changes = by_step(steps.plan(f, d))
+    assert changes["daemon.json"].detail == "write /etc/docker/daemon.json"
+    assert shlex.quote(DAEMON) in changes["daemon.json"].script
+    assert changes["docker engine"].detail == "install docker.io (the distribution's)"
+    assert steps.engine_too_old_for_store(f, d) == "20.10"
+    # docker-ce instead: Docker's repository has 24+, so the store goes on
+    assert by_step(steps.plan(f, want(f, "docker-ce", store=True)))["daemon.json"].detail == (
+        "write /etc/docker/daemon.json, containerd image store on")
+
+
+def test_empty_apt_lists_leave_the_store_and_the_cli_to_the_next_plan():
+    # a fresh VM before its first `apt-get update`: no candidates; configure plans again
+    # once the engine is installed
+    f = dataclasses.replace(host("debian13-amd64-none-fresh.txt"), candidates={})
+    d = want(f, "docker.io", store=True)
+    changes = by_step(steps.plan(f, d))
+    assert changes["daemon.json"].detail == "write /etc/docker/daemon.json"
+    assert changes["docker engine"].detail == "install docker.io (the distribution's)"
+    assert steps.engine_release(f, d) is None
+    assert steps.engine_too_old_for_store(f, d) is None
+
+
+@pytest.mark.parametrize("name, package", [
+    ("debian12-amd64-docker-ce-converged.txt", "docker-ce"),
+    ("debian12-arm64-docker-ce-converged.txt", "docker-ce"),
+    ("ubuntu22.04-amd64-docker-ce-converged.txt", "docker-ce"),
+    ("ubuntu24.04-arm64-docker-ce-converged.txt", "docker-ce"),
+    ("ubuntu24.04-arm64-docker.io-converged.txt", "docker.io"),   # Ubuntu's 27.5
+])
+def test_switching_the_store_on_shows_in_the_check_plan(name, package):
+    f = host(name)
+    changes = steps.plan(f, want(f, package, store=True))
+    assert [(c.step, c.detail) for c in changes] == [("daemon.json", TURN_ON)]
+    assert shlex.quote(STORE) in changes[0].script
+    assert changes[0].script.endswith(" && systemctl restart docker")
+
+
+def test_switching_the_store_off_shows_in_the_check_plan():
+    f = host(TRIXIE)
+    changes = steps.plan(f, want(f, "docker.io"))
+    assert [(c.step, c.detail) for c in changes] == [("daemon.json", TURN_OFF)]
+    assert shlex.quote(DAEMON) in changes[0].script   # the key is not written at all
+    assert "containerd-snapshotter" not in changes[0].script
+
+
+def test_switching_on_a_stopped_engine_needs_no_restart():
+    f = dataclasses.replace(host("debian12-amd64-docker-ce-converged.txt"), docker_active=False,
+                            docker_version=None, docker_arch=None)
+    daemon = by_step(steps.plan(f, want(f, "docker-ce", store=True)))["daemon.json"]
+    assert daemon.detail == ("turn on the containerd image store; the node's local images stay"
+                             " in the old store, on a build node they are only cache")
+    assert "restart" not in daemon.script
+
+
+def test_the_running_engine_says_which_store_it_runs_whatever_the_file():
+    # other settings change too: the switch is what the plan says, from the engine's word
+    f = host(TRIXIE)
+    mirrored = steps.render_daemon_json(["https://mirror.gcr.io"], [])
+    assert steps.plan(f, want(f, daemon_json=mirrored))[0].detail == TURN_OFF
+    assert steps.plan(f, want(f, daemon_json=mirrored, store=True))[0].detail == (
+        "update /etc/docker/daemon.json, restart docker")
+
+
+@pytest.mark.parametrize("store, note", [
+    (False, "does not run the containerd image store that /etc/docker/daemon.json turns on"),
+    (None, "does not run the containerd image store that /etc/docker/daemon.json turns on"),
+])
+def test_verify_fails_when_the_engine_does_not_run_the_store(store, note):
+    f = dataclasses.replace(host(TRIXIE), containerd_store=store)
+    problem = steps.verify(f, want(f, "docker.io", store=True))
+    assert problem.startswith("docker 26.1.5+dfsg1 " + note)
+    assert "driver-type io.containerd.snapshotter.v1" in problem
+    assert "sudo systemctl restart docker" in problem and "inv configure" in problem
+
+
+def test_verify_asks_nothing_of_the_store_when_it_is_not_written():
+    f = dataclasses.replace(host("debian12-amd64-docker.io-converged.txt"), containerd_store=False)
+    assert steps.verify(f, want(f, "docker.io", store=True)) is None
+
+
+@pytest.mark.parametrize("change, package, release", [
+    ({}, "docker.io", (26, 1)),                                   # the running engine
+    ({"docker_version": None}, "docker.io", (26, 1)),              # its package
+    ({"docker_version": "27.0.3"}, "docker.io", (27, 0)),          # the engine over the package
+    ({}, "docker-ce", (24, 0)),                                    # to be installed: 24 at least
+    ({"packages": {}, "candidates": {}}, "docker.io", None),
+    ({"packages": {}, "candidates": BOOKWORM_DOCKER_IO}, "docker.io", (20, 10)),
+])
+def test_engine_release(change, package, release):
+    f = dataclasses.replace(host(TRIXIE), **change)
+    assert steps.engine_release(f, want(f, package)) == release
+
+
+def test_engine_release_of_an_installed_docker_ce_that_is_stopped_is_its_package():
+    f = dataclasses.replace(host("debian12-amd64-docker-ce-converged.txt"), docker_version=None)
+    assert steps.engine_release(f, want(f, "docker-ce")) == (28, 3)
+
+
+def test_why_the_store_is_off_for_one_node():
+    off = steps.containerd_store_off({"x": "20.10"})
+    assert str(off) == (
+        "docker 20.10 on node x has no containerd image store (Docker 24+ needed): attestations"
+        " (--provenance, --sbom) and registry cache export are off on it. Fix: use"
+        " docker.package: docker-ce, or Debian 13 nodes (or set docker.containerd_store: false"
+        " to do without it)")
+    assert str(off) == f"{off.problem}. Fix: {off.fix}"
+
+
+def test_why_the_store_is_off_names_every_node_once():
+    off = steps.containerd_store_off({"b": "20.10", "a": "20.10", "c": "23.0"})
+    assert off.problem.startswith("docker 20.10 on nodes a, b and docker 23.0 on node c have no"
+                                  " containerd image store")
+    assert off.problem.endswith("are off on them")
