@@ -35,6 +35,8 @@ BINFMT = {
 DOCKER_CE = ("docker-ce", "docker-ce-cli", "containerd.io", "docker-buildx-plugin")
 # Docker 24 is the first engine with the containerd image store (a daemon.json feature).
 CONTAINERD_STORE_SINCE = (24, 0)
+# Docker 29 runs the containerd image store by default on a fresh install.
+CONTAINERD_STORE_DEFAULT_SINCE = (29, 0)
 # apt installs the newest engine of Docker's repository, and that has been 24 or later since
 # mid-2023.
 DOCKER_CE_AT_LEAST = (24, 0)
@@ -95,10 +97,10 @@ def _json(config: dict) -> str:
     return json.dumps(config, indent=2, sort_keys=True) + "\n"
 
 
-def with_containerd_store(daemon_json: str) -> str:
-    """daemon.json with the containerd image store turned on."""
+def with_containerd_store(daemon_json: str, on: bool = True) -> str:
+    """daemon.json with the containerd image store turned on, or explicitly off."""
     config = json.loads(daemon_json)
-    config.setdefault("features", {})["containerd-snapshotter"] = True
+    config.setdefault("features", {})["containerd-snapshotter"] = on
     return _json(config)
 
 
@@ -158,8 +160,12 @@ def containerd_store_off(engines: Mapping[str, str]) -> StoreOff:
 def daemon_json(f: Facts, d: Desired) -> str:
     """The host's daemon.json: the inventory's settings, plus the containerd image store where
     the engine has it."""
-    return with_containerd_store(d.daemon_json) if writes_containerd_store(f, d) \
-        else d.daemon_json
+    if writes_containerd_store(f, d):
+        return with_containerd_store(d.daemon_json)
+    release = engine_release(f, d)
+    if release is not None and release >= CONTAINERD_STORE_DEFAULT_SINCE:
+        return with_containerd_store(d.daemon_json, False)  # off has to be said there
+    return d.daemon_json
 
 
 def _store_now(f: Facts, d: Desired) -> bool | None:
@@ -169,7 +175,8 @@ def _store_now(f: Facts, d: Desired) -> bool | None:
         return f.containerd_store
     if f.daemon_json_sha256 == sha256(with_containerd_store(d.daemon_json)):
         return True
-    if f.daemon_json_sha256 == sha256(d.daemon_json):
+    if f.daemon_json_sha256 in (sha256(d.daemon_json),
+                                sha256(with_containerd_store(d.daemon_json, False))):
         return False
     return None
 

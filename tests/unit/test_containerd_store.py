@@ -5,6 +5,7 @@ one warning a run for engines too old for the store."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import shlex
 from pathlib import Path
@@ -233,3 +234,18 @@ def test_check_mode_shows_the_switch_and_changes_nothing(hosts):
     assert results["x86-2"].extra["details"] == [
         "docker engine: install docker-cli (Debian 13 moved the docker CLI out of docker.io)"]
     assert all(not h.scripts for h in hosts.values())
+
+
+def test_the_store_turned_off_is_said_in_daemon_json_where_it_is_the_default():
+    """Docker 29 runs the containerd image store by default on a fresh install: false has to
+    be written to mean it there; older engines get no such key."""
+    farm = parse(with_docker("  containerd_store: false\n"), "farm.yaml")
+    node = farm.expanded()[0]
+    off = configure.desired(farm, node, SimpleNamespace(emulated=False))
+    docker_26 = recorded("debian13-amd64-docker.io-converged.txt")
+    docker_29 = dataclasses.replace(docker_26, docker_version="29.0.1")
+    assert json.loads(steps.daemon_json(docker_29, off))["features"] == {
+        "containerd-snapshotter": False}
+    assert "features" not in json.loads(steps.daemon_json(docker_26, off))
+    assert "features" not in json.loads(steps.daemon_json(
+        recorded("debian12-amd64-docker.io-converged.txt"), off))
