@@ -9,8 +9,9 @@ interleaved, each `--repeat` times (median and min):
 
 - archfarm: `inv configure -i INV`, the whole command as a user runs it;
 - pyinfra: `pyinfra INV deploy.py -y`, a generated deploy checking what archfarm's facts check
-  (docker.io, qemu-user-static and binfmt-support installed, docker active and enabled,
-  daemon.json content, the farm user in the docker group, binfmt qemu-aarch64 with F);
+  (docker.io, docker-cli (Debian 13), qemu-user-static and binfmt-support installed, docker
+  active and enabled, daemon.json content (the containerd image store on), the farm user in
+  the docker group, binfmt qemu-aarch64 with F);
 - ansible: `ansible-playbook` with the same checks as a playbook (apt, copy, service, user and
   a shell check), pipelining, ControlPersist, 20 forks, no fact gathering; each run starts
   with no control master (as the first run of a session); a second row keeps the masters of
@@ -60,13 +61,19 @@ ENDPOINT = "http://127.0.0.1:8089"
 STATE = Path.home() / ".cache" / "archfarm-bench"
 PEERS = STATE / "peers-venv"
 USER = "builder"
-DAEMON_JSON = ('{\n  "log-driver": "json-file",\n  "log-opts": {\n    "max-file": "3",\n'
-               '    "max-size": "10m"\n  }\n}\n')  # archfarm's render_daemon_json() defaults
 BINFMT_OK = ("grep -qsx enabled /proc/sys/fs/binfmt_misc/qemu-aarch64 &&"
              " grep -qs '^flags: .*F' /proc/sys/fs/binfmt_misc/qemu-aarch64")
 # The same registration archfarm makes when the handler lacks the F flag (hosts/steps.py).
 sys.path.insert(0, str(REPO))
-from provision.hosts.steps import _register_fixed  # noqa: E402
+from provision.hosts.steps import (  # noqa: E402
+    _register_fixed,
+    render_daemon_json,
+    with_containerd_store,
+)
+
+# What archfarm writes on the lab's Debian 13 nodes (Docker 26): its defaults, the containerd
+# image store on.
+DAEMON_JSON = with_containerd_store(render_daemon_json([], []))
 
 REGISTER = _register_fixed("aarch64")
 
@@ -271,9 +278,9 @@ PLAYBOOK = """- hosts: farm
         }
       }
   tasks:
-    - name: docker.io, qemu-user-static, binfmt-support
+    - name: docker.io, docker-cli, qemu-user-static, binfmt-support
       ansible.builtin.apt:
-        name: [docker.io, qemu-user-static, binfmt-support]
+        name: [docker.io, docker-cli, qemu-user-static, binfmt-support]
         state: present
         install_recommends: false
         update_cache: true
@@ -316,8 +323,8 @@ from pyinfra import host
 from pyinfra.facts.server import Command
 from pyinfra.operations import apt, files, server, systemd
 
-apt.packages(name="docker.io, qemu-user-static, binfmt-support",
-             packages=["docker.io", "qemu-user-static", "binfmt-support"],
+apt.packages(name="docker.io, docker-cli, qemu-user-static, binfmt-support",
+             packages=["docker.io", "docker-cli", "qemu-user-static", "binfmt-support"],
              update=True, cache_time=86400, no_recommends=True)
 daemon = files.put(name="daemon.json", src=StringIO({daemon!r}),
                    dest="/etc/docker/daemon.json", mode="644")
