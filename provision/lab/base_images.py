@@ -32,7 +32,7 @@ from urllib.parse import urljoin
 
 from .. import platforms
 from ..errors import UserError
-from .image import debian_mirror
+from .image import debian_mirror, run_logged, tree_hash
 from .services import REGISTRY, state_dir
 
 RECIPE_DIR = Path(__file__).resolve().parent / "base"
@@ -54,11 +54,7 @@ Say = Callable[[str], None]
 
 
 def recipe_hash() -> str:
-    digest = hashlib.sha256()
-    for path in sorted(p for p in RECIPE_DIR.rglob("*") if p.is_file()):
-        digest.update(path.relative_to(RECIPE_DIR).as_posix().encode() + b"\0")
-        digest.update(path.read_bytes() + b"\0")
-    return digest.hexdigest()[:12]
+    return tree_hash(RECIPE_DIR)
 
 
 def _split(ref: str) -> tuple[str, str]:
@@ -164,16 +160,10 @@ def _build(ref: str, arch: str, work: Path, log: Path) -> tuple[str, float]:
     """Build and push `ref`'s linux/`arch` image (output appended to `log`); digest, seconds."""
     started = time.monotonic()
     kind = IMAGES[ref]
-    out, job_log = work / f"{kind}-{arch}", work / f"{kind}-{arch}.log"
-    with open(job_log, "w") as f:
-        done = subprocess.run([str(RECIPE_DIR / "build.sh"), kind, arch, debian_mirror(),
-                               str(out)], stdout=f, stderr=subprocess.STDOUT)
-    seconds = time.monotonic() - started
-    with open(log, "a") as f:
-        f.write(f"==== {ref} linux/{arch}: exit {done.returncode} in {seconds:.0f} s ====\n")
-        f.write(job_log.read_text(errors="replace"))
-    if done.returncode != 0:
-        tail = " | ".join(job_log.read_text(errors="replace").strip().splitlines()[-3:])
+    out = work / f"{kind}-{arch}"
+    code, _, tail = run_logged([str(RECIPE_DIR / "build.sh"), kind, arch, debian_mirror(),
+                                str(out)], work / f"{kind}-{arch}.log", log, f"{ref} linux/{arch}")
+    if code != 0:
         raise UserError(f"building the lab base image {ref} for linux/{arch} failed: {tail}."
                         f" Fix: see {log}.")
     digest = push_layer_image(f"{ref}-{arch}", arch, out,
