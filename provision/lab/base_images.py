@@ -2,7 +2,13 @@
 the lab registry (no base image can be pulled from Docker Hub in the lab).
 
 - `BUILD_IMAGE`: a compiler image (debootstrap minbase with gcc and libc6-dev);
-- `RUN_IMAGE`: a small runtime image (base-files, libc6, libgcc-s1 and busybox, about 5 MB).
+- `RUN_IMAGE`: a small runtime image (base-files, libc6, libgcc-s1 and busybox, about 5 MB);
+- `SBOM_IMAGE`: BuildKit's SBOM generator for the lab, standing in for Docker Hub's
+  docker/buildkit-syft-scanner: `RUN_IMAGE`'s root with `base/sbom-scan.sh` (POSIX sh and awk)
+  as its command, which lists the Debian packages dpkg records in the scanned root file system.
+
+They stay on Debian 12 while nodes boot Debian 13: they are the content of test images, not the
+node platform, and moving them would only cost a rebuild.
 
 The recipe is everything under `base/`; a hash of it is a tag of its own on each image's index
 (`bookworm-<hash>`), so `ensure` asks the registry (two HEAD requests an image) and builds only
@@ -40,7 +46,8 @@ REGISTRY_ADDRESS = "{}:{}".format(*REGISTRY)
 SUITE = "bookworm"
 BUILD_IMAGE = f"{REGISTRY_ADDRESS}/lab/debian-build:{SUITE}"
 RUN_IMAGE = f"{REGISTRY_ADDRESS}/lab/debian-run:{SUITE}"
-IMAGES = {BUILD_IMAGE: "build", RUN_IMAGE: "run"}   # ref -> KIND of base/build.sh
+SBOM_IMAGE = f"{REGISTRY_ADDRESS}/lab/sbom-scanner:{SUITE}"
+IMAGES = {BUILD_IMAGE: "build", RUN_IMAGE: "run", SBOM_IMAGE: "sbom"}  # ref -> build.sh KIND
 ARCHES = tuple(a.dpkg for a in platforms.ARCHES)
 
 MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
