@@ -85,8 +85,8 @@ GceName = Annotated[str, _matching(
 ImageRef = Annotated[str, _matching(
     r"(https://www\.googleapis\.com/compute/v1/)?(projects/[a-z][-a-z0-9.:]*/)?"
     r"global/images/(family/)?[a-z]([-a-z0-9]*[a-z0-9])?", "an image",
-    "name one like projects/debian-cloud/global/images/family/debian-12, or leave image out"
-    " for Debian 12 on the node's platform")]
+    "name one like projects/debian-cloud/global/images/family/debian-13, or leave image out"
+    " for Debian 13 on the node's platform")]
 Endpoint = Annotated[str, _matching(
     r"https?://[^\s/]+(/\S*)?", "a URL", "use one like http://127.0.0.1:8089 for the fake or"
     " the lab, or leave api_endpoint out for Compute Engine")]

@@ -28,6 +28,11 @@ class VmView:
     nat_ip: str | None
     architecture: str
     metadata: dict[str, str]
+    # The boot disk's source image, resolved (a family names its newest image): its project,
+    # family and name, e.g. ("debian-cloud", "debian-13-arm64", "debian-13-trixie-arm64-v...").
+    image_project: str
+    image_family: str
+    image_name: str
 
 
 class BootBackend:

@@ -125,6 +125,10 @@ class Image:
 
 # (project, family, architecture, name pattern, description pattern)
 IMAGE_FAMILIES = [
+    ("debian-cloud", "debian-13", X86_64, "debian-13-trixie-v{d}",
+     "Debian, Debian GNU/Linux, 13 (trixie), amd64 built on {d}"),
+    ("debian-cloud", "debian-13-arm64", ARM64, "debian-13-trixie-arm64-v{d}",
+     "Debian, Debian GNU/Linux, 13 (trixie), arm64 built on {d}"),
     ("debian-cloud", "debian-12", X86_64, "debian-12-bookworm-v{d}",
      "Debian, Debian GNU/Linux, 12 (bookworm), amd64 built on {d}"),
     ("debian-cloud", "debian-12-arm64", ARM64, "debian-12-bookworm-arm64-v{d}",

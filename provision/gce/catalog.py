@@ -40,9 +40,9 @@ FAMILIES = {f.name: f for f in (
     Family("c3", AMD64),
 )}
 
-# Debian 12 on each platform (public images; the family always names the newest).
-DEFAULT_IMAGES = {ARM64: "projects/debian-cloud/global/images/family/debian-12-arm64",
-                  AMD64: "projects/debian-cloud/global/images/family/debian-12"}
+# Debian 13 on each platform (public images; the family always names the newest).
+DEFAULT_IMAGES = {ARM64: "projects/debian-cloud/global/images/family/debian-13-arm64",
+                  AMD64: "projects/debian-cloud/global/images/family/debian-13"}
 
 
 def family_of(machine_type: str) -> str:

@@ -1,8 +1,10 @@
-"""The fake's `docker` boot backend: each RUNNING VM is a systemd container of the lab image.
+"""The fake's `docker` boot backend: each RUNNING VM is a systemd container of a lab image.
 
-The container's sshd is published on the VM's natIP (a 127.0.0.N address), so archfarm reaches
-it as it would a cloud VM. The backend plays the GCE guest agent: accounts from `ssh-keys`
-metadata (passwordless sudo), and the VM's own host keys published as guest attributes.
+The image follows the VM's boot disk: a Debian 12 image boots the lab's bookworm image, any
+other its trixie (Debian 13) image (`image.suite_for`). The container's sshd is published on
+the VM's natIP (a 127.0.0.N address), so archfarm reaches it as it would a cloud VM. The
+backend plays the GCE guest agent: accounts from `ssh-keys` metadata (passwordless sudo), and
+the VM's own host keys published as guest attributes.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 from ..fakegce.backends import BootBackend, Publish, VmView
 from ..platforms import BY_UNAME
 from .containers import LAB_LABEL
+from .image import suite_for
 
 HOST_ARCH = (BY_UNAME[platform.machine()].gce if platform.machine() in BY_UNAME
              else platform.machine())
@@ -58,8 +61,9 @@ def keeping_qemu_handlers() -> Iterator[None]:
 class DockerBackend(BootBackend):
     name = "docker"
 
-    def __init__(self, image: str, registry_socket: str | None = None, docker: str = "docker"):
-        self.image = image
+    def __init__(self, images: dict[str, str], registry_socket: str | None = None,
+                 docker: str = "docker"):
+        self.images = images  # suite -> image (image.suite_tags)
         self.registry_socket = registry_socket
         self.docker = docker
         self._lock = threading.Lock()
@@ -120,7 +124,11 @@ class DockerBackend(BootBackend):
             args += ["-p", f"{vm.nat_ip}:22:22"]
         if self.registry_socket:
             args += ["-v", f"{self.registry_socket}:/run/archfarm-registry.sock"]
-        return [*args, self.image]
+        return [*args, self.image_for(vm)]
+
+    def image_for(self, vm: VmView) -> str:
+        """The lab image of the VM's boot disk's Debian release."""
+        return self.images[suite_for(vm.image_project, vm.image_family)]
 
     def _settle(self, vm: VmView) -> None:
         """Let a boot still in progress finish before the VM is stopped or removed."""

@@ -2,7 +2,13 @@
 the lab registry (no base image can be pulled from Docker Hub in the lab).
 
 - `BUILD_IMAGE`: a compiler image (debootstrap minbase with gcc and libc6-dev);
-- `RUN_IMAGE`: a small runtime image (base-files, libc6, libgcc-s1 and busybox, about 5 MB).
+- `RUN_IMAGE`: a small runtime image (base-files, libc6, libgcc-s1 and busybox, about 5 MB);
+- `SBOM_IMAGE`: BuildKit's SBOM generator for the lab, standing in for Docker Hub's
+  docker/buildkit-syft-scanner: `RUN_IMAGE`'s root with `base/sbom-scan.sh` (POSIX sh and awk)
+  as its command, which lists the Debian packages dpkg records in the scanned root file system.
+
+They stay on Debian 12 while nodes boot Debian 13: they are the content of test images, not the
+node platform, and moving them would only cost a rebuild.
 
 The recipe is everything under `base/`; a hash of it is a tag of its own on each image's index
 (`bookworm-<hash>`), so `ensure` asks the registry (two HEAD requests an image) and builds only
@@ -32,7 +38,7 @@ from urllib.parse import urljoin
 
 from .. import platforms
 from ..errors import UserError
-from .image import debian_mirror
+from .image import debian_mirror, run_logged, tree_hash
 from .services import REGISTRY, state_dir
 
 RECIPE_DIR = Path(__file__).resolve().parent / "base"
@@ -40,7 +46,8 @@ REGISTRY_ADDRESS = "{}:{}".format(*REGISTRY)
 SUITE = "bookworm"
 BUILD_IMAGE = f"{REGISTRY_ADDRESS}/lab/debian-build:{SUITE}"
 RUN_IMAGE = f"{REGISTRY_ADDRESS}/lab/debian-run:{SUITE}"
-IMAGES = {BUILD_IMAGE: "build", RUN_IMAGE: "run"}   # ref -> KIND of base/build.sh
+SBOM_IMAGE = f"{REGISTRY_ADDRESS}/lab/sbom-scanner:{SUITE}"
+IMAGES = {BUILD_IMAGE: "build", RUN_IMAGE: "run", SBOM_IMAGE: "sbom"}  # ref -> build.sh KIND
 ARCHES = tuple(a.dpkg for a in platforms.ARCHES)
 
 MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
@@ -54,11 +61,7 @@ Say = Callable[[str], None]
 
 
 def recipe_hash() -> str:
-    digest = hashlib.sha256()
-    for path in sorted(p for p in RECIPE_DIR.rglob("*") if p.is_file()):
-        digest.update(path.relative_to(RECIPE_DIR).as_posix().encode() + b"\0")
-        digest.update(path.read_bytes() + b"\0")
-    return digest.hexdigest()[:12]
+    return tree_hash(RECIPE_DIR)
 
 
 def _split(ref: str) -> tuple[str, str]:
@@ -164,16 +167,10 @@ def _build(ref: str, arch: str, work: Path, log: Path) -> tuple[str, float]:
     """Build and push `ref`'s linux/`arch` image (output appended to `log`); digest, seconds."""
     started = time.monotonic()
     kind = IMAGES[ref]
-    out, job_log = work / f"{kind}-{arch}", work / f"{kind}-{arch}.log"
-    with open(job_log, "w") as f:
-        done = subprocess.run([str(RECIPE_DIR / "build.sh"), kind, arch, debian_mirror(),
-                               str(out)], stdout=f, stderr=subprocess.STDOUT)
-    seconds = time.monotonic() - started
-    with open(log, "a") as f:
-        f.write(f"==== {ref} linux/{arch}: exit {done.returncode} in {seconds:.0f} s ====\n")
-        f.write(job_log.read_text(errors="replace"))
-    if done.returncode != 0:
-        tail = " | ".join(job_log.read_text(errors="replace").strip().splitlines()[-3:])
+    out = work / f"{kind}-{arch}"
+    code, _, tail = run_logged([str(RECIPE_DIR / "build.sh"), kind, arch, debian_mirror(),
+                                str(out)], work / f"{kind}-{arch}.log", log, f"{ref} linux/{arch}")
+    if code != 0:
         raise UserError(f"building the lab base image {ref} for linux/{arch} failed: {tail}."
                         f" Fix: see {log}.")
     digest = push_layer_image(f"{ref}-{arch}", arch, out,

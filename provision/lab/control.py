@@ -20,7 +20,7 @@ from pathlib import Path
 from ..errors import UserError
 from . import base_images
 from .containers import docker_ready, lab_containers, lab_volumes
-from .image import debian_mirror, image_tag
+from .image import debian_mirror, image_tag, suite_tags
 from .services import FAKE_ADDRESS, REGISTRY, SERVICES, registry_socket, state_dir
 
 __all__ = ["up", "down", "status", "host_setup", "HOST_SETUP", "SERVICES", "FAKE_PORT",
@@ -55,8 +55,8 @@ def up(say: Callable[[str], None]) -> dict:
         service.ensure(say)
     bases = base_images.ensure(say, state_dir() / "base-images.log")  # needs the registry
     return {"compute_endpoint": COMPUTE_ENDPOINT, "registry": REGISTRY_ADDRESS,
-            "image": image_tag(), "base_images": bases, "state_dir": str(state_dir()),
-            "seconds": round(time.monotonic() - started, 1)}
+            "images": suite_tags(image_tag()), "base_images": bases,
+            "state_dir": str(state_dir()), "seconds": round(time.monotonic() - started, 1)}
 
 
 def down(say: Callable[[str], None]) -> None:

@@ -29,7 +29,7 @@ def gce(fake_gce):
 
 
 def instance(name="vm1", machine_type="t2a-standard-1", zone=ZONE,
-             family="debian-12-arm64", disk_gb=10, disk_type="pd-balanced", labels=None,
+             family="debian-13-arm64", disk_gb=10, disk_type="pd-balanced", labels=None,
              metadata=None, external_ip=True, image_project="debian-cloud") -> compute_v1.Instance:
     items = [compute_v1.Items(key=k, value=v) for k, v in (metadata or {}).items()]
     nic = compute_v1.NetworkInterface(network="global/networks/default")

@@ -28,7 +28,35 @@ def test_get_from_family_returns_the_newest_live_image_with_its_architecture(gce
     with pytest.raises(exceptions.NotFound):
         gce.images.get_from_family(project="debian-cloud", family="windows-2022")
     with pytest.raises(exceptions.NotFound):
-        gce.images.get(project="debian-cloud", image="debian-13-trixie-v1")
+        gce.images.get(project="debian-cloud", image="debian-11-bullseye-v20251111")
+
+
+@pytest.mark.parametrize(("family", "name", "architecture"), [
+    ("debian-13", "debian-13-trixie-v20251111", "X86_64"),
+    ("debian-13-arm64", "debian-13-trixie-arm64-v20251111", "ARM64"),
+    ("debian-12", "debian-12-bookworm-v20251111", "X86_64"),
+    ("debian-12-arm64", "debian-12-bookworm-arm64-v20251111", "ARM64"),
+])
+def test_debian_13_and_12_families_resolve_with_their_architecture(gce, family, name,
+                                                                   architecture):
+    """Debian 13 is archfarm's default; an inventory pinning Debian 12 still resolves."""
+    image = gce.images.get_from_family(project="debian-cloud", family=family)
+    assert (image.name, image.family, image.architecture) == (name, family, architecture)
+    release = "13 (trixie)" if family.startswith("debian-13") else "12 (bookworm)"
+    assert release in image.description
+    old = gce.images.get(project="debian-cloud", image=name.replace("20251111", "20251014"))
+    assert old.deprecated.state == "DEPRECATED" and old.architecture == architecture
+
+
+def test_archfarms_default_images_resolve_with_their_platforms_architecture(gce):
+    from provision.fakegce.catalog import ARCHITECTURE
+    from provision.gce.catalog import DEFAULT_IMAGES
+
+    for platform, ref in DEFAULT_IMAGES.items():
+        project, family = ref.split("/")[1], ref.rsplit("/", 1)[1]
+        assert family.startswith("debian-13")
+        image = gce.images.get_from_family(project=project, family=family)
+        assert image.architecture == ARCHITECTURE[platform]
 
 
 def test_machine_types_carry_architecture_cpus_and_memory(gce):

@@ -73,7 +73,7 @@ def test_legacy_filter_through_the_client(gce):
 # -- a source image that does not exist -------------------------------------------------------
 
 def test_bulk_insert_names_its_own_field_for_a_missing_image(gce):
-    disks = instance(family="debian-13-arm64").disks
+    disks = instance(family="debian-14-arm64").disks
     body = compute_v1.BulkInsertInstanceResource(
         count=1, name_pattern="b-#", instance_properties=compute_v1.InstanceProperties(
             machine_type="t2a-standard-1", disks=disks))
@@ -84,7 +84,7 @@ def test_bulk_insert_names_its_own_field_for_a_missing_image(gce):
     assert e.value.errors[0]["message"] == (
         "Invalid value for field "
         "'resource.instanceProperties.disks[0].initializeParams.sourceImage': "
-        "'projects/debian-cloud/global/images/family/debian-13-arm64'. "
+        "'projects/debian-cloud/global/images/family/debian-14-arm64'. "
         "The referenced image resource cannot be found.")
 
 

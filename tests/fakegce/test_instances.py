@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import ipaddress
 import time
+import types
 import uuid
 
 import pytest
 import requests
 from google.api_core import exceptions
 from google.cloud import compute_v1
+
+from provision.fakegce import FakeGCE, MemoryBackend
+from provision.fakegce.backends import VmView
 
 from .conftest import PROJECT, ZONE, create, insert, instance, wait
 
@@ -123,15 +127,50 @@ def test_t2a_is_not_offered_in_us_central1_c(gce):
             in e.value.message)
 
 
-def test_boot_image_architecture_must_match_the_machine_type(gce):
+@pytest.mark.parametrize("debian", ["debian-13", "debian-12"])
+def test_boot_image_architecture_must_match_the_machine_type(gce, debian):
     with pytest.raises(exceptions.BadRequest) as e:
-        insert(gce, instance(family="debian-12"))  # x86 image on an arm64 machine
+        insert(gce, instance(family=debian))  # x86 image on an arm64 machine (T2A)
     assert e.value.errors[0]["reason"] == "invalidResourceUsage"
     assert ("Requested boot disk architecture (X86_64) is not compatible with machine type "
             "architecture (ARM64)") in e.value.message
     with pytest.raises(exceptions.BadRequest) as e:
-        insert(gce, instance(machine_type="n2-standard-2", family="debian-12-arm64"))
+        insert(gce, instance(machine_type="n2-standard-2", family=f"{debian}-arm64"))
     assert "(ARM64) is not compatible with machine type architecture (X86_64)" in e.value.message
+    assert not gce.instances.list(project=PROJECT, zone=ZONE).items
+
+
+@pytest.mark.parametrize(("machine_type", "family", "architecture"), [
+    ("t2a-standard-1", "debian-13-arm64", "ARM64"), ("n2-standard-2", "debian-13", "X86_64"),
+    ("t2a-standard-1", "debian-12-arm64", "ARM64"), ("n2-standard-2", "debian-12", "X86_64"),
+])
+def test_a_vm_boots_from_debian_13_or_12_of_its_architecture(gce, machine_type, family,
+                                                            architecture):
+    vm = create(gce, instance(machine_type=machine_type, family=family))
+    assert vm.status == "RUNNING" and vm.disks[0].architecture == architecture
+
+
+def test_the_boot_backend_sees_the_boot_disks_source_image():
+    """A backend may boot a VM by its image (the lab: Debian 12 or 13); a family sent is
+    resolved to its newest image, a name sent is that image."""
+    seen: list[VmView] = []
+
+    class Recording(MemoryBackend):
+        def power_on(self, vm, publish):
+            seen.append(vm)
+            super().power_on(vm, publish)
+
+    with FakeGCE(backend=Recording(), operation_seconds=0.01) as fake:
+        gce = types.SimpleNamespace(instances=fake.client(compute_v1.InstancesClient),
+                                    zone_ops=fake.client(compute_v1.ZoneOperationsClient))
+        create(gce, instance(name="a", machine_type="n2-standard-2", family="debian-12"))
+        pinned = instance(name="b")
+        pinned.disks[0].initialize_params.source_image = (
+            "projects/debian-cloud/global/images/debian-13-trixie-arm64-v20251014")
+        create(gce, pinned)
+    assert [(v.name, v.image_project, v.image_family, v.image_name) for v in seen] == [
+        ("a", "debian-cloud", "debian-12", "debian-12-bookworm-v20251111"),
+        ("b", "debian-cloud", "debian-13-arm64", "debian-13-trixie-arm64-v20251014")]
 
 
 def test_disk_smaller_than_the_image_is_rejected(gce):

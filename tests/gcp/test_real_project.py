@@ -60,7 +60,7 @@ def test_doctor_reads_the_real_project(tmp_path, capsys, monkeypatch):
     assert status["credentials"] == "ok"
     assert status["Compute Engine API and project"] == "ok"
     assert status["node x86: machine type e2-micro"] == "ok"
-    assert status["node x86: image projects/debian-cloud/global/images/family/debian-12"] == "ok"
+    assert status["node x86: image projects/debian-cloud/global/images/family/debian-13"] == "ok"
     assert "quota CPUS in us-central1" in status or "farm VMs already there" in status
 
 

@@ -127,13 +127,17 @@ def test_spot_nodes_count_in_preemptible_quota_where_it_is_granted(fake_gce, wri
 
 
 @pytest.mark.parametrize(("image", "detail", "fix"), [
-    ("projects/debian-cloud/global/images/family/debian-13-arm64",
-     "image family debian-13-arm64 not found in project debian-cloud",
+    ("projects/debian-cloud/global/images/family/debian-14-arm64",
+     "image family debian-14-arm64 not found in project debian-cloud",
      "gcloud compute images list --project debian-cloud"),
+    ("projects/debian-cloud/global/images/family/debian-13",
+     "debian-13-trixie-v20251111 is X86_64, but node arm is linux/arm64; Compute Engine"
+     " refuses to boot it",
+     "use an ARM64 image, like projects/debian-cloud/global/images/family/debian-13-arm64"),
     ("projects/debian-cloud/global/images/family/debian-12",
      "debian-12-bookworm-v20251111 is X86_64, but node arm is linux/arm64; Compute Engine"
      " refuses to boot it",
-     "use an ARM64 image, like projects/debian-cloud/global/images/family/debian-12-arm64"),
+     "use an ARM64 image, like projects/debian-cloud/global/images/family/debian-13-arm64"),
 ])
 def test_a_node_image_missing_or_of_the_wrong_architecture(fake_gce, write_inventory, capsys,
                                                            image, detail, fix):

@@ -62,6 +62,20 @@ def test_machine_families_come_from_the_catalog_only():
     assert {n.image for n in farm.expanded()} == set(catalog.DEFAULT_IMAGES.values())
 
 
+def test_nodes_boot_debian_13_unless_they_name_an_image():
+    assert catalog.DEFAULT_IMAGES == {
+        "linux/arm64": "projects/debian-cloud/global/images/family/debian-13-arm64",
+        "linux/amd64": "projects/debian-cloud/global/images/family/debian-13"}
+    pinned = "projects/debian-cloud/global/images/family/debian-12-arm64"
+    farm = parse(edit("count: 2\n", f"count: 2\n    image: {pinned}\n"), "farm.yaml")
+    assert [n.image for n in farm.expanded()] == [
+        pinned, pinned, "projects/debian-cloud/global/images/family/debian-13"]
+    e = fails(edit("count: 2\n", "count: 2\n    image: debian-12\n"))
+    assert e.key == "nodes[0].image"
+    assert e.fix == ("name one like projects/debian-cloud/global/images/family/debian-13, or"
+                     " leave image out for Debian 13 on the node's platform")
+
+
 def test_a_c4a_node_needs_a_zone_offering_c4a():
     text = edit("machine_type: t2a-standard-4", "machine_type: c4a-standard-4").replace(
         "zones: [us-central1-a, us-central1-b]", "zones: [us-west1-a, us-west1-b]")

@@ -93,8 +93,11 @@ class Instance:
         return next((i["value"] for i in self.metadata if i["key"] == key), None)
 
     def view(self) -> VmView:
+        img = self.disk.image
         return VmView(self.project, self.zone, self.name, self.id, self.nat_ip,
-                      self.machine.architecture, {i["key"]: i["value"] for i in self.metadata})
+                      self.machine.architecture, {i["key"]: i["value"] for i in self.metadata},
+                      image_project=img.project, image_family=img.family,
+                      image_name=img.name)
 
 
 @dataclass

@@ -6,9 +6,11 @@
 # Usage: build.sh KIND ARCH MIRROR OUT
 #   KIND build: Debian 12 with gcc and libc6-dev (debootstrap; arm64 runs through QEMU binfmt)
 #   KIND run:   a small runtime: base-files, libc6, libgcc-s1 and busybox unpacked from .debs
+#   KIND sbom:  run's root with sbom-scan.sh as its command: the lab's BuildKit SBOM generator
 # Nothing is pulled from a container registry.
 set -euo pipefail
 kind=$1 arch=$2 mirror=$3 out=$4
+here=$(cd "$(dirname "$0")" && pwd)
 root=$(mktemp -d /var/tmp/archfarm-lab-base.XXXXXX)
 apt=$root.apt
 trap 'rm -rf "$root" "$apt"' EXIT
@@ -58,11 +60,18 @@ run_root() {
     echo '["/bin/sh"]' > "$out/cmd.json"
 }
 
+sbom_root() {
+    run_root
+    install -D -m 0755 "$here/sbom-scan.sh" "$root/usr/local/bin/archfarm-sbom-scan"
+    echo '["/usr/local/bin/archfarm-sbom-scan"]' > "$out/cmd.json"
+}
+
 mkdir -p "$out"
 case $kind in
     build) build_root ;;
     run) run_root ;;
-    *) echo "unknown kind $kind (build or run)" >&2; exit 2 ;;
+    sbom) sbom_root ;;
+    *) echo "unknown kind $kind (build, run or sbom)" >&2; exit 2 ;;
 esac
 echo "root file system: $(du -sh "$root" | cut -f1)"
 tar -C "$root" --numeric-owner --sort=name -c . \
