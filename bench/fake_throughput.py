@@ -115,7 +115,7 @@ def main() -> None:
             name="vm-1", machine_type="zones/us-central1-a/machineTypes/t2a-standard-1",
             disks=[compute_v1.AttachedDisk(boot=True, initialize_params=(
                 compute_v1.AttachedDiskInitializeParams(
-                    source_image="projects/debian-cloud/global/images/family/debian-12-arm64")))])
+                    source_image="projects/debian-cloud/global/images/family/debian-13-arm64")))])
         instances_client(endpoint).insert_unary(project="bench", zone="us-central1-a",
                                                 instance_resource=vm)
         mode = "in-process" if args.in_process else "server mode"

@@ -42,7 +42,7 @@ def vm_body(name: str, pub: str) -> compute_v1.Instance:
         name=name, machine_type=f"zones/{ZONE}/machineTypes/t2a-standard-2",
         disks=[compute_v1.AttachedDisk(boot=True, auto_delete=True, initialize_params=(
             compute_v1.AttachedDiskInitializeParams(
-                source_image="projects/debian-cloud/global/images/family/debian-12-arm64")))],
+                source_image="projects/debian-cloud/global/images/family/debian-13-arm64")))],
         network_interfaces=[compute_v1.NetworkInterface(access_configs=[
             compute_v1.AccessConfig(name="External NAT")])],
         metadata=compute_v1.Metadata(items=[

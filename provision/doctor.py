@@ -286,7 +286,7 @@ def image(clients: Any, farm: Farm, spec: NodeSpec, node: Node) -> Check:
     image_project = m.group("project") or farm.gcp.project
     what = (f"image family {m.group('family')}" if m.group("family")
             else f"image {m.group('image')}")
-    default = "leave image out for Debian 12 on the node's platform"
+    default = "leave image out for Debian 13 on the node's platform"
     try:
         if m.group("family"):
             found = call(clients.images.get_from_family, project=image_project,
