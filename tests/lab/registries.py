@@ -83,7 +83,9 @@ class NodeForward:
         self.alias = alias
         target = "UNIX-CONNECT:/run/archfarm-registry.sock"
         if delay:
-            target = f'SYSTEM:"sleep {delay}; exec socat STDIO {target}"'
+            # socat 1.8 (Debian 13) splits an address at every colon: the inner one escaped
+            inner = target.replace(":", "\\:")
+            target = f'SYSTEM:"sleep {delay}; exec socat STDIO {inner}"'
         listen = (f"setsid socat TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork {target}"
                   " >/dev/null 2>&1 </dev/null & echo $!")
         self.pid = int(ssh(alias, f"sudo sh -c {shlex.quote(listen)}"))
