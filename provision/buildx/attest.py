@@ -20,7 +20,6 @@ from ..errors import DockerError, UserError
 from ..inventory import Farm
 from . import docker_cli
 
-OFF = ("false", "0", "disabled=true")
 KINDS = {"provenance": "Provenance", "sbom": "SBOM"}  # ours -> imagetools' format field
 
 
@@ -33,7 +32,7 @@ def defaults(farm: Farm, provenance: str | None, sbom: str | None
         provenance = f"mode={buildx.provenance}" if buildx.provenance else "false"
     if sbom is None and buildx.sbom:
         sbom = "true"
-    if sbom in ("true", "1") and buildx.sbom_generator:
+    if sbom is not None and sbom.lower() in ("true", "1") and buildx.sbom_generator:
         sbom = f"generator={buildx.sbom_generator}"
     return provenance, sbom
 
@@ -42,7 +41,7 @@ def check_value(flag: str, value: str | None, what: str | None = None) -> None:
     """true, false, or KEY=VALUE[,KEY=VALUE] as buildx reads them (bad input: exit 2)."""
     if value is None or value.lower() in ("true", "false", "1", "0"):
         return
-    if not re.fullmatch(r"[a-z-]+=[^,=]+(,[a-z-]+=[^,=]+)*", value):
+    if not re.fullmatch(r"[A-Za-z0-9_-]+=[^,]*(,[A-Za-z0-9_-]+=[^,]*)*", value):
         raise UserError(f"{what or flag} {value!r}: not true, false or KEY=VALUE[,...]. Fix:"
                         f" e.g. {flag} " + ("mode=max" if flag == "--provenance" else "true")
                         + f", or {flag} false.")
@@ -60,26 +59,42 @@ def wanted(provenance: str | None, sbom: str | None) -> list[str]:
     """The attestations the index must hold for every platform: those asked for (buildx's
     own default, a minimal provenance where the driver can, is not checked)."""
     asked = {"provenance": provenance, "sbom": sbom}
-    return [kind for kind, value in asked.items()
-            if value is not None and value.lower() not in OFF]
+    return [kind for kind, value in asked.items() if value is not None and not _off(value)]
+
+
+def _off(value: str) -> bool:
+    """`false`, `0`, or options with `disabled=true` (as buildx reads them)."""
+    fields = [part.lower() for part in value.split(",")]
+    return fields[0] in ("false", "0") or "disabled=true" in fields
 
 
 def read_back(tag: str, platforms: list[str], kinds: list[str]
               ) -> tuple[dict[str, list[str]], str | None]:
     """(platform -> the attestations the index holds for it, problem): each kind asked of
     buildx at once; a platform lacking one is the problem."""
-    def inspect(kind: str) -> dict:
+    def inspect(kind: str) -> dict | str:
+        """Platform -> that platform's attestation (buildx prints one platform's bare), or
+        why it could not be read."""
         try:
             done = docker_cli.run("buildx", "imagetools", "inspect", tag, "--format",
                                   "{{json ." + KINDS[kind] + "}}", timeout=120)
+            found = json.loads(done.stdout.strip() or "{}")
         except DockerError as e:
-            return {"error": str(e)}
-        text = done.stdout.strip()
-        return json.loads(text) if text.startswith("{") else {}
+            return f"reading its {kind} failed: {e}"
+        except ValueError:
+            return f"buildx printed its {kind} as no JSON object: {done.stdout[:200]!r}"
+        if not isinstance(found, dict):
+            return f"buildx printed its {kind} as {type(found).__name__}, not an object"
+        if len(platforms) == 1 and platforms[0] not in found:
+            return {platforms[0]: found}
+        return found
 
     with ThreadPoolExecutor(len(kinds) or 1) as pool:
         found = dict(zip(kinds, pool.map(inspect, kinds), strict=True))
-    held = {p: [k for k in kinds if found[k].get(p)] for p in platforms}
+    errors = [text for text in found.values() if isinstance(text, str)]
+    read = {k: v for k, v in found.items() if isinstance(v, dict)}
+    held = {p: [k for k in kinds if k in read and read[k].get(p)] for p in platforms}
     missing = [f"{k} for {p}" for p in platforms for k in kinds if k not in held[p]]
-    problem = f"the index {tag} lacks {', '.join(missing)}" if missing else None
+    problem = (f"the index {tag}: {'; '.join(errors)}" if errors else
+               f"the index {tag} lacks {', '.join(missing)}" if missing else None)
     return held, problem

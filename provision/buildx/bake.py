@@ -123,7 +123,8 @@ def requests(farm: Farm, options: Options, targets: dict[str, dict]
                       labels=[f"{k}={v}" for k, v in (spec.get("labels") or {}).items()],
                       stage=spec.get("target"), no_cache=bool(spec.get("no-cache")),
                       pull=bool(spec.get("pull")), allow_emulation=options.allow_emulation,
-                      secrets=_csv_list(spec.get("secret")), ssh=_csv_list(spec.get("ssh")),
+                      secrets=_csv_list(spec.get("secret")),
+                      ssh=_csv_list(spec.get("ssh"), ssh=True),
                       annotations=list(spec.get("annotations") or []),
                       cache_from=_csv_list(spec.get("cache-from")),
                       cache_to=_csv_list(spec.get("cache-to")), provenance=provenance,
@@ -156,16 +157,25 @@ FIELDS = {"--build-arg": "args", "--label": "labels", "--annotation": "annotatio
           "--sbom": "attest"}
 
 
-def _csv(item: str | dict) -> str:
-    """One entry of a list field as buildx's flag takes it: `bake --print` gives
-    `id=x,src=f` strings, or (newer buildx) objects of the same keys."""
-    if isinstance(item, dict):
-        return ",".join(f"{k}={v}" for k, v in item.items())
-    return str(item)
+def _csv(item: str | dict, ssh: bool = False) -> str:
+    """One entry of a list field as buildx's flag takes it: `bake --print` gives strings
+    (`id=x,src=f`), or (newer buildx) objects of the same keys; an ssh object is
+    `{"id": ID, "paths": [...]}` for `ID[=PATH,...]`."""
+    if not isinstance(item, dict):
+        return str(item)
+    if ssh:
+        paths = ",".join(item.get("paths") or [])
+        return f"{item.get('id', 'default')}{'=' + paths if paths else ''}"
+
+    def text(value: object) -> str:
+        if isinstance(value, bool):
+            return str(value).lower()
+        return ",".join(map(str, value)) if isinstance(value, list) else str(value)
+    return ",".join(f"{k}={text(v)}" for k, v in item.items())
 
 
-def _csv_list(items: list | None) -> list[str]:
-    return [_csv(item) for item in items or []]
+def _csv_list(items: list | None, ssh: bool = False) -> list[str]:
+    return [_csv(item, ssh) for item in items or []]
 
 
 def _attest(items: list) -> tuple[str | None, str | None]:
@@ -175,7 +185,7 @@ def _attest(items: list) -> tuple[str | None, str | None]:
         fields = dict(part.partition("=")[::2] for part in entry.split(","))
         kind = fields.pop("type", "")
         if kind in asked:
-            off = fields.pop("disabled", "false") == "true"
+            off = fields.pop("disabled", "false").lower() == "true"
             asked[kind] = "false" if off else ",".join(f"{k}={v}" for k, v in fields.items()) \
                 or "true"
     return asked["provenance"], asked["sbom"]

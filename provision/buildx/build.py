@@ -17,7 +17,7 @@ from __future__ import annotations
 import shlex
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .. import names
@@ -35,9 +35,19 @@ from .pieces import (
     platform_row,
     unplaced_results,
 )
-from .request import Request, check_request
+from .request import Request, check_request, on_index
 
 MERGE_TIMEOUT = 300.0
+
+
+def builder_argv(req: Request, builder: str, platforms: list[str], metadata: Path
+                 ) -> list[str]:
+    """The builder strategy's one `buildx build`: every tag names its index."""
+    tags = [arg for tag in (req.tag, *req.also_tags) for arg in ("--tag", tag)]
+    where = [*tags, "--push"] if req.push else \
+        ["--output", f"type=oci,dest={(req.output or ':').split(':', 1)[1]}"]
+    return [docker_cli.binary(), *common_args(req, metadata), "--builder", builder,
+            "--platform", ",".join(platforms), *where, str(req.context_dir)]
 
 
 def builder_strategy(farm: Farm, req: Request, chosen: dict[str, str], workdir: Path,
@@ -45,13 +55,8 @@ def builder_strategy(farm: Farm, req: Request, chosen: dict[str, str], workdir: 
                      stall: float | None = None) -> Recap:
     """One build on the farm's builder; buildx routes each platform to its pinned node
     (`chosen`: platform -> the node named in the table)."""
-    metadata = workdir / "builder.json"
     builder = names.builder(farm.farm)
-    argv = [docker_cli.binary(), *common_args(req, metadata), "--builder", builder,
-            "--platform", ",".join(chosen)]
-    argv += (["--tag", req.tag, "--push"] if req.push
-             else ["--output", f"type=oci,dest={req.output.split(':', 1)[1]}"]  # type: ignore
-             ) + [str(req.context_dir)]
+    argv = builder_argv(req, builder, list(chosen), workdir / "builder.json")
     name = ",".join(chosen)
 
     def job(progress: Progress) -> Outcome:
@@ -71,20 +76,32 @@ def builder_strategy(farm: Farm, req: Request, chosen: dict[str, str], workdir: 
         for p in chosen}, recap.interrupted)
 
 
-def verify(tag: str, platforms: list[str]
+def verify(tag: str, platforms: list[str], annotations: Sequence[str] = ()
            ) -> tuple[str, dict[str, str], set[str], str | None]:
     """(index digest, platform -> manifest digest, the platforms an attestation manifest
-    refers to, problem): the pushed index, read back."""
+    refers to, problem): the pushed index, read back; every platform listed and every
+    `index:` annotation on it."""
     index, digest = docker_cli.raw_manifest(tag)
     manifests = index.get("manifests", [])
     listed = {docker_cli.platform_of(m): m["digest"] for m in manifests
               if docker_cli.platform_of(m) != "unknown/unknown"}
-    referred = {(m.get("annotations") or {}).get("vnd.docker.reference.digest")
-                for m in manifests}
+    # buildx names the attested image under either key (the com. one is older)
+    referred = {(m.get("annotations") or {}).get(key) for m in manifests
+                for key in ("vnd.docker.reference.digest", "com.docker.reference.digest")}
     attested = {p for p, d in listed.items() if d in referred}
+    lacking = [a.removeprefix("index:") for a in annotations if a.startswith("index:")
+               and (index.get("annotations") or {}).get(a[6:].partition("=")[0])
+               != a[6:].partition("=")[2]]
     missing = [p for p in platforms if p not in listed]
     problem = (f"the index {tag} does not list {', '.join(missing)}"
                f" (it lists {', '.join(sorted(listed)) or 'nothing'})") if missing else None
+    if lacking and not problem:
+        # a Docker manifest list (the nodes pushed Docker media types: the classic store)
+        # has no annotations; only an OCI index does
+        problem = (f"the index {tag} ({index.get('mediaType', '?')}) lacks the annotation"
+                   f" {', '.join(lacking)}: the nodes push Docker media types on the classic"
+                   " image store. Fix: the containerd image store (docker.containerd_store:"
+                   " true on Docker 24+, then inv configure)")
     return digest, listed, attested, problem
 
 
@@ -92,7 +109,7 @@ def merge_args(req: Request, pushed: dict[str, Outcome]) -> list[str]:
     """`imagetools create` of the index from the platforms pushed, by digest."""
     repo = reference.repository(req.tag)
     tags = [arg for tag in (req.tag, *req.also_tags) for arg in ("--tag", tag)]
-    annotations = [f"--annotation={a}" for a in req.annotations if a.startswith("index:")]
+    annotations = [f"--annotation={a}" for a in req.annotations if on_index(a)]
     return ["buildx", "imagetools", "create", *tags, *annotations,
             *(f"{repo}@{r.extra['digest']}" for r in pushed.values())]
 
@@ -118,10 +135,12 @@ def index_job(req: Request, platforms: list[str], pushed: dict[str, Outcome],
                     said = f"this machine {lost}" if lost else tail.strip().split("\n")[-1]
                     return Outcome(failures=["index"], note=f"the merge failed: {said}")
             progress(f"reading {req.tag} back")
-            digest, listed, referred, problem = verify(req.tag, platforms)
+            digest, listed, attested_platforms, problem = verify(
+                req.tag, platforms, req.annotations if req.strategy == "merge" else [])
             kinds = attest.wanted(req.provenance, req.sbom)
             # none asked for: buildx may still have added its default (a minimal provenance)
-            attested = {p: ["buildx default"] for p in sorted(referred)}
+            attested = {} if kinds else {p: ["buildx default"]
+                                         for p in sorted(attested_platforms)}
             if kinds and not problem:
                 progress(f"reading the {' and '.join(kinds)} of {req.tag} back")
                 attested, problem = attest.read_back(req.tag, platforms, kinds)

@@ -22,7 +22,7 @@ from ..runner import Cancel, Outcome, Progress, Recap, run
 from . import attest, docker_cli, observe, reference
 from .buildlog import LOST, Where, timed_build
 from .dispatch import Attempt, Dispatcher
-from .request import Request
+from .request import Request, on_index
 from .schedule import Assignment, NodeState, schedule
 from .schedule import Job as BuildJob
 from .slots import Slot
@@ -58,9 +58,10 @@ def common_args(req: Request, metadata: Path) -> list[str]:
     for flag, values in (("--secret", req.secrets), ("--ssh", req.ssh),
                          ("--cache-from", req.cache_from), ("--cache-to", req.cache_to)):
         args += [f"{flag}={value}" for value in values]
-    # An `index:` annotation is the merged index's: the merge strategy adds it there.
+    # The merged index's annotations are the merge strategy's to add (one platform's build
+    # makes no such index, or only a small one of its own).
     args += [f"--annotation={a}" for a in req.annotations
-             if req.strategy == "builder" or not a.startswith("index:")]
+             if req.strategy == "builder" or not on_index(a)]
     return args + attest.args(req.provenance, req.sbom)
 
 

@@ -130,10 +130,17 @@ def check_stage(stage: str | None, dockerfile: Path, what: str) -> None:
                         " add `AS " + stage + "` to the FROM line of the stage to build.")
 
 
+def on_index(annotation: str) -> bool:
+    """An annotation the merge puts on the merged index (`index:`) or on a platform's entry
+    in it (`manifest-descriptor:`), rather than each platform's build on its image."""
+    return annotation.startswith(("index:", "manifest-descriptor:"))
+
+
 def stages_of(dockerfile: str) -> list[str]:
     """The named stages of a Dockerfile, in order (stage names are case-insensitive)."""
-    # A backslash at a line's end continues it: `FROM --platform=$X \ base AS name` is one.
-    text = re.sub(r"\\\r?\n", " ", dockerfile)
+    # A backslash at a line's end (blanks may follow) continues it, past comment lines:
+    # `FROM --platform=$X \ base AS name` is one instruction.
+    text = re.sub(r"\\[ \t]*\r?\n(?:[ \t]*#[^\n]*\n)*", " ", dockerfile)
     return [m.group(1).lower() for m in re.finditer(
         r"^\s*FROM\s+(?:--\S+\s+)*\S+\s+AS\s+(\S+)\s*$", text, re.I | re.M)]
 
@@ -151,6 +158,15 @@ def check_options(req: Request, what: Callable[[str], str] = lambda flag: flag) 
             if "=" not in value or value.startswith("="):
                 raise UserError(f"{what(flag)} {value!r}: not KEY=VALUE. Fix: write it as"
                                 " KEY=VALUE.")
+    for value in req.annotations:
+        key = value.partition("=")[0]
+        level = key.partition(":")[0] if ":" in key else ""
+        if level and not re.fullmatch(r"(index|manifest|manifest-descriptor)(\[[^]]*\])?",
+                                      level):
+            raise UserError(f"{what('--annotation')} {value!r}: {level} is not a level the"
+                            " farm's images have. Fix: index:KEY=VALUE (the merged index),"
+                            " manifest:KEY=VALUE or KEY=VALUE (each platform's image), or"
+                            " manifest-descriptor:KEY=VALUE (its entry in the index).")
     for secret in req.secrets:
         secrets.check_secret(secret, what("--secret"))
     for ssh in req.ssh:

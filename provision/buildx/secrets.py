@@ -17,24 +17,34 @@ from pathlib import Path
 
 from ..errors import UserError
 
-
-def _fields(value: str) -> dict[str, str]:
-    return {key: val for key, _, val in (part.partition("=") for part in value.split(","))}
+FORM = ("Fix: write it as buildx does, e.g. --secret id=npmrc,src=$HOME/.npmrc, or --secret"
+        " id=token,env=GITHUB_TOKEN.")
 
 
 def check_secret(value: str, what: str = "--secret") -> None:
-    """`id=ID,src=PATH` (or `source=`), `id=ID,env=VAR`, `type=env,id=VAR`, as buildx reads
-    them: the file must be readable, the variable set."""
-    fields = _fields(value)
+    """A secret as buildx reads it (`parseSecret` in buildx, then BuildKit's secrets store):
+    keys type (file or env), id, src or source, env; `type=env` takes src as the variable;
+    with neither src nor env, the variable named like the id if set, else the file of that
+    name. The file must be readable, the variable set. Only the keys and the id are ever
+    repeated (a mistyped option may hold the value itself)."""
+    fields: dict[str, str] = {}
+    for part in value.split(","):
+        key, _, val = part.partition("=")
+        fields[key.strip().lower()] = val
+    unknown = sorted(set(fields) - {"type", "id", "src", "source", "env"})
+    kind = fields.get("type", "file")
     sid = fields.get("id", "")
-    src = fields.get("src") or fields.get("source")
-    env = fields.get("env") or (sid if fields.get("type") == "env" else "")
-    if not sid or not (src or env) or fields.get("type", "file") not in ("file", "env"):
-        raise UserError(f"{what} {value!r}: not id=ID,src=FILE or id=ID,env=VARIABLE. Fix:"
-                        " e.g. --secret id=npmrc,src=$HOME/.npmrc, or --secret"
-                        " id=token,env=GITHUB_TOKEN.")
+    if unknown or kind not in ("file", "env") or not sid:
+        said = f"unknown key {', '.join(unknown)}" if unknown else \
+            f"type {kind} is not file or env" if kind not in ("file", "env") else "no id"
+        raise UserError(f"{what} with keys {', '.join(fields)}: {said}. {FORM}")
+    src, env = fields.get("src") or fields.get("source") or "", fields.get("env", "")
+    if kind == "env" and not env:
+        src, env = "", src or sid
+    if not src and not env:
+        env, src = (sid, "") if sid in os.environ else ("", sid)
     if src:
-        path = Path(os.path.expanduser(src))
+        path = Path(src)
         if not path.is_file() or not os.access(path, os.R_OK):
             raise UserError(f"{what} id={sid}: its file {src} is missing or unreadable."
                             f" Fix: create it, or point src= at the file holding secret {sid}.")
@@ -59,7 +69,7 @@ def check_ssh(value: str, what: str = "--ssh") -> None:
                             f" the key itself: --ssh {sid}=PATH.")
         return
     for path in paths.split(","):
-        if not Path(os.path.expanduser(path)).exists():
+        if not Path(path).exists():
             raise UserError(f"{what} {sid}={paths}: {path} does not exist. Fix: name an"
                             " agent's socket or a private key file.")
 

@@ -115,6 +115,8 @@ def ensure(say: Callable[[str], None], log: Path) -> dict[str, str]:
         return tags
     missing = {suite: tag for suite, tag in tags.items()
                if _docker("image", "inspect", tag).returncode != 0}
+    if not missing:  # the one call failed for another reason; each image is there
+        return tags
     say(f"lab images {', '.join(missing.values())}: building from Debian packages (about a"
         f" minute; log in {log})")
     log.write_text("")

@@ -28,9 +28,29 @@ def test_a_secret_from_an_unset_variable_names_it(build, monkeypatch):  # noqa: 
     assert "the variable ARCHFARM_TEST_NO_SUCH_VAR is not set here" in message, message
 
 
-@pytest.mark.parametrize("secret", ["src=/etc/hostname", "id=x", "id=x,type=ssh,src=/etc/hostname"])
-def test_a_malformed_secret_says_the_form(build, secret):  # noqa: F811
-    assert "not id=ID,src=FILE or id=ID,env=VARIABLE" in run_with(build, "--secret", secret)
+@pytest.mark.parametrize("secret, says", [
+    ("src=/etc/hostname", "--secret with keys src: no id."),
+    ("id=x,type=ssh,src=/etc/hostname", "--secret with keys id, type, src: type ssh is not"
+     " file or env."),
+    ("id=t,value=s3cr3t", "--secret with keys id, value: unknown key value."),
+])
+def test_a_malformed_secret_names_its_keys_never_its_values(build, secret, says):  # noqa: F811
+    message = run_with(build, "--secret", secret)
+    assert message.startswith(says) and "Fix: write it as buildx does" in message, message
+    assert "s3cr3t" not in message and "/etc/hostname" not in message
+
+
+def test_a_secret_by_id_alone_is_the_variable_of_that_name_else_the_file(
+        build, tmp_path, monkeypatch):  # noqa: F811
+    """buildx's rule: `id=X` reads the variable X when set, else the file X."""
+    monkeypatch.delenv("ARCHFARM_TEST_TOKEN", raising=False)
+    message = run_with(build, "--secret", "id=ARCHFARM_TEST_TOKEN")
+    assert message.startswith("--secret id=ARCHFARM_TEST_TOKEN: its file ARCHFARM_TEST_TOKEN"
+                              " is missing"), message
+    monkeypatch.setenv("ARCHFARM_TEST_TOKEN", "x")
+    done, _ = build("--context", str(HELLO), "--tag", TAG, "--push", "--secret",
+                    "id=ARCHFARM_TEST_TOKEN", "--json")
+    assert done.returncode == 1, done.stdout  # past the checks: no node registered here
 
 
 def test_ssh_default_without_an_agent_says_how_to_start_one(build, monkeypatch):  # noqa: F811

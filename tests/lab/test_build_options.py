@@ -118,7 +118,7 @@ def blobs_of(repo: str, index_digest: str) -> list[bytes]:
 def test_every_node_runs_docker_26_on_the_containerd_image_store(farm):
     for node in NODES:
         info = json.loads(ssh(f"archfarm-po-{node}", "docker info --format '{{json .}}'"))
-        assert info["ServerVersion"].split(".")[0] >= "26", info["ServerVersion"]
+        assert int(info["ServerVersion"].split(".")[0]) >= 26, info["ServerVersion"]
         assert ["driver-type", "io.containerd.snapshotter.v1"] in info["DriverStatus"], \
             info["DriverStatus"]
 
@@ -223,6 +223,16 @@ def test_two_tags_name_one_index_with_provenance_and_sbom_for_both_platforms(
     assert value not in json.dumps(provenance) + json.dumps(sbom)
 
 
+def test_a_one_platform_build_has_its_attestations_checked_too(farm, context, token):
+    """buildx prints one platform's attestations bare, not keyed by platform."""
+    value, path = token
+    code, out, err = build(farm, context, f"{REGISTRY}/po/one:1", "--platform", "linux/arm64",
+                           "--secret", f"id=token,src={path}", "--provenance", "mode=min",
+                           "--sbom", "true")
+    assert code == 0, err
+    assert [p["attestations"] for p in out["platforms"]] == [["provenance", "sbom"]], out
+
+
 def test_a_bake_target_with_a_secret_a_stage_and_attestations(farm, context, token, tmp_path):
     value, path = token
     (tmp_path / "docker-bake.hcl").write_text(f"""
@@ -282,3 +292,18 @@ def test_a_debian_12_pin_builds_and_refuses_attestations_saying_why(bookworm, tm
     note = out["nodes"]["linux/amd64"]["note"]
     assert note.startswith("node amd64: its engine cannot export attestations"), note
     assert "containerd image store" in note
+
+
+def test_an_index_annotation_the_classic_store_cannot_carry_is_a_failed_read_back(
+        bookworm, tmp_path):
+    """A Docker 20.10 node pushes Docker media types, and a Docker manifest list has no
+    annotations: the read-back says so, with the fix, rather than dropping it silently."""
+    path, *_ = bookworm
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(f"FROM {RUN_IMAGE}\nRUN true\n")
+    code, out, err = inv("build", "-i", str(path), "--context", str(ctx), "--tag",
+                         f"{REGISTRY}/old/app:3", "--push", "--annotation", "index:team=ops")
+    assert code == 1, err
+    note = out["nodes"]["index"]["note"]
+    assert "lacks the annotation team=ops" in note and "containerd image store" in note, note

@@ -4,17 +4,18 @@ an `index:` annotation goes (pure)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
-from provision.buildx import attest
+from provision.buildx import attest, docker_cli
 from provision.buildx.bake import _attest, _csv_list
-from provision.buildx.build import merge_args
+from provision.buildx.build import builder_argv, merge_args
 from provision.buildx.buildlog import Where, why_failed
 from provision.buildx.pieces import common_args
 from provision.buildx.request import Request, stages_of
-from provision.errors import InventoryError
+from provision.errors import DockerError, InventoryError
 from provision.inventory import parse
 from provision.runner import Outcome
 
@@ -90,3 +91,66 @@ def test_an_engine_without_the_containerd_store_says_what_it_needs():
     why = why_failed(text, Where("node a", "archfarm-bx-a"), farm())
     assert why.startswith("node a: its engine cannot export attestations"), why
     assert "docker.containerd_store" in why
+
+
+def test_a_one_platform_index_has_its_attestations_printed_bare(monkeypatch):
+    """buildx keys `.Provenance` / `.SBOM` by platform only for an index of several: one
+    platform's is printed bare, and is that platform's."""
+    printed = {"Provenance": {"SLSA": {"buildType": "x"}}, "SBOM": {"SPDX": {"a": 1}}}
+
+    def run(*args, **kw):
+        field = args[-1].split(".")[1].removesuffix("}}")
+        return docker_cli.Done(json.dumps(printed[field]), "")
+    monkeypatch.setattr(docker_cli, "run", run)
+    assert attest.read_back("r/a:1", ["linux/amd64"], ["provenance", "sbom"]) == (
+        {"linux/amd64": ["provenance", "sbom"]}, None)
+
+
+def test_an_attestation_missing_or_unreadable_is_the_problem(monkeypatch):
+    def run(*args, **kw):
+        if "{{json .SBOM}}" in args:
+            raise DockerError(args, 1, "tls: handshake failure")
+        return docker_cli.Done(json.dumps({"linux/arm64": {"SLSA": {"buildType": "x"}}}), "")
+    monkeypatch.setattr(docker_cli, "run", run)
+    held, problem = attest.read_back("r/a:1", ["linux/amd64", "linux/arm64"], ["provenance"])
+    assert held == {"linux/amd64": [], "linux/arm64": ["provenance"]}
+    assert problem == "the index r/a:1 lacks provenance for linux/amd64"
+    _, problem = attest.read_back("r/a:1", ["linux/arm64"], ["provenance", "sbom"])
+    assert "reading its sbom failed" in problem and "tls: handshake failure" in problem
+
+
+def test_an_attestation_disabled_is_not_asked_for():
+    assert attest.wanted("mode=max,disabled=true", "DISABLED=true") == []
+    assert attest.defaults(farm("sbom_generator: r/s:1"), None, "True") == (
+        None, "generator=r/s:1")
+
+
+def test_a_bake_targets_entries_in_newer_buildxs_object_form():
+    assert _csv_list([{"id": "default"}], ssh=True) == ["default"]
+    assert _csv_list([{"id": "k", "paths": ["/a", "/b"]}], ssh=True) == ["k=/a,/b"]
+    assert _attest([{"type": "sbom", "disabled": True}]) == (None, "false")
+    assert _csv_list([{"type": "registry", "ref": "r/c:1", "mode": "max"}]) == [
+        "type=registry,ref=r/c:1,mode=max"]
+
+
+def test_the_builder_strategy_pushes_every_tag_and_annotates_its_own_index():
+    req = Request(context_dir=Path("ctx"), tag="r/a:1", also_tags=["r/a:2"], push=True,
+                  strategy="builder", annotations=["index:k=v"])
+    argv = builder_argv(req, "bx", ["linux/amd64", "linux/arm64"], Path("m.json"))
+    assert argv[-6:] == ["--tag", "r/a:1", "--tag", "r/a:2", "--push", "ctx"]
+    assert "--annotation=index:k=v" in argv  # buildx makes the builder's index itself
+
+
+def test_the_merge_puts_index_annotations_on_the_index_and_the_rest_on_each_image():
+    merge_req = Request(context_dir=Path("ctx"), tag="r/a:1", push=True,
+                        annotations=["index:k=v", "manifest-descriptor:d=1", "m=2"])
+    merge_build = common_args(merge_req, Path("m.json"))
+    assert "--annotation=m=2" in merge_build
+    assert not [a for a in merge_build if "k=v" in a or "d=1" in a]
+    merge = merge_args(merge_req, {"linux/amd64": Outcome(extra={"digest": "sha256:" + "a" * 64})})
+    assert "--annotation=index:k=v" in merge and "--annotation=manifest-descriptor:d=1" in merge
+
+
+def test_stage_names_survive_blanks_after_a_backslash_and_comments_inside():
+    text = "FROM r/b:1 \\  \n# a comment\n  AS build\nFROM --platform=$X \\\n r/c AS Test\n"
+    assert stages_of(text) == ["build", "test"]
