@@ -170,7 +170,8 @@ nodes:
             "[farm]\n" + "".join(f"{ip}\n" for ip in ips) + "[farm:vars]\n"
             f"ansible_user={USER}\nansible_ssh_private_key_file={self.key}\n"
             f"ansible_ssh_common_args={common}\nansible_python_interpreter=/usr/bin/python3\n")
-        (self.dir / "playbook.yml").write_text(PLAYBOOK.replace("@OK@", BINFMT_OK)
+        (self.dir / "playbook.yml").write_text(PLAYBOOK.replace("@OK@", BINFMT_OK).replace(
+            "@DAEMON@\n", "".join(f"      {line}\n" for line in DAEMON_JSON.splitlines()))
                                             .replace("@REGISTER@", shlex.quote(REGISTER)))
         (self.dir / "inventory.py").write_text(
             f"hosts = [(ip, {{'ssh_user': {USER!r}, 'ssh_key': {str(self.key)!r},"
@@ -270,13 +271,7 @@ PLAYBOOK = """- hosts: farm
   become: true
   vars:
     daemon_json: |
-      {
-        "log-driver": "json-file",
-        "log-opts": {
-          "max-file": "3",
-          "max-size": "10m"
-        }
-      }
+@DAEMON@
   tasks:
     - name: docker.io, docker-cli, qemu-user-static, binfmt-support
       ansible.builtin.apt:
