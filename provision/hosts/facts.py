@@ -214,7 +214,11 @@ def _sections(user: str, slots_dir: str = slots.DIR) -> list[tuple[str, str]]:
         ("packages", "dpkg-query -W -f='${Package} ${Version} ${db:Status-Status}\\n' "
                      + " ".join(PACKAGES)),
         ("docker-cli", "command -v docker"),
-        ("apt-candidates", "LC_ALL=C apt-cache policy " + " ".join(CANDIDATES)),
+        # Only before docker.io is installed (what its install would give): apt-cache loads
+        # every package list, the slowest section on a converged host.
+        ("apt-candidates", "dpkg-query -W -f='${db:Status-Status}' docker.io 2>/dev/null |"
+                           " grep -qx installed || LC_ALL=C apt-cache policy "
+                           + " ".join(CANDIDATES)),
         ("docker-active", "systemctl is-active docker"),
         ("docker-enabled", "systemctl is-enabled docker"),
         # Only when the service runs: a CLI without an engine would wait for the socket.
