@@ -17,6 +17,9 @@ atexit.register(gc.freeze)
 INVENTORY = "inventory file (default: $ARCHFARM_INVENTORY, else inventory/lab.yaml)"
 JSON = "print one JSON object on stdout at the end (progress goes to stderr)"
 PER_NODE = "builds at once on one node (default 1)"
+CACHE = ("registry: each platform's build cache kept in the image's repository"
+         " (REPO:buildcache-<os>-<arch>), so a new or recreated node starts warm; none (default:"
+         " the inventory's buildx.cache)")
 STALL = ("seconds a build's log may stay silent before its node is taken for lost (default:"
          " the inventory's buildx.stall_timeout_seconds, 1200)")
 
@@ -90,12 +93,13 @@ def register(c, inventory=None, check=False, json=False):
     "sbom": "SBOM attestation: true, false or generator=IMAGE (default: the inventory's"
             " buildx.sbom)",
     "allow_emulation": "build a platform no node runs natively, under QEMU",
-    "per_node": PER_NODE, "stall_timeout": STALL, "check": "print the schedule, build nothing",
-    "json": JSON})
+    "cache": CACHE, "per_node": PER_NODE, "stall_timeout": STALL,
+    "check": "print the schedule, build nothing", "json": JSON})
 def build(c, context=None, tag=None, inventory=None, file=None, target=None, platform=None,
           strategy="merge", push=False, output=None, build_arg=None, secret=None, ssh=None,
           label=None, annotation=None, no_cache=False, pull=False, provenance=None, sbom=None,
-          allow_emulation=False, per_node=None, stall_timeout=None, check=False, json=False):
+          allow_emulation=False, cache=None, per_node=None, stall_timeout=None, check=False,
+          json=False):
     """Build a multi-arch image on the farm, each platform natively on the least busy node up
     of that platform (moved once if that node is lost), then verify its index."""
     from pathlib import Path
@@ -110,7 +114,8 @@ def build(c, context=None, tag=None, inventory=None, file=None, target=None, pla
                       secrets=list(secret or []), ssh=list(ssh or []), labels=list(label or []),
                       annotations=list(annotation or []), no_cache=no_cache, pull=pull,
                       provenance=provenance, sbom=sbom, allow_emulation=allow_emulation,
-                      per_node=per_node or 1, stall_timeout=stall_timeout, check=check)
+                      cache=cache, per_node=per_node or 1, stall_timeout=stall_timeout,
+                      check=check)
     _run("provision.buildx.tasks:build", inventory=inventory, request=request, json_mode=json)
 
 
@@ -147,6 +152,8 @@ def _bake_words() -> None:
 _bake_words()
 
 
+# No --cache flag (the inventory's buildx.cache applies): Invoke would give it -h, every other
+# letter of it being taken, and `inv bake -h` would no longer be help.
 @task(positional=[], iterable=["target"], help={
     "file": "the bake file: docker-bake.hcl, docker-bake.json or a compose file (default:"
             " what `docker buildx bake` finds here); also the first word after bake",
@@ -159,7 +166,7 @@ def bake(c, file=None, target=None, inventory=None, per_node=None, stall_timeout
          check=False, allow_emulation=False, json=False):
     """Build every target of a bake file over the whole farm: `inv bake [FILE] [TARGET ...]`.
     Each target x platform is a job spread over the nodes of its platform; each target's
-    platforms are merged into its index and read back."""
+    platforms are merged into its index and read back. The inventory's buildx.cache applies."""
     from provision.buildx.bake import Options
 
     options = Options(file=file, targets=list(target or []), per_node=per_node or 1,

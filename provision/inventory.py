@@ -167,6 +167,9 @@ class Buildx(Strict):
     sbom_generator: Annotated[str, _matching(
         r"[a-z0-9]([-a-z0-9._:/@]*[a-z0-9])?", "an image reference",
         "write one like mirror.gcr.io/docker/buildkit-syft-scanner:stable-1")] | None = None
+    # Build cache kept in the registry beside the image (`--cache registry`): a node that
+    # is new, or was recreated, starts with the farm's cache rather than none.
+    cache: Literal["registry", "none"] = "none"
 
 
 class NodeSpec(Strict):

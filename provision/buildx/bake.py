@@ -32,7 +32,14 @@ from .pieces import (
     platform_row,
     unplaced_results,
 )
-from .request import Request, check_options, check_stage, platforms_for, run_options
+from .request import (
+    Request,
+    cache_kind,
+    check_options,
+    check_stage,
+    platforms_for,
+    run_options,
+)
 from .schedule import NodeState
 
 # What `bake --print` gives for a target that a build on the farm honours: the rest is refused
@@ -51,6 +58,7 @@ class Options:
     stall_timeout: float | str | None = None
     check: bool = False
     allow_emulation: bool = False
+    cache: str | None = None         # registry | none; None: the inventory's buildx.cache
 
 
 def read(options: Options) -> dict[str, dict]:
@@ -133,6 +141,7 @@ def requests(farm: Farm, options: Options, targets: dict[str, dict]
             return f"{where}, target {name}: {FIELDS.get(flag, flag)}"
         check_options(req, what=field_of)
         req.provenance, req.sbom = attest.defaults(farm, req.provenance, req.sbom)
+        req.cache = cache_kind(farm, options.cache)
         context = req.context_dir or Path(".")
         if not context.is_dir():
             raise bad(f'context "{context}" is no directory', "give the target's build"

@@ -30,6 +30,7 @@ from .pieces import (
     BuildPlan,
     Piece,
     build_pieces,
+    cache_args,
     common_args,
     plan,
     platform_row,
@@ -46,8 +47,9 @@ def builder_argv(req: Request, builder: str, platforms: list[str], metadata: Pat
     tags = [arg for tag in (req.tag, *req.also_tags) for arg in ("--tag", tag)]
     where = [*tags, "--push"] if req.push else \
         ["--output", f"type=oci,dest={(req.output or ':').split(':', 1)[1]}"]
-    return [docker_cli.binary(), *common_args(req, metadata), "--builder", builder,
-            "--platform", ",".join(platforms), *where, str(req.context_dir)]
+    return [docker_cli.binary(), *common_args(req, metadata), *cache_args(req, None),
+            "--builder", builder, "--platform", ",".join(platforms), *where,
+            str(req.context_dir)]
 
 
 def builder_strategy(farm: Farm, req: Request, chosen: dict[str, str], workdir: Path,

@@ -44,6 +44,19 @@ def platform_tag(ref: str, platform: str) -> str:
     return f"{reference.repository(ref)}:archfarm-{digest}-{suffix}"
 
 
+def cache_args(req: Request, platform: str | None) -> list[str]:
+    """`--cache registry`: the build cache of one platform in the image's repository, under a
+    tag of its own, `buildcache-<os>-<arch>` (the builder strategy's one build: `buildcache`).
+    Every platform is a build of its own, so one ref for all would keep only the last
+    platform's cache. `mode=max` keeps every stage's layers, not only the final ones."""
+    if req.cache != "registry":
+        return []
+    suffix = "-" + re.sub(r"[^A-Za-z0-9_.-]", "-", platform) if platform else ""
+    ref = f"{reference.repository(req.tag)}:buildcache{suffix}"
+    return [f"--cache-from=type=registry,ref={ref}",
+            f"--cache-to=type=registry,ref={ref},mode=max"]
+
+
 def common_args(req: Request, metadata: Path) -> list[str]:
     args = ["buildx", "build", "--progress", "plain", "--metadata-file", str(metadata)]
     if req.file:
@@ -140,8 +153,8 @@ def build_pieces(farm: Farm, pieces: list[Piece], the_plan: BuildPlan, per_node:
             metadata, pushed = workdir / f"{name}.json", platform_tag(req.tag, platform)
             context = names.alias(farm.farm, node)
             argv = [docker_cli.binary(), "--context", context, *common_args(req, metadata),
-                    "--platform", platform, "--output", f"type=image,name={pushed},push=true",
-                    str(req.context_dir)]
+                    *cache_args(req, platform), "--platform", platform,
+                    "--output", f"type=image,name={pushed},push=true", str(req.context_dir)]
             progress(f"building on {node}" + (" (moved)" if n else ""))
             seconds, failed, kind = timed_build(argv, workdir / f"{name}.log", progress,
                                                  Where(f"node {node}", context), farm, stall)

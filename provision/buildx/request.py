@@ -36,6 +36,7 @@ class Request:
     sbom: str | None = None          # buildx's --sbom; None: the inventory's default
     cache_from: list[str] = field(default_factory=list)   # buildx's --cache-from (bake)
     cache_to: list[str] = field(default_factory=list)     # buildx's --cache-to (bake)
+    cache: str | None = None         # registry | none; None: the inventory's buildx.cache
     # as given on the command line; check_request makes them numbers (or says why not)
     per_node: int | str = 1          # builds at once on one node (merge strategy)
     stall_timeout: float | str | None = None  # None: the inventory's stall_timeout_seconds
@@ -64,12 +65,23 @@ def check_request(farm: Farm, req: Request) -> tuple[list[str], int, float]:
                         " --strategy builder --output oci:PATH.")
     check_options(req)
     req.provenance, req.sbom = attest.defaults(farm, req.provenance, req.sbom)
+    req.cache = cache_kind(farm, req.cache)
     per_node, stall = run_options(farm, req.per_node, req.stall_timeout)
     if req.strategy == "builder" and per_node > 1:
         raise UserError(f"--per-node {per_node}: only the merge strategy schedules builds on"
                         " nodes (buildx routes the builder strategy's platforms itself). Fix:"
                         " drop --per-node, or use --strategy merge.")
     return platforms_for(farm, req.platforms, req.allow_emulation, "--platform"), per_node, stall
+
+
+def cache_kind(farm: Farm, given: str | None) -> str:
+    """--cache as given (registry or none), else the inventory's buildx.cache."""
+    if given is None:
+        return farm.buildx.cache
+    if given not in ("registry", "none"):
+        raise UserError(f"--cache {given}: not a kind of cache. Fix: --cache registry (kept"
+                        " in the image's repository, per platform) or --cache none.")
+    return given
 
 
 def check_tag(tag: str) -> None:

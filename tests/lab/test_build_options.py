@@ -307,3 +307,49 @@ def test_an_index_annotation_the_classic_store_cannot_carry_is_a_failed_read_bac
     assert code == 1, err
     note = out["nodes"]["index"]["note"]
     assert "lacks the annotation team=ops" in note and "containerd image store" in note, note
+
+
+# -- the registry cache (issue 17, first part) ---------------------------------------------------
+
+def forget_everything(node: str) -> None:
+    """The node as if recreated: no build cache, no image."""
+    ssh(f"archfarm-po-{node}", "docker builder prune -af >/dev/null && docker image ls -aq |"
+        " xargs -r docker image rm -f >/dev/null; docker builder du | tail -1")
+
+
+def diff_ids(ref: str) -> dict[str, list[str]]:
+    return {p: c["rootfs"]["diff_ids"] for p, c in imagetools(ref, "Image").items()}
+
+
+def test_a_node_that_lost_its_cache_rebuilds_from_the_registry_cache(farm, tmp_path):
+    """A step whose output is random is only the same layer again if it came from a cache:
+    after both nodes forget everything, `--cache registry` gives the same layers back, and a
+    build without it does not."""
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(
+        f"FROM {RUN_IMAGE}\nRUN head -c 16 /dev/urandom | od -An -tx1 > /nonce\n")
+    tag = f"{REGISTRY}/po/cached:1"
+    code, out, err = build(farm, ctx, tag, "--cache", "registry")
+    assert code == 0, err
+    first = diff_ids(tag)
+    for platform in ("linux-amd64", "linux-arm64"):
+        raw = subprocess.run(["docker", "buildx", "imagetools", "inspect", "--raw",
+                              f"{REGISTRY}/po/cached:buildcache-{platform}"],
+                             capture_output=True, text=True, timeout=60)
+        assert raw.returncode == 0, raw.stderr
+    for node in NODES:
+        forget_everything(node)
+    code, out, err = build(farm, ctx, tag, "--cache", "registry")
+    assert code == 0, err
+    assert diff_ids(tag) == first
+    for node in NODES:
+        forget_everything(node)
+    code, out, err = build(farm, ctx, f"{REGISTRY}/po/cached:2")
+    assert code == 0, err
+    assert all(diff_ids(f"{REGISTRY}/po/cached:2")[p] != first[p] for p in first)
+
+
+def test_an_unknown_cache_kind_is_bad_input(farm, context):
+    code, out, err = build(farm, context, f"{REGISTRY}/po/x:1", "--cache", "s3")
+    assert code == 2 and out["error"].startswith("--cache s3: not a kind of cache."), out

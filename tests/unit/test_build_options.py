@@ -154,3 +154,20 @@ def test_the_merge_puts_index_annotations_on_the_index_and_the_rest_on_each_imag
 def test_stage_names_survive_blanks_after_a_backslash_and_comments_inside():
     text = "FROM r/b:1 \\  \n# a comment\n  AS build\nFROM --platform=$X \\\n r/c AS Test\n"
     assert stages_of(text) == ["build", "test"]
+
+
+def test_the_registry_cache_is_one_ref_per_platform_beside_the_image():
+    from provision.buildx.pieces import cache_args
+    from provision.buildx.request import cache_kind
+
+    req = Request(context_dir=Path("ctx"), tag="127.0.0.1:5000/team/app:1.0", push=True,
+                  cache="registry")
+    assert cache_args(req, "linux/arm64") == [
+        "--cache-from=type=registry,ref=127.0.0.1:5000/team/app:buildcache-linux-arm64",
+        "--cache-to=type=registry,ref=127.0.0.1:5000/team/app:buildcache-linux-arm64,mode=max"]
+    assert cache_args(req, None)[0].endswith("ref=127.0.0.1:5000/team/app:buildcache")
+    req.cache = "none"
+    assert cache_args(req, "linux/arm64") == []
+    assert cache_kind(farm("cache: registry"), None) == "registry"
+    assert cache_kind(farm("cache: registry"), "none") == "none"
+    assert cache_kind(farm(), None) == "none"
