@@ -100,6 +100,17 @@ def _ensure_keypair(path: Path, comment: str) -> tuple[str, bool]:
     made = _create(path, private, 0o600)
     try:
         _create(pub, f"{line} {comment}\n".encode(), 0o644)
+    except _Appeared:
+        # A concurrent run found our private key already there and wrote its .pub first: the
+        # pair is whole. Removing the private key here left that .pub without one, and every
+        # later run refused it.
+        try:
+            theirs = _public_line_in(pub.read_bytes())
+        except OSError:
+            theirs = None
+        if theirs != line:
+            _remove_if_same(path, made)
+            raise
     except BaseException:
         _remove_if_same(path, made)  # ours, just made: no private key without its .pub
         raise

@@ -308,6 +308,37 @@ def test_a_pair_made_meanwhile_by_a_concurrent_run_is_used(tmp_path, monkeypatch
     assert modes(tmp_path / "id") == 0o600
 
 
+def test_a_pub_written_meanwhile_for_this_runs_key_keeps_the_pair(tmp_path, monkeypatch):
+    """Two `inv vms` at once: this run makes the private key; the other run, finding it
+    without its .pub, writes that .pub first. The pair is whole: this run must not remove
+    its private key (it did, and left a .pub every later run refused: seen in CI)."""
+    real_create = keys._create
+
+    def other_run_writes_the_pub_first(path, data, mode):
+        if path.name.endswith(".pub"):
+            line = load_public_key(path.with_suffix(""))  # as the other run reads it
+            real_create(path, f"{line} other run\n".encode(), 0o644)
+        return real_create(path, data, mode)
+    monkeypatch.setattr(keys, "_create", other_run_writes_the_pub_first)
+    line, created = ensure_keypair(tmp_path / "id", "this run")
+    assert created and load_public_key(tmp_path / "id") == line
+    assert (tmp_path / "id.pub").read_text().startswith(line)
+
+
+def test_a_pub_of_another_key_appearing_meanwhile_is_refused_and_ours_removed(
+        tmp_path, monkeypatch):
+    real_create = keys._create
+    stranger = ensure_keypair(tmp_path / "other", "x")[0]
+
+    def a_stranger_writes_the_pub_first(path, data, mode):
+        if path.name == "id.pub":
+            real_create(path, f"{stranger} stranger\n".encode(), 0o644)
+        return real_create(path, data, mode)
+    monkeypatch.setattr(keys, "_create", a_stranger_writes_the_pub_first)
+    refused(tmp_path / "id", call=ensure_keypair)
+    assert not (tmp_path / "id").exists()
+
+
 def test_where_hard_links_are_refused_the_final_name_is_still_opened_exclusively(
         tmp_path, victim, monkeypatch):
     def no_link(*args, **kwargs):
