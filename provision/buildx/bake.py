@@ -21,7 +21,7 @@ from pathlib import Path
 from ..errors import UserError
 from ..inventory import Farm
 from ..runner import Cancel, Interrupted, Outcome, Progress, Recap
-from . import attest, docker_cli, reference
+from . import docker_cli, reference
 from .build import index_job, with_finish
 from .pieces import (
     BuildPlan,
@@ -32,14 +32,7 @@ from .pieces import (
     platform_row,
     unplaced_results,
 )
-from .request import (
-    Request,
-    cache_kind,
-    check_options,
-    check_stage,
-    platforms_for,
-    run_options,
-)
+from .request import Request, check_stage, platforms_for, run_options, settle_options
 from .schedule import NodeState
 
 # What `bake --print` gives for a target that a build on the farm honours: the rest is refused
@@ -136,12 +129,10 @@ def requests(farm: Farm, options: Options, targets: dict[str, dict]
                       annotations=list(spec.get("annotations") or []),
                       cache_from=_csv_list(spec.get("cache-from")),
                       cache_to=_csv_list(spec.get("cache-to")), provenance=provenance,
-                      sbom=sbom)
+                      sbom=sbom, cache=options.cache)
         def field_of(flag: str, name: str = name) -> str:
             return f"{where}, target {name}: {FIELDS.get(flag, flag)}"
-        check_options(req, what=field_of)
-        req.provenance, req.sbom = attest.defaults(farm, req.provenance, req.sbom)
-        req.cache = cache_kind(farm, options.cache)
+        settle_options(farm, req, what=field_of)
         context = req.context_dir or Path(".")
         if not context.is_dir():
             raise bad(f'context "{context}" is no directory', "give the target's build"

@@ -41,11 +41,15 @@ from .request import Request, check_request, on_index
 MERGE_TIMEOUT = 300.0
 
 
+def tag_args(req: Request) -> list[str]:
+    """`--tag` for each tag of the request: every one names the same index."""
+    return [arg for tag in (req.tag, *req.also_tags) for arg in ("--tag", tag)]
+
+
 def builder_argv(req: Request, builder: str, platforms: list[str], metadata: Path
                  ) -> list[str]:
     """The builder strategy's one `buildx build`: every tag names its index."""
-    tags = [arg for tag in (req.tag, *req.also_tags) for arg in ("--tag", tag)]
-    where = [*tags, "--push"] if req.push else \
+    where = [*tag_args(req), "--push"] if req.push else \
         ["--output", f"type=oci,dest={(req.output or ':').split(':', 1)[1]}"]
     return [docker_cli.binary(), *common_args(req, metadata), *cache_args(req, None),
             "--builder", builder, "--platform", ",".join(platforms), *where,
@@ -91,9 +95,10 @@ def verify(tag: str, platforms: list[str], annotations: Sequence[str] = ()
     referred = {(m.get("annotations") or {}).get(key) for m in manifests
                 for key in ("vnd.docker.reference.digest", "com.docker.reference.digest")}
     attested = {p for p, d in listed.items() if d in referred}
-    lacking = [a.removeprefix("index:") for a in annotations if a.startswith("index:")
-               and (index.get("annotations") or {}).get(a[6:].partition("=")[0])
-               != a[6:].partition("=")[2]]
+    wanted = dict(a.removeprefix("index:").split("=", 1) for a in annotations
+                  if a.startswith("index:"))
+    held = index.get("annotations") or {}
+    lacking = [f"{k}={v}" for k, v in wanted.items() if held.get(k) != v]
     missing = [p for p in platforms if p not in listed]
     problem = (f"the index {tag} does not list {', '.join(missing)}"
                f" (it lists {', '.join(sorted(listed)) or 'nothing'})") if missing else None
@@ -110,9 +115,8 @@ def verify(tag: str, platforms: list[str], annotations: Sequence[str] = ()
 def merge_args(req: Request, pushed: dict[str, Outcome]) -> list[str]:
     """`imagetools create` of the index from the platforms pushed, by digest."""
     repo = reference.repository(req.tag)
-    tags = [arg for tag in (req.tag, *req.also_tags) for arg in ("--tag", tag)]
     annotations = [f"--annotation={a}" for a in req.annotations if on_index(a)]
-    return ["buildx", "imagetools", "create", *tags, *annotations,
+    return ["buildx", "imagetools", "create", *tag_args(req), *annotations,
             *(f"{repo}@{r.extra['digest']}" for r in pushed.values())]
 
 

@@ -63,9 +63,7 @@ def check_request(farm: Farm, req: Request) -> tuple[list[str], int, float]:
         raise UserError(f"--output {req.output}: only oci:PATH, with --strategy builder (merge"
                         " assembles its index in the registry). Fix: use --push, or"
                         " --strategy builder --output oci:PATH.")
-    check_options(req)
-    req.provenance, req.sbom = attest.defaults(farm, req.provenance, req.sbom)
-    req.cache = cache_kind(farm, req.cache)
+    settle_options(farm, req)
     per_node, stall = run_options(farm, req.per_node, req.stall_timeout)
     if req.strategy == "builder" and per_node > 1:
         raise UserError(f"--per-node {per_node}: only the merge strategy schedules builds on"
@@ -155,6 +153,15 @@ def stages_of(dockerfile: str) -> list[str]:
     text = re.sub(r"\\[ \t]*\r?\n(?:[ \t]*#[^\n]*\n)*", " ", dockerfile)
     return [m.group(1).lower() for m in re.finditer(
         r"^\s*FROM\s+(?:--\S+\s+)*\S+\s+AS\s+(\S+)\s*$", text, re.I | re.M)]
+
+
+def settle_options(farm: Farm, req: Request,
+                   what: Callable[[str], str] = lambda flag: flag) -> None:
+    """The buildx options checked (bad input: exit 2), then the inventory's defaults filled in
+    for those not given (attestations, cache): for `inv build` and each bake target alike."""
+    check_options(req, what)
+    req.provenance, req.sbom = attest.defaults(farm, req.provenance, req.sbom)
+    req.cache = cache_kind(farm, req.cache)
 
 
 def check_options(req: Request, what: Callable[[str], str] = lambda flag: flag) -> None:
