@@ -151,7 +151,7 @@ def hosts(monkeypatch, tmp_path) -> dict[str, FakeHost]:
     found: dict[str, FakeHost] = {}
 
     def connect(farm, directory, node, pkey, progress, wait_seconds, timeout=0):
-        return found[node.name], Host(node.name, node.vm_name, "us-central1-a", "1", "192.0.2.1")
+        return found[node.name], Host(node.name, node.vm_name, "us-central1-a", "1", "127.0.0.2")
 
     monkeypatch.setattr(configure, "farm_key", lambda farm: None)
     monkeypatch.setattr(configure, "connect", connect)
