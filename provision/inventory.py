@@ -116,6 +116,10 @@ class Gcp(Strict):
     ssh_source_ranges: list[Annotated[str, AfterValidator(_cidr)]] = []
     # Off: a range wider than WIDEST_SSH_PREFIX (0.0.0.0/0, ::/0, 10.0.0.0/7...) is an error.
     allow_ssh_from_anywhere: bool = Field(default=False, strict=True)
+    # False: nodes get no external address (none of the region's IN_USE_ADDRESSES quota) and
+    # are reached through the farm's bastion node (docs/private-nodes.md). A node may say
+    # otherwise with its own `external_ip`.
+    external_ip: bool = Field(default=True, strict=True)
 
 
 class Ssh(Strict):
@@ -170,6 +174,13 @@ class Buildx(Strict):
     # Build cache kept in the registry beside the image (`--cache registry`): a node that
     # is new, or was recreated, starts with the farm's cache rather than none.
     cache: Literal["registry", "none"] = "none"
+    # The most build cache (GB) a node's engine keeps; older cache is collected beyond it,
+    # so a long-lived node never fills its disk. Unset: the engine's own default.
+    cache_max_gb: int | None = Field(default=None, ge=1, le=65536, strict=True)
+
+
+# Minutes with no build before a node powers itself off; fractions are allowed (a test farm).
+IdleMinutes = Annotated[float, Field(gt=0, le=10080, strict=True)]
 
 
 class NodeSpec(Strict):
@@ -184,6 +195,13 @@ class NodeSpec(Strict):
     image: ImageRef | None = None
     disk_gb: int = Field(default=50, ge=10, le=65536, strict=True)
     disk_type: GceName = "pd-balanced"
+    # Unset: the farm's gcp.external_ip.
+    external_ip: bool | None = Field(default=None, strict=True)
+    # The node that keeps its external address and through which the private nodes are
+    # reached (ProxyJump). It is never stopped for idleness: the others are woken through it.
+    bastion: bool = Field(default=False, strict=True)
+    # Unset: the farm's idle_stop_minutes.
+    idle_stop_minutes: IdleMinutes | None = None
 
     def names(self) -> list[str]:
         """Node names after `count` expansion: `name`, or `name-1` .. `name-N`."""
@@ -205,6 +223,13 @@ class Node(Strict):
     disk_type: str
     spot: bool
     max_run_hours: int | None
+    external_ip: bool
+    bastion: bool
+    idle_stop_minutes: float | None  # None: never stopped for idleness
+
+    @property
+    def private(self) -> bool:
+        return not self.external_ip
 
     @property
     def arch(self) -> str:
@@ -217,6 +242,9 @@ class Farm(Strict):
     ssh: Ssh = Ssh()
     docker: Docker = Docker()
     buildx: Buildx = Buildx()
+    # Every node powers itself off after this many minutes with no build (a node's own
+    # idle_stop_minutes wins); `inv build` wakes the nodes it needs. Unset: always on.
+    idle_stop_minutes: IdleMinutes | None = None
     nodes: list[NodeSpec] = Field(min_length=1)
 
     def expanded(self) -> list[Node]:
@@ -227,8 +255,18 @@ class Farm(Strict):
                     name=name, vm_name=names.vm(self.farm, name), platform=spec.platform,
                     machine_type=spec.machine_type, zones=spec.zones or self.gcp.zones,
                     image=spec.image or DEFAULT_IMAGES[spec.platform], disk_gb=spec.disk_gb,
-                    disk_type=spec.disk_type, spot=spec.spot, max_run_hours=spec.max_run_hours))
+                    disk_type=spec.disk_type, spot=spec.spot, max_run_hours=spec.max_run_hours,
+                    external_ip=(self.gcp.external_ip if spec.external_ip is None
+                                 else spec.external_ip),
+                    bastion=spec.bastion,
+                    idle_stop_minutes=None if spec.bastion else (
+                        spec.idle_stop_minutes or self.idle_stop_minutes)))
         return nodes
+
+    @property
+    def bastion(self) -> Node | None:
+        """The node the private nodes are reached through (semantic_problems: at most one)."""
+        return next((n for n in self.expanded() if n.bastion), None)
 
     def selected(self, names: set[str] | None) -> list[Node]:
         """The expanded nodes named in `names` (from `--limit`); every node for None."""
@@ -423,6 +461,13 @@ def _message(err: dict) -> tuple[str, str]:
         bound = ctx.get("ge", ctx.get("le"))
         word = "at least" if kind == "greater_than_equal" else "at most"
         return f"{_show(value)} is out of range", f"use a value {word} {bound}"
+    if kind == "greater_than":
+        return f"{_show(value)} is out of range", f"use a value above {ctx.get('gt', 0):g}"
+    if kind in ("float_type", "float_parsing"):
+        if _looks_like(value, int):
+            return (f"expected a number, got the quoted string {_show(value)}",
+                    f"write it without quotes: {str(value).strip()}")
+        return f"expected a number, got {_show(value)}", "use a number of minutes, like 30"
     if kind in ("int_type", "int_parsing", "int_from_float"):
         if _looks_like(value, int):
             return (f"expected a whole number, got the quoted string {_show(value)}",
@@ -493,6 +538,7 @@ def semantic_problems(farm: Farm) -> list[tuple[tuple, str, str]]:
                              f"node name {sorted(clash)[0]} is used twice",
                              "give every node (after count expansion) its own name"))
         seen |= set(spec.names())
+    problems += _bastion_problems(farm)
     if not farm.gcp.allow_ssh_from_anywhere:
         for i, text in enumerate(farm.gcp.ssh_source_ranges):
             net = ipaddress.ip_network(text)
@@ -506,6 +552,33 @@ def semantic_problems(farm: Farm) -> list[tuple[tuple, str, str]]:
                                  " 203.0.113.7/32; to open it that wide on purpose, set"
                                  " gcp.allow_ssh_from_anywhere: true"))
     return problems
+
+
+def _bastion_problems(farm: Farm) -> list[tuple[tuple, str, str]]:
+    """Private nodes need exactly one bastion, which keeps its external address."""
+    bastions = [(i, spec) for i, spec in enumerate(farm.nodes) if spec.bastion]
+    for i, spec in bastions:
+        if spec.count > 1 or len(bastions) > 1:
+            return [(("nodes", i, "bastion"), "a farm has one bastion node",
+                     "set bastion: true on one node whose count is 1")]
+        if spec.external_ip is False or (spec.external_ip is None and not farm.gcp.external_ip):
+            return [(("nodes", i, "external_ip"), f"bastion node {spec.name} needs its"
+                     " external address: the other nodes are reached through it",
+                     "set external_ip: true on it (or remove the line)")]
+        if spec.idle_stop_minutes is not None:
+            return [(("nodes", i, "idle_stop_minutes"), f"bastion node {spec.name} is never"
+                     " stopped for idleness: the private nodes are woken through it",
+                     "remove idle_stop_minutes from it")]
+    private = [(i, spec) for i, spec in enumerate(farm.nodes)
+               if spec.external_ip is False or (spec.external_ip is None
+                                                and not farm.gcp.external_ip)]
+    if private and not bastions:
+        i, spec = private[0]
+        where = ("nodes", i, "external_ip") if spec.external_ip is False else ("gcp", "external_ip")
+        return [(where, f"node {spec.name} has no external address and the farm has no bastion"
+                 " to reach it through", "set bastion: true on one node that keeps its external"
+                 " address (docs/private-nodes.md)")]
+    return []
 
 
 # -- loading ---------------------------------------------------------------------------------

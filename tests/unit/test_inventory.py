@@ -329,3 +329,55 @@ def test_the_inventorys_platforms_are_the_platform_tables():
     from provision import inventory, platforms
 
     assert set(get_args(inventory.Platform)) == set(platforms.BY_PLATFORM)
+
+
+# -- private nodes, the bastion, idle stop, cache size (issue 17) ------------------------------
+
+PRIVATE = edit("  ssh_source_ranges:", "  external_ip: false\n  ssh_source_ranges:").replace(
+    "    machine_type: n2-standard-4\n",
+    "    machine_type: n2-standard-4\n    bastion: true\n    external_ip: true\n")
+
+
+def test_a_private_farm_is_reached_through_its_one_bastion():
+    farm = parse(PRIVATE, "farm.yaml")
+    assert [(n.name, n.private, n.bastion) for n in farm.expanded()] == [
+        ("arm-1", True, False), ("arm-2", True, False), ("x86", False, True)]
+    assert farm.bastion and farm.bastion.name == "x86"
+    assert parse(GOOD, "farm.yaml").bastion is None
+    assert all(not n.private for n in parse(GOOD, "farm.yaml").expanded())
+
+
+@pytest.mark.parametrize("text, key, problem", [
+    (edit("  ssh_source_ranges:", "  external_ip: false\n  ssh_source_ranges:"),
+     "gcp.external_ip", "no bastion"),
+    (edit("    count: 2\n", "    count: 2\n    external_ip: false\n"),
+     "nodes[0].external_ip", "no bastion"),
+    (edit("    count: 2\n", "    count: 2\n    bastion: true\n"),
+     "nodes[0].bastion", "one bastion"),
+    (PRIVATE.replace("    external_ip: true\n", ""), "nodes[1].external_ip", "needs its external"),
+    (PRIVATE.replace("    bastion: true\n", "    bastion: true\n    idle_stop_minutes: 5\n"),
+     "nodes[1].idle_stop_minutes", "never stopped"),
+])
+def test_private_nodes_without_a_usable_bastion_are_refused(text, key, problem):
+    e = fails(text)
+    assert f" {key}: " in str(e) and problem in str(e)
+
+
+def test_idle_stop_minutes_for_the_farm_or_a_node_never_the_bastion():
+    text = PRIVATE.replace("nodes:", "idle_stop_minutes: 30\nnodes:").replace(
+        "    count: 2\n", "    count: 2\n    idle_stop_minutes: 0.5\n")
+    farm = parse(text, "farm.yaml")
+    assert [n.idle_stop_minutes for n in farm.expanded()] == [0.5, 0.5, None]
+    assert [n.idle_stop_minutes for n in parse(GOOD, "farm.yaml").expanded()] == [None] * 3
+
+
+@pytest.mark.parametrize("value, problem", [
+    ("0", "0 is out of range"), ('"5"', "quoted string '5'"), ("true", "expected a number")])
+def test_a_bad_idle_stop_is_explained(value, problem):
+    assert problem in str(fails(edit("nodes:", f"idle_stop_minutes: {value}\nnodes:")))
+
+
+def test_cache_max_gb_is_a_whole_number_of_gigabytes():
+    farm = parse(edit("nodes:", "buildx:\n  cache_max_gb: 20\nnodes:"), "farm.yaml")
+    assert farm.buildx.cache_max_gb == 20
+    assert "out of range" in str(fails(edit("nodes:", "buildx:\n  cache_max_gb: 0\nnodes:")))
