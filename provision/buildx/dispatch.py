@@ -1,5 +1,6 @@
 """Running a schedule: each job takes a slot on a node of its platform once one is free, in the
-schedule's order, and a job lost with its node is retried once on another.
+schedule's order, and a job lost with its node is retried once on another (or, when its node
+was a preempted spot VM and no other is left, on that node once it is started again).
 
 The schedule (`schedule.py`) is the plan; this is where it meets the farm as it is. A job
 starts on its planned node when that node is free, else on the best free node of its platform
@@ -36,6 +37,7 @@ class Attempt:
     outcome: Outcome
     move: bool = False
     node_gone: bool = False
+    restart: bool = False  # the node can be started again for the retry (a preempted spot VM)
 
 
 @dataclass
@@ -169,6 +171,12 @@ class Dispatcher:
         for slot in kept:
             slot.__exit__()
 
+    def revive(self, name: str) -> None:
+        """A lost node is to be started again (a preempted spot VM): it may be taken again."""
+        with self.cond:
+            self.lost.pop(name, None)
+            self.cond.notify_all()
+
     def lose(self, name: str, why: str) -> None:
         """Give a node up for the rest of the run: its engine or connection is gone."""
         with self.cond:
@@ -192,10 +200,16 @@ class Dispatcher:
             except NoNode as e:
                 if first is None:
                     return Outcome(failures=["build"], note=str(e), extra={"tried": tried})
-                cause, _, log = first.outcome.note.partition("; whole log:")
-                first.outcome.note = f"{cause}; not retried: {e}" + (
-                    f"; whole log:{log}" if log else "")
-                return first.outcome
+                if not first.restart:
+                    cause, _, log = first.outcome.note.partition("; whole log:")
+                    first.outcome.note = f"{cause}; not retried: {e}" + (
+                        f"; whole log:{log}" if log else "")
+                    return first.outcome
+                # No other node of the platform: the preempted node, started again.
+                self.revive(tried[-1]["node"])
+                progress(f"no other node of {assignment.job.platform}; retrying on"
+                         f" {tried[-1]['node']} once it is started again")
+                name, slot = self.take(assignment, ticket, progress)
             try:
                 done = attempt(name, n)
             finally:

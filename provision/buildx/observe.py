@@ -31,6 +31,9 @@ from .register import farm_config
 from .schedule import NodeState
 
 PROBE_SECONDS = 5.0
+# Statuses of a VM that is powered off or on its way there (idle stop, a stop, a preemption,
+# a suspend), which a build may start again; docs/compute-engine.md, "Instance states".
+ASLEEP = ("TERMINATED", "STOPPED", "STOPPING", "SUSPENDED", "SUSPENDING")
 SECTION = "@@ builds"
 
 
@@ -142,7 +145,7 @@ def observe(farm: Farm, nodes: list[Node], cancel: Cancel,
     for node in nodes:
         alias = names.alias(farm.farm, node.name)
         look_ = seen.get(node.name, Seen(why="no answer"))
-        why = look_.why
+        why, asleep = look_.why, ""
         if alias not in registered:
             why = "not registered as a build node; `inv register` (or `inv provision`) does it"
         elif contexts is not None and alias not in contexts:
@@ -153,11 +156,14 @@ def observe(farm: Farm, nodes: list[Node], cancel: Cancel,
             status = statuses.get(node.name)
             if status is None and statuses:
                 why = "its VM does not exist; `inv vms` (or `inv provision`) creates it"
+            elif status in ASLEEP:
+                asleep = status
+                why = f"its VM is {status}; a build that needs it wakes it"
             elif status and status != "RUNNING":
                 why = f"its VM is {status}; `inv vms` starts it"
         up = not why
         warm = frozenset(k for k, by in affinity.items() if by.get(node.platform) == node.name)
-        out.append(NodeState(node.name, node.platform, up, why, look_.builds, warm))
+        out.append(NodeState(node.name, node.platform, up, why, look_.builds, warm, asleep))
     return out
 
 
@@ -183,6 +189,11 @@ def _safely(vm_status: Callable[[], dict[str, str]]) -> dict[str, str]:
         return vm_status()
     except Exception:  # noqa: BLE001 (only the reason's wording depends on it)
         return {}
+
+
+def vm_statuses(farm: Farm) -> dict[str, str]:
+    """node -> its VM's status now ({} when the API cannot say)."""
+    return _safely(vm_status_from_api(farm))
 
 
 def vm_status_from_api(farm: Farm) -> Callable[[], dict[str, str]]:

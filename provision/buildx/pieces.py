@@ -13,7 +13,7 @@ import hashlib
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .. import names
@@ -26,6 +26,7 @@ from .request import Request, on_index
 from .schedule import Assignment, NodeState, schedule
 from .schedule import Job as BuildJob
 from .slots import Slot
+from .wake import WakeFailed, Waker
 
 
 # The merge strategy pushes each platform under a tag of its own, then makes the index from
@@ -140,7 +141,12 @@ def build_pieces(farm: Farm, pieces: list[Piece], the_plan: BuildPlan, per_node:
     """Every piece on a node of its platform, in parallel as far as the nodes' slots allow,
     each pushed under its platform's own tag; `when_done` is called with each piece's outcome
     as it ends (in its thread, its node's slot let go)."""
-    dispatcher = Dispatcher(the_plan.nodes, per_node, cancel, lambda node, capacity: Slot(
+    asleep = {a.node for a in the_plan.assignments if a.wake and a.node}
+    waker = Waker(farm, cancel, asleep)
+    # A node the schedule wakes is the dispatcher's to hand out: the job that gets it
+    # first wakes it (`waker.ensure`), the others wait for that.
+    nodes = [replace(n, up=True) if n.name in asleep else n for n in the_plan.nodes]
+    dispatcher = Dispatcher(nodes, per_node, cancel, lambda node, capacity: Slot(
         observe.ssh_command(farm, node), capacity=capacity))
     by_key = {p.key: p for p in pieces}
 
@@ -152,20 +158,27 @@ def build_pieces(farm: Farm, pieces: list[Piece], the_plan: BuildPlan, per_node:
             name = piece.slug if n == 0 else f"{piece.slug}.{node}"
             metadata, pushed = workdir / f"{name}.json", platform_tag(req.tag, platform)
             context = names.alias(farm.farm, node)
+            try:
+                woke = waker.ensure(node, progress)
+            except WakeFailed as e:
+                return Attempt(Outcome(failures=["build"], note=f"{node} did not wake: {e}",
+                                       extra={"platform": platform, "node": node}),
+                               move=True, node_gone=True)
             argv = [docker_cli.binary(), "--context", context, *common_args(req, metadata),
                     *cache_args(req, platform), "--platform", platform,
                     "--output", f"type=image,name={pushed},push=true", str(req.context_dir)]
             progress(f"building on {node}" + (" (moved)" if n else ""))
             seconds, failed, kind = timed_build(argv, workdir / f"{name}.log", progress,
                                                  Where(f"node {node}", context), farm, stall)
+            woken = {} if woke is None else {"wake": woke}
             if failed:
-                failed.extra.update(platform=platform, node=node)
-                return judged(farm, node, failed, kind, progress)
+                failed.extra.update(platform=platform, node=node, **woken)
+                return judged(farm, node, failed, kind, progress, waker)
             digest = json.loads(metadata.read_text())["containerimage.digest"]
             return Attempt(Outcome(changes=["build"], note=f"{digest[:19]} in {seconds} s on"
                                    f" {node}", extra={"platform": platform, "node": node,
                                                       "digest": digest, "seconds": seconds,
-                                                      "pushed": pushed}))
+                                                      "pushed": pushed, **woken}))
 
         def job(progress: Progress) -> Outcome:
             outcome = dispatcher.run(assignment, ticket, progress,
@@ -185,16 +198,26 @@ def build_pieces(farm: Farm, pieces: list[Piece], the_plan: BuildPlan, per_node:
     return recap
 
 
-def judged(farm: Farm, node: str, failed: Outcome, kind: str, progress: Progress
-           ) -> Attempt:
+def judged(farm: Farm, node: str, failed: Outcome, kind: str, progress: Progress,
+           waker: Waker | None = None) -> Attempt:
     """A failed build: does its job move, is its node gone? The node is probed again (one
     ssh round trip, 5 s at most). Gone if it no longer answers; the job moves if its log said
     the node went away or the node is gone (a silent build on a node that answers is the
-    build's own failure: another node would wait the same)."""
+    build's own failure: another node would wait the same). A spot node gone with its VM
+    stopped was preempted: the job may be retried on it once it is started again."""
     if not kind:
         return Attempt(failed)
     progress(f"probing {node} again")
     gone = observe.probe(farm, node).engine is None
+    spot = any(n.spot for n in farm.expanded() if n.name == node)
+    if gone and spot and waker is not None:
+        status = observe.vm_statuses(farm).get(node, "")
+        if status in observe.ASLEEP:
+            _, _, log = failed.note.partition("; whole log:")
+            failed.note = f"its spot VM was preempted mid-build ({status})" + (
+                f"; whole log:{log}" if log else "")
+            waker.again(node)
+            return Attempt(failed, move=True, node_gone=True, restart=True)
     return Attempt(failed, move=kind == LOST or gone, node_gone=gone)
 
 
@@ -219,7 +242,9 @@ def platform_row(key: str, platform: str, result: Outcome, the_plan: BuildPlan |
            # what the index lists: with attestations a platform is pushed as an index of
            # its own (image and attestation manifest), and the merge lists the image
            "digest": index.extra.get("listed", {}).get(platform) or result.extra.get("digest"),
-           "seconds": result.extra.get("seconds"), "tried": result.extra.get("tried", [])}
+           "seconds": result.extra.get("seconds"), "tried": result.extra.get("tried", []),
+           # seconds its node took to wake (started from stopped) before this build; None
+           "wake": result.extra.get("wake")}
     row["attestations"] = index.extra.get("attested", {}).get(platform, [])
     if "pushed" in result.extra:
         row["pushed"] = result.extra["pushed"]

@@ -4,8 +4,11 @@ A job is one image for one platform. Each goes to a node of that platform that i
 and answering), and among those to the least loaded: builds already in flight on its engine
 (other runs, seen through their held slots) plus what this schedule has given it so far.
 Ties go to the node that last built the same context and Dockerfile (its cache is warm), then
-to the inventory's order. A node runs at most `per_node` builds at once; jobs beyond that wait
-in its queue, so the schedule is also the order of work. The result is printed before
+to the inventory's order. A node that is asleep (its VM stopped or suspended, as idle stop
+leaves it) is woken for a job when its platform has no node up, or when the nodes up would
+queue the job two builds deep: a wake costs about one build's wait, so it counts as one.
+A node runs at most `per_node` builds at once; jobs beyond that wait in its queue, so the
+schedule is also the order of work. The result is printed before
 anything runs, is part of --json, and is where --check stops.
 """
 
@@ -26,6 +29,7 @@ class NodeState:
     why_down: str = ""
     in_flight: int = 0
     warm: frozenset[str] = frozenset()
+    asleep: str = ""         # its VM's status when stopped or suspended: a build may wake it
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,7 @@ class Assignment:
     why: str
     wave: int = 0            # 0: starts at once; n: in the node's n+1th round of builds
     emulated: bool = False   # built on a node of another platform, under QEMU
+    wake: bool = False       # its node is asleep: started before the job runs
 
 
 @dataclass
@@ -53,6 +58,11 @@ class _Load:
     def load(self) -> int:
         return self.node.in_flight + len(self.given)
 
+    @property
+    def wake_cost(self) -> int:
+        """A node still to be woken counts one build more (the wait for it to boot)."""
+        return 1 if self.node.asleep and not self.given else 0
+
 
 def schedule(jobs: Sequence[Job], nodes: Sequence[NodeState], per_node: int = 1,
              allow_emulation: bool = False) -> list[Assignment]:
@@ -63,17 +73,21 @@ def schedule(jobs: Sequence[Job], nodes: Sequence[NodeState], per_node: int = 1,
     order = {n.name: i for i, n in enumerate(nodes)}
     out = []
     for job in jobs:
-        native = [loads[n.name] for n in nodes if n.platform == job.platform and n.up]
+        native = [loads[n.name] for n in nodes if n.platform == job.platform
+                  and (n.up or n.asleep)]
         emulated = not native and allow_emulation
         pool = native or ([loads[n.name] for n in nodes if n.up] if emulated else [])
         if not pool:
             out.append(Assignment(job, None, _nothing_up(job, nodes, allow_emulation)))
             continue
-        best = min(pool, key=lambda c: (c.load, job.cache_key not in c.node.warm,
-                                        order[c.node.name]))
+        best = min(pool, key=lambda c: (c.load + c.wake_cost, job.cache_key not in c.node.warm,
+                                        bool(c.node.asleep), order[c.node.name]))
         wave = best.load // max(per_node, 1)
-        out.append(Assignment(job, best.node.name, _why(best, job, len(pool), per_node), wave,
-                              emulated))
+        why = _why(best, job, len(pool), per_node)
+        if best.node.asleep:
+            why = (f"woken for an earlier job, {why}" if best.given
+                   else f"wakes it ({best.node.asleep}), {why}")
+        out.append(Assignment(job, best.node.name, why, wave, emulated, bool(best.node.asleep)))
         best.given.append(job)
     return out
 

@@ -33,8 +33,15 @@ def show_moves(session: Session, rows: list[tuple[str, dict]]) -> None:
     """Where a job first ran and why it moved (failover), one line each."""
     for key, row in rows:
         for tried in row.get("tried", []):
-            session.reporter.node(key, f"first ran on {tried['node']}, moved to {row['node']}:"
-                                  f" {tried['why']}", style="yellow")
+            where = (f"retried on {row['node']} once it was started again"
+                     if tried["node"] == row["node"] else
+                     f"first ran on {tried['node']}, moved to {row['node']}")
+            session.reporter.node(key, f"{where}: {tried['why']}", style="yellow")
+
+
+def wake_cell(row: dict) -> str:
+    """The table's wake column: the seconds the node took to start, for a node woken."""
+    return "-" if row.get("wake") is None else f"{row['wake']} s"
 
 
 def finish(session: Session, recap: Any, report: dict, what: str,
@@ -80,11 +87,12 @@ def build(session: Session, *, inventory: str | None, request: Any) -> int:
         return recap.exit_code
     rows = [[e["platform"], e["node"] or "-",
              e["digest"] or stage.state(results.get(e["platform"], Outcome())),
-             "-" if e["seconds"] is None else str(e["seconds"]),
+             wake_cell(e), "-" if e["seconds"] is None else str(e["seconds"]),
              ", ".join(e["attestations"]) or "-"] for e in report["platforms"]]
     session.reporter.table(f"image {report['image']}" + (f"@{report['digest']}"
                                                          if report["digest"] else ""),
-                           ["platform", "node", "digest", "seconds", "attestations"], rows)
+                           ["platform", "node", "digest", "wake", "seconds", "attestations"],
+                           rows)
     show_moves(session, [(e["platform"], e) for e in report["platforms"]])
     pushed = [e["pushed"] for e in report["platforms"] if "pushed" in e]
     return finish(session, recap, report, "build", pushed)
@@ -112,13 +120,13 @@ def bake(session: Session, *, inventory: str | None, options: Any) -> int:
         for e in target["platforms"]:
             key = f"{name}/{e['platform']}"
             rows.append([name, e["platform"], e["node"] or "-",
-                         e["digest"] or state(results.get(key, Outcome())),
+                         e["digest"] or state(results.get(key, Outcome())), wake_cell(e),
                          "-" if e["seconds"] is None else str(e["seconds"]),
                          ", ".join(e["attestations"]) or "-"])
             moved.append((key, e))
     session.reporter.table(f"bake {report['file'] or '(default file)'}",
-                           ["target", "platform", "node", "digest", "seconds", "attestations"],
-                           rows)
+                           ["target", "platform", "node", "digest", "wake", "seconds",
+                            "attestations"], rows)
     for name, target in report["targets"].items():
         if target["digest"]:
             session.reporter.node(name, f"{', '.join(target['tags'])} -> {target['digest']}")

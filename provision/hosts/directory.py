@@ -40,6 +40,15 @@ class Directory:
         host = self.hosts.get(node)
         return host if host and host.address and host.host_keys else None
 
+    def vm(self, node: str, cancel: Cancel, fresh: bool = False) -> Any:
+        """The node's VM as Compute Engine lists it (None: it has none)."""
+        return self._vms(cancel, fresh).get(node)
+
+    @property
+    def clients(self) -> Any:
+        """The run's API clients, made on first use."""
+        return self._clients_now()
+
     def _clients_now(self) -> Any:
         with self._lock:
             if self._clients is None:

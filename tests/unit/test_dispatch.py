@@ -200,3 +200,51 @@ def test_a_nodes_slot_goes_straight_to_the_next_job_of_the_run_and_is_let_go_at_
     dispatcher.close()
     with slot("a1", 1):  # let go: the node's one slot can be taken again
         pass
+
+
+def preempted(node: str) -> Attempt:
+    return Attempt(Outcome(failures=["build"], note=f"its spot VM was preempted ({node})"),
+                   move=True, node_gone=True, restart=True)
+
+
+def test_a_preempted_job_moves_to_another_node_of_its_platform_first(tmp_path):
+    nodes, slot = farm(tmp_path, "a1", "a2")
+    tries = []
+
+    def attempt(key, node, n):
+        tries.append(node)
+        return preempted(node) if n == 0 else Attempt(Outcome(changes=["build"],
+                                                             extra={"node": node}))
+
+    [result] = run_jobs(Dispatcher(nodes, 1, Cancel(), slot),
+                        schedule([Job("j0", ARM)], nodes), attempt).values()
+    assert tries == ["a1", "a2"] and result.extra["node"] == "a2"
+
+
+def test_a_preempted_job_with_no_other_node_is_retried_on_its_node_once(tmp_path):
+    nodes, slot = farm(tmp_path, "a1")
+    tries = []
+
+    def attempt(key, node, n):
+        tries.append((node, n))
+        return preempted(node) if n == 0 else Attempt(Outcome(changes=["build"],
+                                                             extra={"node": node}))
+
+    [result] = run_jobs(Dispatcher(nodes, 1, Cancel(), slot),
+                        schedule([Job("j0", ARM)], nodes), attempt).values()
+    assert tries == [("a1", 0), ("a1", 1)]
+    assert result.changes == ["build"]
+    assert result.extra["tried"] == [{"node": "a1", "why": "its spot VM was preempted (a1)"}]
+
+
+def test_a_job_preempted_twice_is_not_retried_again(tmp_path):
+    nodes, slot = farm(tmp_path, "a1")
+    tries = []
+
+    def attempt(key, node, n):
+        tries.append(n)
+        return preempted(node)
+
+    [result] = run_jobs(Dispatcher(nodes, 1, Cancel(), slot),
+                        schedule([Job("j0", ARM)], nodes), attempt).values()
+    assert tries == [0, 1] and result.failures

@@ -70,3 +70,43 @@ def test_why_says_whether_a_job_starts_at_once_or_waits_and_for_how_many():
         "starts at once beside 1 build(s), least busy of 2",
         "starts at once beside 1 build(s), least busy of 2",
         "waits for 1 build(s) there, least busy of 2"]
+
+
+# -- nodes asleep (stopped by idle stop): woken when needed ----------------------------------
+
+def asleep(name: str, platform: str, status: str = "TERMINATED") -> NodeState:
+    return NodeState(name, platform, up=False, why_down=f"its VM is {status}", asleep=status)
+
+
+def test_a_platform_with_only_a_stopped_node_wakes_it():
+    [a] = schedule([Job(ARM, ARM)], [asleep("arm64-1", ARM), NodeState("amd64-1", AMD)])
+    assert (a.node, a.wake, a.emulated) == ("arm64-1", True, False)
+    assert a.why.startswith("wakes it (TERMINATED)")
+
+
+def test_a_node_up_is_taken_before_a_stopped_one_is_woken():
+    nodes = [asleep("arm64-1", ARM), NodeState("arm64-2", ARM)]
+    plan = schedule([Job(f"t{i}", ARM) for i in range(3)], nodes)
+    # the second job would wait one build on arm64-2, as long as a wake: it waits;
+    # the third would queue two deep: arm64-1 is woken for it
+    assert [(a.node, a.wake) for a in plan] == [
+        ("arm64-2", False), ("arm64-2", False), ("arm64-1", True)]
+
+
+def test_a_woken_node_then_counts_as_up():
+    plan = schedule([Job(f"t{i}", ARM) for i in range(3)], [asleep("arm64-1", ARM, "SUSPENDED")])
+    assert [a.node for a in plan] == ["arm64-1"] * 3 and all(a.wake for a in plan)
+    assert plan[0].why.startswith("wakes it (SUSPENDED)")
+    assert plan[1].why.startswith("woken for an earlier job")
+
+
+def test_a_native_node_is_woken_rather_than_emulating():
+    [a] = schedule([Job(ARM, ARM)], [asleep("arm64-1", ARM), NodeState("amd64-1", AMD)],
+                   allow_emulation=True)
+    assert (a.node, a.emulated) == ("arm64-1", False)
+
+
+def test_a_node_down_for_another_reason_is_not_woken():
+    down = NodeState("arm64-1", ARM, up=False, why_down="unreachable over ssh")
+    [a] = schedule([Job(ARM, ARM)], [down])
+    assert a.node is None and "unreachable" in a.why
