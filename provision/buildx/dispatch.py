@@ -28,6 +28,10 @@ class NoNode(Exception):
     """No node is left that could run the job."""
 
 
+class WakeFailed(Exception):
+    """A node the run was to wake did not come back (`wake.py`)."""
+
+
 @dataclass
 class Attempt:
     """What one try of a job on a node gave: its outcome; whether the job should move to
@@ -48,10 +52,13 @@ class _Waiting:
 
 class Dispatcher:
     """The nodes' slots as one run hands them out. `slot(node, capacity)` makes the slot a
-    build holds on a node (ssh through its alias, for a farm)."""
+    build holds on a node (ssh through its alias, for a farm); `wake(node, progress)` is
+    called first, to start a node that is asleep."""
 
     def __init__(self, nodes: Sequence[NodeState], per_node: int, cancel: Cancel,
-                 slot: Callable[[str, int], Slot]):
+                 slot: Callable[[str, int], Slot],
+                 wake: Callable[[str, Progress], object] = lambda node, progress: None):
+        self.wake = wake  # called before a node's slot is taken: starts it if it is asleep
         self.nodes = {n.name: n for n in nodes}
         self.order = [n.name for n in nodes]
         self.per_node, self.cancel, self.slot = max(per_node, 1), cancel, slot
@@ -89,7 +96,13 @@ class Dispatcher:
             if handed is not None:  # the slot a job of this run just let go of: no round trip
                 return name, handed
             try:
+                self.wake(name, progress)
                 return name, self.slot(name, self.per_node).__enter__()
+            except WakeFailed as e:
+                with self.cond:
+                    self.ours[name] -= 1
+                progress(f"{name} did not wake ({e}); trying another node")
+                self.lose(name, f"it did not wake ({e})")
             except Busy as e:
                 with self.cond:
                     self.ours[name] -= 1

@@ -26,7 +26,7 @@ from .request import Request, on_index
 from .schedule import Assignment, NodeState, schedule
 from .schedule import Job as BuildJob
 from .slots import Slot
-from .wake import WakeFailed, Waker
+from .wake import Waker
 
 
 # The merge strategy pushes each platform under a tag of its own, then makes the index from
@@ -147,7 +147,7 @@ def build_pieces(farm: Farm, pieces: list[Piece], the_plan: BuildPlan, per_node:
     # first wakes it (`waker.ensure`), the others wait for that.
     nodes = [replace(n, up=True) if n.name in asleep else n for n in the_plan.nodes]
     dispatcher = Dispatcher(nodes, per_node, cancel, lambda node, capacity: Slot(
-        observe.ssh_command(farm, node), capacity=capacity))
+        observe.ssh_command(farm, node), capacity=capacity), wake=waker.ensure)
     by_key = {p.key: p for p in pieces}
 
     def job_for(ticket: int, assignment: Assignment) -> Callable[[Progress], Outcome]:
@@ -158,12 +158,7 @@ def build_pieces(farm: Farm, pieces: list[Piece], the_plan: BuildPlan, per_node:
             name = piece.slug if n == 0 else f"{piece.slug}.{node}"
             metadata, pushed = workdir / f"{name}.json", platform_tag(req.tag, platform)
             context = names.alias(farm.farm, node)
-            try:
-                woke = waker.ensure(node, progress)
-            except WakeFailed as e:
-                return Attempt(Outcome(failures=["build"], note=f"{node} did not wake: {e}",
-                                       extra={"platform": platform, "node": node}),
-                               move=True, node_gone=True)
+            woke = waker.seconds.get(node)  # the dispatcher woke it before its slot
             argv = [docker_cli.binary(), "--context", context, *common_args(req, metadata),
                     *cache_args(req, platform), "--platform", platform,
                     "--output", f"type=image,name={pushed},push=true", str(req.context_dir)]

@@ -22,15 +22,12 @@ from ..hosts.directory import Directory
 from ..inventory import Farm
 from ..runner import Cancel, Interrupted
 from . import observe
+from .dispatch import WakeFailed  # the node did not come back (start, keys or engine)
 from .register import farm_config, render
 
 WAKE_DEADLINE = 300.0      # start, boot, host keys and engine: a T2A VM takes about a minute
 ENGINE_POLL_SECONDS = 1.0
 _config_lock = threading.Lock()  # wakes in parallel rewrite one ssh config
-
-
-class WakeFailed(Exception):
-    """The node did not come back: its VM would not start, or its engine never answered."""
 
 
 class Waker:

@@ -373,28 +373,50 @@ def test_a_stopped_engine_names_the_node_what_was_lost_and_the_fix(farm, tmp_pat
         ssh("archfarm-bx-amd64", "sudo systemctl start docker")
 
 
-def test_a_node_down_before_the_build_is_skipped_and_its_platform_fails_saying_why(
-        farm, tmp_path):
-    path, _ = farm
+def stop_vm(name: str) -> None:
     client = compute_v1.InstancesClient(**KW)
     # Never `.result()`: it polls through a client that ignores api_endpoint (the real cloud).
-    client.stop(project=PROJECT, zone="us-central1-a", instance="bx-arm64")
+    client.stop(project=PROJECT, zone="us-central1-a", instance=name)
     deadline = time.monotonic() + 120
-    while client.get(project=PROJECT, zone="us-central1-a",
-                     instance="bx-arm64").status != "TERMINATED":
+    while client.get(project=PROJECT, zone="us-central1-a", instance=name).status != "TERMINATED":
         assert time.monotonic() < deadline
         time.sleep(0.5)
+
+
+def test_a_node_stopped_before_the_build_is_woken_and_its_wake_is_in_the_table(farm, tmp_path):
+    path, _ = farm
+    stop_vm("bx-arm64")
+    code, out, err = build_hello(path, f"{REGISTRY}/bx/hello:woken", tmp=tmp_path)
+    assert code == 0, err
+    assert out["down"] == {"arm64": "its VM is TERMINATED; a build that needs it wakes it"}
+    [planned] = [a for a in out["schedule"] if a["platform"] == "linux/arm64"]
+    assert planned["node"] == "arm64" and planned["why"].startswith("wakes it (TERMINATED)")
+    rows = {r["platform"]: r for r in out["platforms"]}
+    # woken: started, its keys read again, its engine answering over the pinned ssh
+    assert rows["linux/arm64"]["wake"] > 0 and rows["linux/amd64"]["wake"] is None
+    assert "starting its VM (TERMINATED)" in err and "Traceback" not in err
+    index = json.loads(docker("buildx", "imagetools", "inspect", "--raw",
+                              f"{REGISTRY}/bx/hello:woken").stdout)
+    assert {f"{m['platform']['os']}/{m['platform']['architecture']}"
+            for m in images(index)} == {"linux/arm64", "linux/amd64"}
+    client = compute_v1.InstancesClient(**KW)
+    assert client.get(project=PROJECT, zone="us-central1-a",
+                      instance="bx-arm64").status == "RUNNING"
+
+
+def test_check_shows_the_wake_and_wakes_nothing(farm, tmp_path):
+    path, _ = farm
+    stop_vm("bx-arm64")
     try:
-        code, out, err = build_hello(path, f"{REGISTRY}/bx/hello:down", tmp=tmp_path)
-        assert code == 1
-        why = "its VM is TERMINATED; `inv vms` starts it"
-        assert out["down"] == {"arm64": why}
-        arm = out["nodes"]["linux/arm64"]
-        assert arm["failed"] == 1 and arm["note"] == f"no node of linux/arm64 is up (arm64: {why})"
-        assert "Traceback" not in err and f"arm64 skipped: {why}" in " ".join(err.split())
-        # nothing was built (the index could not list arm64), so there is no log to keep
-        assert "linux/amd64" not in out["nodes"] and out["logs"] is None
-        assert not list(tmp_path.glob("archfarm-build-*"))
+        # --check: the schedule is shown and nothing is woken or built
+        code, out, err = build_hello(path, f"{REGISTRY}/bx/hello:down", "--check",
+                                     tmp=tmp_path)
+        assert code == 0, err
+        [planned] = [a for a in out["schedule"] if a["platform"] == "linux/arm64"]
+        assert planned["why"].startswith("wakes it (TERMINATED)")
+        client = compute_v1.InstancesClient(**KW)
+        assert client.get(project=PROJECT, zone="us-central1-a",
+                          instance="bx-arm64").status == "TERMINATED"
     finally:
         assert inv("vms", "-i", str(path))[0] == 0
 

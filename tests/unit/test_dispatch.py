@@ -7,7 +7,7 @@ import threading
 import time
 from collections import Counter
 
-from provision.buildx.dispatch import Attempt, Dispatcher
+from provision.buildx.dispatch import Attempt, Dispatcher, WakeFailed
 from provision.buildx.schedule import Job, NodeState, schedule
 from provision.buildx.slots import Slot
 from provision.runner import Cancel, Outcome, run
@@ -248,3 +248,18 @@ def test_a_job_preempted_twice_is_not_retried_again(tmp_path):
     [result] = run_jobs(Dispatcher(nodes, 1, Cancel(), slot),
                         schedule([Job("j0", ARM)], nodes), attempt).values()
     assert tries == [0, 1] and result.failures
+
+
+def test_a_node_is_woken_before_its_slot_is_taken_and_one_that_does_not_wake_is_left(tmp_path):
+    nodes, slot = farm(tmp_path, "a1", "a2")
+    woken = []
+
+    def wake(node, progress):
+        woken.append(node)
+        if node == "a1":
+            raise WakeFailed("its engine did not answer")
+
+    [result] = run_jobs(Dispatcher(nodes, 1, Cancel(), slot, wake=wake),
+                        schedule([Job("j0", ARM)], nodes), lambda k, node, n: Attempt(
+                            Outcome(changes=["build"], extra={"node": node}))).values()
+    assert woken == ["a1", "a2"] and result.extra["node"] == "a2"
