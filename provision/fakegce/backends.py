@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 Publish = Callable[[str, dict[str, str]], None]  # (namespace, {key: value})
+OnHalt = Callable[[str], None]  # (VM id): its host powered off by itself
 
 
 @dataclass(frozen=True)
@@ -39,12 +40,33 @@ class BootBackend:
     name = "abstract"
     # natIPs handed out: 127.0.0.0/8, where a backend with real hosts publishes their sshd.
     nat_range = ("127.0.0.2", "127.0.63.254")
+    _on_halt: OnHalt | None = None
+
+    def attach(self, on_halt: OnHalt) -> None:
+        """The state's hook for a host that powers off by itself (the guest ran `poweroff`):
+        its VM goes TERMINATED with no API call. Set before any VM boots."""
+        self._on_halt = on_halt
+
+    def halted(self, vm_id: str) -> None:
+        """Tell the state that this VM's host powered off by itself."""
+        if self._on_halt:
+            self._on_halt(vm_id)
 
     def power_on(self, vm: VmView, publish: Publish) -> None:
         """The VM reached RUNNING. Must not block: boot work happens in the background."""
 
     def power_off(self, vm: VmView) -> None:
         """The VM stopped (TERMINATED); its disk survives."""
+
+    def lose_power(self, vm: VmView) -> None:
+        """The VM was preempted: its host goes off at once, no shutdown (disk kept)."""
+        self.power_off(vm)
+
+    def guest_poweroff(self, vm: VmView) -> None:
+        """Make the guest power itself off (`POST /_fake/guest-poweroff`). With no host
+        behind the VM, that is reported at once; a backend with hosts runs `poweroff` in
+        one and reports the halt when it sees the host stop."""
+        self.halted(vm.id)
 
     def destroy(self, vm: VmView) -> None:
         """The VM was deleted."""

@@ -11,6 +11,19 @@ request takes effect before the error is returned, as when a response is lost on
 the usage; `quotas` entries {"region": "us-central1", "metric": "T2A_CPUS", "limit": 4} set a
 regional quota's limit instead of its fresh-project default (state/quotas.py), and inserts
 then fail only when they would go over it.
+
+Two faults act at once rather than being set (server.py's control API), each taking
+{"project", "zone", "instance"}:
+
+- `POST /_fake/preempt`: Compute Engine takes a RUNNING Spot (or preemptible) VM back. Its
+  host loses power at once (the lab's container is killed, the host's QEMU handlers kept) and
+  the VM goes STOPPING -> TERMINATED (deleted when its instanceTerminationAction is DELETE)
+  through a zone operation of operationType `compute.instances.preempted`, statusMessage
+  "Instance was preempted.", which is the answer; lastStopTimestamp is set. Any other VM is a
+  400 saying why (not Spot, or not RUNNING); an unknown one 404.
+- `POST /_fake/guest-poweroff`: the guest powers itself off (the memory backend reports it at
+  once; the lab runs `systemctl poweroff` in the VM's container). The VM goes STOPPING ->
+  TERMINATED with a `compute.instances.guestTerminate` operation, as when a real guest halts.
 """
 
 from __future__ import annotations

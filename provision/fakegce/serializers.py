@@ -62,7 +62,8 @@ def operation_json(op: Operation) -> Json:
         out["zone"] = zone_url(op.project, op.zone)
     for key, value in (("startTime", op.start_time), ("endTime", op.end_time),
                        ("clientOperationId", op.client_operation_id),
-                       ("operationGroupId", op.group_id)):
+                       ("operationGroupId", op.group_id),
+                       ("statusMessage", op.status_message)):
         if value:
             out[key] = value
     if op.bulk and op.status == "DONE":
@@ -128,8 +129,11 @@ def instance_json(vm: Instance) -> Json:
     }
     if vm.labels:
         out["labels"] = dict(vm.labels)
-    if vm.last_start:
-        out["lastStartTimestamp"] = vm.last_start
+    for key, value in (("lastStartTimestamp", vm.last_start),
+                       ("lastStopTimestamp", vm.last_stop),
+                       ("lastSuspendedTimestamp", vm.last_suspended)):
+        if value:
+            out[key] = value
     return out
 
 

@@ -4,6 +4,9 @@ Control API (JSON):
   POST /_fake/reset            clear all state and faults
   GET  /_fake/requests         the request log: [{"method", "path", "status"}, ...]
   POST /_fake/faults           replace the fault set (see faults.py); GET returns it
+  POST /_fake/preempt          {"project", "zone", "instance"}: preempt a RUNNING Spot VM;
+                               the answer is its zone operation (compute.instances.preempted)
+  POST /_fake/guest-poweroff   {"project", "zone", "instance"}: the guest powers itself off
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from . import rules, urls
 from .errors import GceError, injected
-from .serializers import error_body, faults_json
+from .serializers import error_body, faults_json, operation_json
 from .state import ComputeState
 
 # Responses are fresh trees, never cyclic: skipping the cycle check saves 15% of encoding.
@@ -168,7 +171,29 @@ class Handler(BaseHTTPRequestHandler):
             except (ValueError, TypeError) as e:
                 return self._send(400, {"error": str(e)})
             return self._send(200, faults_json(state.faults))
+        if self.command == "POST" and path in ("/_fake/preempt", "/_fake/guest-poweroff"):
+            return self._power_fault(path, body)
         return self._send(404, {"error": f"no control endpoint {self.command} {path}"})
+
+    def _power_fault(self, path: str, body: object) -> None:
+        """A VM taken down without an API call: preempted, or its guest powered off."""
+        keys = ("project", "zone", "instance")
+        if not isinstance(body, dict) or not all(isinstance(body.get(k), str) and body[k]
+                                                 for k in keys):
+            return self._send(400, {"error": f"{path} takes a JSON object with"
+                                             " 'project', 'zone' and 'instance'"})
+        instances = self.server.state.instances
+        try:
+            rules.zone(body["zone"])
+            if path == "/_fake/preempt":
+                op = instances.preempt(body["project"], body["zone"], body["instance"])
+                status, result = 200, operation_json(op)
+            else:
+                instances.guest_poweroff(body["project"], body["zone"], body["instance"])
+                status, result = 200, {"poweroff": True}
+        except GceError as e:
+            status, result = e.status, error_body(e)
+        return self._send(status, result)
 
     def _body_raw(self) -> bytes:
         length = int(self.headers.get("Content-Length") or 0)

@@ -5,6 +5,10 @@ other its trixie (Debian 13) image (`image.suite_for`). The container's sshd is 
 the VM's natIP (a 127.0.0.N address), so archfarm reaches it as it would a cloud VM. The
 backend plays the GCE guest agent: accounts from `ssh-keys` metadata (passwordless sudo), and
 the VM's own host keys published as guest attributes.
+
+A guest that powers itself off (`systemctl poweroff`: systemd as PID 1 exits, so its container
+stops) is seen by one `docker events` follower, which tells the fake: the VM goes TERMINATED
+with no API call, as on Compute Engine.
 """
 
 from __future__ import annotations
@@ -55,7 +59,16 @@ def keeping_qemu_handlers() -> Iterator[None]:
     `lab.up` did (a real VM's kernel is its own)."""
     before = {p.name for p in BINFMT.glob("qemu-*")}
     yield
-    for name in sorted(before - {p.name for p in BINFMT.glob("qemu-*")}):
+    register_again(before)
+
+
+def qemu_handlers() -> set[str]:
+    return {p.name for p in BINFMT.glob("qemu-*")}
+
+
+def register_again(handlers: set[str]) -> None:
+    """Register again those of `handlers` a VM's shutdown unregistered."""
+    for name in sorted(handlers - qemu_handlers()):
         subprocess.run(["update-binfmts", "--enable", name], capture_output=True, check=False)
 
 class DockerBackend(BootBackend):
@@ -68,6 +81,11 @@ class DockerBackend(BootBackend):
         self.docker = docker
         self._lock = threading.Lock()
         self._booting: dict[str, threading.Thread] = {}
+        # Containers the fake itself is stopping or removing: their end is no guest power-off.
+        self._leaving: set[str] = set()
+        self._events: subprocess.Popen | None = None  # `docker events`, from the first boot
+        self._follower: threading.Thread | None = None
+        self._handlers: set[str] = set()  # the host's QEMU handlers, to keep
 
     def _run(self, *args: str, input: str | None = None, check: bool = True,
              timeout: float = 120) -> subprocess.CompletedProcess:
@@ -78,6 +96,7 @@ class DockerBackend(BootBackend):
         return self._run("container", "inspect", name, check=False).returncode == 0
 
     def power_on(self, vm: VmView, publish: Publish) -> None:
+        self._follow_deaths()
         thread = threading.Thread(target=self._boot, args=(vm, publish), daemon=True,
                                   name=f"lab-boot-{vm.name}")
         with self._lock:
@@ -137,17 +156,81 @@ class DockerBackend(BootBackend):
         if thread:
             thread.join(timeout=120)
 
-    def power_off(self, vm: VmView) -> None:
-        self._settle(vm)
-        with keeping_qemu_handlers():
-            self._run("stop", "-t", "20", container_name(vm), check=False)
-
-    def destroy(self, vm: VmView) -> None:
+    @contextlib.contextmanager
+    def _taking_down(self, vm: VmView) -> Iterator[str]:
+        """The fake takes the VM's container down (stop, kill, remove): its death is expected,
+        and the host's QEMU handlers are registered again after."""
         self._settle(vm)
         name = container_name(vm)
-        with keeping_qemu_handlers():
+        with self._lock:
+            self._leaving.add(name)
+        try:
+            with keeping_qemu_handlers():
+                yield name
+        finally:
+            with self._lock:
+                self._leaving.discard(name)
+
+    def power_off(self, vm: VmView) -> None:
+        with self._taking_down(vm) as name:
+            self._run("stop", "-t", "20", name, check=False)
+
+    def lose_power(self, vm: VmView) -> None:
+        with self._taking_down(vm) as name:
+            self._run("kill", name, check=False)  # SIGKILL: no shutdown, as when power goes
+
+    def guest_poweroff(self, vm: VmView) -> None:
+        # The follower reports the halt once the container has stopped.
+        self._run("exec", container_name(vm), "systemctl", "poweroff", check=False, timeout=60)
+
+    def destroy(self, vm: VmView) -> None:
+        with self._taking_down(vm) as name:
             self._run("rm", "-f", "-v", name, check=False)
         self._run("volume", "rm", "-f", *self.volumes(name).values(), check=False)
+
+    def _follow_deaths(self) -> None:
+        """Start following the lab containers' deaths, once (the engine is up by the first
+        boot)."""
+        with self._lock:
+            if self._events is not None:
+                return
+            self._handlers = qemu_handlers()
+            self._events = subprocess.Popen(
+                [self.docker, "events", "--filter", f"label={LAB_LABEL}", "--filter",
+                 "event=die", "--format", "{{json .Actor.Attributes}}"],
+                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            self._follower = threading.Thread(target=self._deaths, args=(self._events,),
+                                              daemon=True, name="lab-deaths")
+            self._follower.start()
+
+    def _deaths(self, events: subprocess.Popen) -> None:
+        assert events.stdout is not None
+        for line in events.stdout:
+            try:
+                attributes = json.loads(line)
+                name, vm_id = attributes["name"], attributes["archfarm.lab.instance"]
+            except (ValueError, KeyError, TypeError):
+                continue
+            with self._lock:
+                expected = name in self._leaving
+            if expected:
+                continue
+            # A guest power-off: its shutdown unregistered the host's QEMU handlers.
+            register_again(self._handlers)
+            self._handlers |= qemu_handlers()
+            try:
+                self.halted(vm_id)
+            except Exception as e:  # noqa: BLE001 (the follower must outlive a bad event)
+                print(f"fakegce: lab VM {name} halted: {e}", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        with self._lock:
+            events, self._events = self._events, None
+        if events is not None:
+            events.terminate()
+            events.wait(timeout=10)
+        if self._follower is not None:
+            self._follower.join(timeout=10)
 
     def metadata_changed(self, vm: VmView) -> None:
         self._settle(vm)

@@ -44,6 +44,8 @@ class ComputeState:
         self.quotas = Quotas(self.core, vms)
         self.instances = Instances(self.core, self.operations, self.quotas, vms)
         self.firewalls = Firewalls(self.core, self.operations)
+        # A host that powers off by itself (its guest ran `poweroff`) ends its VM.
+        self.core.backend.attach(self.instances.guest_halted)
 
     @property
     def faults(self):

@@ -59,6 +59,10 @@ class Instances(PowerTransitions):
             vms = self.vms.project(project).instances.values()
             return [vm for vm in vms if zone is None or vm.zone == zone]
 
+    def all_vms(self) -> builtins.list[Instance]:
+        """Every VM of every project. Call locked."""
+        return self.vms.all()
+
     def mutable(self, project: str, zone: str, ref: str, allow_in_flight: bool = False) -> Instance:
         """The VM a mutation acts on; 400 resourceNotReady while another operation runs."""
         rules.zone(zone)

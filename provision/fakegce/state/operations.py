@@ -47,6 +47,7 @@ class Operation:
     end_time: str | None = None
     failure: OperationFailure | None = None
     bulk: BulkStatus | None = None
+    status_message: str | None = None  # e.g. "Instance was preempted."
 
     @property
     def path(self) -> str:

@@ -5,13 +5,18 @@
 
 A VM with an operation in flight (STOPPING, SUSPENDING, ...) answers 400 resourceNotReady;
 a SUSPENDED VM is resumed, not started. See docs/compute-engine.md, "Instance states".
+
+Without an API call a VM also goes RUNNING -> STOPPING -> TERMINATED when its guest powers
+itself off (`guest_halted`, called by the boot backend) or when it is preempted (`preempt`,
+a fault: `POST /_fake/preempt`). Each leaves a zone operation, as Compute Engine records
+these system events: `compute.instances.guestTerminate` and `compute.instances.preempted`.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..errors import ResourceNotReady, UnsupportedOperation
+from ..errors import GceError, ResourceNotReady, UnsupportedOperation
 from .clock import now_rfc3339
 from .core import Core
 from .operations import Operation, Operations, replayable
@@ -25,6 +30,14 @@ class PowerTransitions:
     if TYPE_CHECKING:
         def mutable(self, project: str, zone: str, ref: str,
                     allow_in_flight: bool = False) -> Instance: ...
+
+        def find(self, project: str, zone: str, ref: str) -> Instance: ...
+
+        def all_vms(self) -> list[Instance]: ...
+
+        def forget(self, vm: Instance) -> None: ...
+
+        def _destroy(self, vm: Instance, then=None) -> None: ...
 
         def vm_operation(self, vm: Instance, op_type: str, request_id: str | None,
                          group_id: str | None = None) -> Operation: ...
@@ -75,9 +88,7 @@ class PowerTransitions:
 
             def halted() -> None:
                 if vm.operation_in_flight is op:
-                    vm.operation_in_flight, vm.status = None, final
-                    if final == "TERMINATED":
-                        vm.guest_attributes.clear()
+                    self._halted(vm, final)
                 op.finish()
 
             if power_off:
@@ -88,6 +99,82 @@ class PowerTransitions:
 
         core.steps([(0.1, op.start), (1.0, done)])
         return op
+
+    @staticmethod
+    def _halted(vm: Instance, final: str) -> None:
+        """The VM is down: TERMINATED (guest attributes go, as on a stop) or SUSPENDED."""
+        vm.operation_in_flight, vm.status = None, final
+        if final == "TERMINATED":
+            vm.guest_attributes.clear()
+            vm.last_stop = now_rfc3339()
+        else:
+            vm.last_suspended = now_rfc3339()
+
+    # -- without an API call: the guest powers off, or the VM is preempted ----------------
+
+    def guest_halted(self, vm_id: str) -> None:
+        """The boot backend saw the VM's host power off by itself: RUNNING -> STOPPING ->
+        TERMINATED. Ignored unless the VM is RUNNING with nothing in flight: a host the fake
+        itself stops, suspends, preempts or deletes is already on its way."""
+        with self.core.lock:
+            vm = next((vm for vm in self.all_vms() if vm.id == vm_id), None)
+            if vm is None or vm.status != "RUNNING" or vm.operation_in_flight:
+                return
+            op = self.vm_operation(vm, "compute.instances.guestTerminate", None)
+            vm.operation_in_flight, vm.status = op, "STOPPING"
+
+            def done() -> None:
+                if vm.operation_in_flight is op:
+                    self._halted(vm, "TERMINATED")
+                op.finish()
+
+            self.core.steps([(0.1, op.start), (1.0, done)])
+
+    def guest_poweroff(self, project: str, zone: str, ref: str) -> None:
+        """`POST /_fake/guest-poweroff`: the guest powers itself off (the boot backend makes
+        it: at once with no host behind the VM, by `poweroff` in the lab's container)."""
+        core = self.core
+        with core.lock:
+            vm = self.find(project, zone, ref)
+            if vm.status != "RUNNING" or vm.operation_in_flight:
+                raise GceError(f"The instance '{vm.path}' is {vm.status}, not RUNNING: only a"
+                               " running guest can power itself off.", reason="invalid")
+            view = vm.view()
+        core.off_lock(lambda: core.backend.guest_poweroff(view))
+
+    def preempt(self, project: str, zone: str, ref: str) -> Operation:
+        """`POST /_fake/preempt`: Compute Engine takes a RUNNING Spot (or preemptible) VM back.
+        Its host loses power at once; it ends TERMINATED (instanceTerminationAction STOP) or
+        deleted (DELETE), through a zone operation `compute.instances.preempted`."""
+        core = self.core
+        with core.lock:
+            vm = self.find(project, zone, ref)
+            sched = vm.scheduling
+            if sched.get("provisioningModel") != "SPOT" and not sched.get("preemptible"):
+                raise GceError(f"The instance '{vm.path}' is not a Spot or preemptible VM:"
+                               " only those are preempted.", reason="invalid")
+            if vm.status != "RUNNING" or vm.operation_in_flight:
+                busy = " with an operation in flight" if vm.status == "RUNNING" else ""
+                raise GceError(f"The instance '{vm.path}' is {vm.status}{busy}: only a RUNNING"
+                               " VM is preempted.", reason="invalid")
+            op = self.vm_operation(vm, "compute.instances.preempted", None)
+            op.status_message = "Instance was preempted."
+            vm.operation_in_flight, vm.status = op, "STOPPING"
+            op.start()
+            delete = sched.get("instanceTerminationAction") == "DELETE"
+            view = vm.view()
+
+            def off() -> None:
+                if vm.operation_in_flight is not op:
+                    return op.finish()
+                self._halted(vm, "TERMINATED")
+                if delete:
+                    self.forget(vm)
+                    self._destroy(vm)
+                op.finish()
+
+            core.off_lock(lambda: core.backend.lose_power(view), off)
+            return op
 
     @staticmethod
     def _not_in_flight(vm: Instance) -> None:

@@ -64,6 +64,8 @@ class Instance:
     nat_ip: str | None = None  # reserved for the VM's life; shown only while it runs
     network_ip: str | None = None
     last_start: str | None = None
+    last_stop: str | None = None       # lastStopTimestamp: the last time it went TERMINATED
+    last_suspended: str | None = None  # lastSuspendedTimestamp
     guest_attributes: dict[str, dict[str, str]] = field(default_factory=dict)
     operation_in_flight: Operation | None = None  # until done, a mutation gets resourceNotReady
     label_version: int = 0
