@@ -111,12 +111,15 @@ def guest_attributes(clients: Any, project: str, zone: str, name: str, query_pat
 def body(spec: VmSpec, zone: str) -> compute_v1.Instance:
     scheduling = compute_v1.Scheduling()
     if spec.spot:
+        # STOP: a preempted node stays, TERMINATED, with its disk and build cache; the next
+        # build that needs it starts it again (docs/scheduling.md, "Failover").
         scheduling = compute_v1.Scheduling(provisioning_model="SPOT",
-                                           instance_termination_action="DELETE",
+                                           instance_termination_action="STOP",
                                            automatic_restart=False,
                                            on_host_maintenance="TERMINATE")
     if spec.max_run_hours:
         scheduling.max_run_duration = compute_v1.Duration(seconds=spec.max_run_hours * 3600)
+        # A forgotten farm deletes itself: at the limit, and so on preemption too (one action).
         scheduling.instance_termination_action = "DELETE"
     return compute_v1.Instance(
         name=spec.name,

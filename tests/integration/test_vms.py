@@ -177,3 +177,21 @@ def test_spot_and_max_run_hours_reach_the_scheduling(fake_gce, write_inventory):
     assert sched.provisioning_model == "SPOT"
     assert sched.instance_termination_action == "DELETE"
     assert sched.max_run_duration.seconds == 8 * 3600
+
+
+def test_a_spot_node_without_a_run_limit_is_stopped_when_preempted_not_deleted(
+        fake_gce, write_inventory):
+    path = write_inventory("""
+        farm: t
+        gcp:
+          project: test-project
+          zones: [us-central1-a]
+          api_endpoint: {endpoint}
+          ssh_source_ranges: [127.0.0.1/32]
+        ssh: {{private_key: {key}}}
+        nodes:
+          - {{name: arm, platform: linux/arm64, machine_type: t2a-standard-1, spot: true}}
+        """)
+    assert run_vms(path) == 0
+    sched = vms_of(fake_gce)["t-arm"].scheduling
+    assert (sched.provisioning_model, sched.instance_termination_action) == ("SPOT", "STOP")

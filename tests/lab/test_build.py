@@ -21,7 +21,7 @@ from google.cloud import compute_v1
 
 from provision.buildx import register
 
-from .conftest import KW, REPO, inv, write_inventory
+from .conftest import BOTH, ENDPOINT, KW, REPO, inv, write_inventory
 from .registries import NodeForward, SlowProxy, ssh
 
 pytestmark = pytest.mark.lab
@@ -36,7 +36,9 @@ def farm(lab, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("bx")
     # The builder strategy's buildkit image: a lab-registry path, so nothing reaches Docker Hub.
     buildkit = f"{REGISTRY}/moby/buildkit:not-in-the-lab"
-    path = write_inventory(tmp / "bx.yaml", lab, PROJECT, "bx",
+    # amd64 is a spot VM: the fake's preemption fault stops it mid-build
+    nodes = BOTH.replace("n2-standard-2}", "n2-standard-2, spot: true}")
+    path = write_inventory(tmp / "bx.yaml", lab, PROJECT, "bx", nodes=nodes,
                            extra=f"buildx: {{buildkit_image: {buildkit}}}\n")
     code, out, err = inv("provision", "-i", str(path))
     assert code == 0, err
@@ -402,6 +404,40 @@ def test_a_node_stopped_before_the_build_is_woken_and_its_wake_is_in_the_table(f
     client = compute_v1.InstancesClient(**KW)
     assert client.get(project=PROJECT, zone="us-central1-a",
                       instance="bx-arm64").status == "RUNNING"
+
+
+def preempt(instance: str) -> dict:
+    """The fake's preemption fault: the spot VM is stopped as Compute Engine reclaims it."""
+    body = {"project": PROJECT, "zone": "us-central1-a", "instance": instance}
+    request = urllib.request.Request(f"{ENDPOINT}/_fake/preempt", method="POST",
+                                     data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.loads(response.read())
+
+
+def test_a_spot_node_preempted_mid_build_has_only_its_platform_retried_once_started_again(
+        farm, tmp_path):
+    path, _ = farm
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    tag = f"{REGISTRY}/bx/slow:preempted"
+    running = Running(path, tmpdir, "--context", str(slow_context(tmp_path, 15)), "--tag", tag,
+                      "--push")
+    running.wait_for("RUN echo")  # both platforms are in their slow step
+    preempt("bx-amd64")
+    code, out, err = running.finish(timeout=600)
+    assert code == 0, err
+    rows = {r["platform"]: r for r in out["platforms"]}
+    why = "its spot VM was preempted mid-build (TERMINATED)"
+    assert rows["linux/amd64"]["node"] == "amd64"
+    assert rows["linux/amd64"]["tried"] == [{"node": "amd64", "why": why}]
+    assert rows["linux/amd64"]["wake"] > 0  # started again before the retry
+    assert f"retried on amd64 once it was started again: {why}" in " ".join(err.split())
+    # nothing else was redone: arm64 built once, where it was planned
+    assert rows["linux/arm64"]["tried"] == [] and rows["linux/arm64"]["wake"] is None
+    index = json.loads(docker("buildx", "imagetools", "inspect", "--raw", tag).stdout)
+    assert {m["digest"] for m in images(index)} == {r["digest"] for r in rows.values()}
 
 
 def test_check_shows_the_wake_and_wakes_nothing(farm, tmp_path):
