@@ -145,3 +145,15 @@ def test_bad_hours_a_day_is_exit_2_before_any_call(fake_gce, write_inventory, ar
 def test_inv_vms_h_is_still_help():
     done = inv("vms", "-h")
     assert done.returncode == 0 and "--hours-a-day" in done.stdout
+
+
+def test_provision_check_prices_the_use_too(fake_gce, write_inventory, capsys):
+    from provision.pipeline import provision as provision_task
+
+    path = write_inventory(ELASTIC)
+    code, result = run_json(provision_task, inventory=str(path), check=True, hours_a_day="12",
+                            capsys=capsys)
+    assert code == 0 and mutations(fake_gce) == []
+    assert result["cost"]["hours_a_day"] == 12
+    total = result["cost"]["total"]["monthly"]
+    assert total["use"] < total["always_on"]
