@@ -134,9 +134,13 @@ def test_hours_a_day_prices_the_use_beside_always_on(fake_gce, write_inventory, 
     (["provision", "--check", "--hours-a-day", "eight"], "--hours-a-day eight: not a number"),
     (["vms", "--hours-a-day", "8"], "only --check shows. Fix: add --check."),
 ])
-def test_bad_hours_a_day_is_exit_2_before_any_call(fake_gce, write_inventory, args, message):
+@pytest.mark.tally("bad_input")
+def test_bad_hours_a_day_is_exit_2_before_any_call(fake_gce, write_inventory, args, message,
+                                                   record_property):
     path = write_inventory()
     done = inv(*args, "-i", str(path))
+    record_property("exit", done.returncode)
+    record_property("tracebacks", count_tracebacks(done.stderr))
     assert done.returncode == 2, done.stderr
     assert message in done.stderr and count_tracebacks(done.stderr) == 0
     assert fake_gce.requests() == []
