@@ -8,7 +8,7 @@ Heavy imports (the Compute Engine client) happen inside task bodies, so `inv --l
 import atexit
 import gc
 
-from invoke import Collection, Exit, task
+from invoke import Collection, Exit, Task, task
 
 # Skip the interpreter's last garbage collection: with the Compute Engine client loaded it
 # takes about a second after the recap (the task's output is complete by then).
@@ -20,8 +20,21 @@ PER_NODE = "builds at once on one node (default 1)"
 CACHE = ("registry: each platform's build cache kept in the image's repository"
          " (REPO:buildcache-<os>-<arch>), so a new or recreated node starts warm; none (default:"
          " the inventory's buildx.cache)")
+HOURS_A_DAY = ("with --check: also price the month for this use, H hours of builds a day (0 < H"
+               " <= 24): nodes with idle_stop_minutes run H hours a day, disks bill always")
 STALL = ("seconds a build's log may stay silent before its node is taken for lost (default:"
          " the inventory's buildx.stall_timeout_seconds, 1200)")
+
+
+class HelpKeepsH(Task):
+    """A task whose flags leave -h to help: Invoke would give --hours-a-day the short flag -h,
+    and `inv vms -h` would then wait for a number instead of printing the help."""
+
+    def get_arguments(self, ignore_unknown_help=None):
+        arguments = super().get_arguments(ignore_unknown_help)
+        for argument in arguments:
+            argument.names = tuple(name for name in argument.names if name != "h")
+        return arguments
 
 
 def _exit(code: int) -> None:
@@ -39,11 +52,12 @@ def _run(target: str, **flags) -> None:
 
 @task(help={"inventory": INVENTORY, "check": "show the plan, change nothing",
             "limit": "only these nodes (comma-separated)",
-            "prune": "delete labelled VMs that are no longer in the inventory", "json": JSON})
-def vms(c, inventory=None, check=False, limit=None, prune=False, json=False):
+            "prune": "delete labelled VMs that are no longer in the inventory",
+            "hours_a_day": HOURS_A_DAY, "json": JSON}, klass=HelpKeepsH)
+def vms(c, inventory=None, check=False, limit=None, prune=False, hours_a_day=None, json=False):
     """Create, start or keep the farm's VMs (zone failover), and its SSH firewall rule."""
     _run("provision.cloud.tasks:vms", inventory=inventory, check=check, limit=limit, prune=prune,
-         json_mode=json)
+         hours_a_day=hours_a_day, json_mode=json)
 
 
 @task(help={"inventory": INVENTORY, "check": "report what would change, change nothing",
@@ -55,11 +69,12 @@ def configure(c, inventory=None, check=False, limit=None, json=False):
 
 
 @task(help={"inventory": INVENTORY, "check": "show the plan and what would change",
-            "limit": "only these nodes (comma-separated)", "json": JSON})
-def provision(c, inventory=None, check=False, limit=None, json=False):
+            "limit": "only these nodes (comma-separated)", "hours_a_day": HOURS_A_DAY,
+            "json": JSON}, klass=HelpKeepsH)
+def provision(c, inventory=None, check=False, limit=None, hours_a_day=None, json=False):
     """Create the VMs, configure them, register them (`vms`, `configure`, `register`)."""
     _run("provision.pipeline:provision", inventory=inventory, check=check, limit=limit,
-         json_mode=json)
+         hours_a_day=hours_a_day, json_mode=json)
 
 
 @task(help={"inventory": INVENTORY, "check": "report what would change, change nothing",

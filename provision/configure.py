@@ -45,7 +45,8 @@ def desired(farm: Farm, node: Node, host: Host) -> steps.Desired:
         farm_platforms=tuple(farm.platforms),
         daemon_json=steps.render_daemon_json(daemon.registry_mirrors,
                                              daemon.insecure_registries,
-                                             daemon.log_max_size, daemon.log_max_file),
+                                             daemon.log_max_size, daemon.log_max_file,
+                                             farm.buildx.cache_max_gb),
         emulated=host.emulated, containerd_store=farm.docker.containerd_store)
 
 

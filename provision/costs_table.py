@@ -2,8 +2,8 @@
 
 Every figure is USD, on-demand or spot, before taxes, sustained-use or committed-use discounts
 and free tiers. Machines: per vCPU-hour and per GB-hour of memory (1 GB = 2^30 bytes, as Google
-bills it). Boot disks: per GB-month. To refresh the table, take the same figures from a newer
-source and change TAKEN.
+bills it). Boot disks: per GB-month. External IPv4 addresses: per hour in use. To refresh the
+table, take the same figures from a newer source and change TAKEN.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ SOURCES = (
     # The copy the figures were read from: Google's Cloud Billing Catalog API prices, per
     # machine type and region, generated on 2026-07-30 (pricing.yml at commit fd66b26):
     "https://github.com/Cyclenerd/google-cloud-pricing-cost-calculator/blob/fd66b26/pricing.yml",
+    # External IP addresses (EXTERNAL_IPV4_* below):
+    "https://cloud.google.com/vpc/network-pricing#ipaddress",
 )
 
 NOTES = (
@@ -37,9 +39,21 @@ NOTES = (
     " searched showed no price figures.",
     "Spot prices change over time; these are the spot prices of the date taken.",
     "A spot VM's boot disk costs the same as an on-demand VM's.",
+    "External IPv4 addresses: Compute Engine bills an address per hour while it is in use, that"
+    " is while its VM runs (a stopped VM's ephemeral address is released and not billed); the"
+    " rate is global. The figures are the Cloud Billing Catalog SKUs 'External IP Charge on a"
+    " Standard VM' (C054-7F72-A02E, $0.005 an hour) and 'External IP Charge on a Spot"
+    " Preemptible VM' (4AF8-7C1F-39C4, $0.0025 an hour), as quoted by public code that reads"
+    " the catalog (infracost's google_compute_address and others); the standard rate is also"
+    " the one on Google's VPC pricing page (first source above, IP address pricing). The"
+    " SKU's free tier is left out, as every free tier is.",
     "Not covered: Hyperdisk (C4A boots only from Hyperdisk, which also bills IOPS and throughput),"
-    " custom and -lssd machine types, external IP addresses, network egress, OS licences.",
+    " custom and -lssd machine types, network egress, OS licences.",
 )
+
+# An external IPv4 address in use by a VM (while the VM runs), USD per hour, any region.
+EXTERNAL_IPV4_HOURLY = 0.005
+EXTERNAL_IPV4_SPOT_HOURLY = 0.0025  # the address of a Spot (preemptible) VM
 
 
 class Rates(NamedTuple):

@@ -14,14 +14,15 @@ LATER = (*STEPS, *register.ITEMS)  # for a VM still to come, in check mode: all 
 
 @task
 def provision(session: Session, *, inventory: str | None, check: bool = False,
-              limit: str | None = None) -> int:
+              limit: str | None = None, hours_a_day: str | None = None) -> int:
     from .cloud import plan
     from .cloud.apply import Apply
     from .cloud.observe import observe
     from .cloud.stage import show_and_apply, title, update_hosts
-    from .costs import estimate
+    from .costs import estimate, parse_hours_a_day
     from .inventory import parse_limit
 
+    hours = parse_hours_a_day(hours_a_day, check)
     farm, clients = load_with_clients(inventory)
     nodes = parse_limit(limit, farm)
     actions = plan.vms(farm, observe(clients, farm, session.cancel), nodes, prune=False)
@@ -45,4 +46,4 @@ def provision(session: Session, *, inventory: str | None, check: bool = False,
     ready = {k for k, r in configured.results.items() if not r.bad}
     registered = register.register_nodes(session, farm, ready, check, lambda: clients)
     return session.finish(merge(vms, configured, registered, later),
-                          estimate(farm, nodes) if check else None)
+                          estimate(farm, nodes, hours) if check else None)

@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 if TYPE_CHECKING:
-    from .costs import Estimate
+    from .costs import Estimate, NodeCost
     from .runner import Outcome
 
 STYLE = {"create": "yellow", "start": "yellow", "resume": "yellow", "update": "yellow",
@@ -62,7 +62,8 @@ class Reporter:
         self.console.print(table)
 
     def costs(self, estimate: Estimate) -> None:
-        """Every node's price on-demand and spot, per hour and per month, and the totals."""
+        """Every node's price on-demand and spot, per hour and per month, and the totals; with
+        --hours-a-day, then the month as planned at that use beside always-on."""
         hours = estimate.hours_per_month
         table = self._table(
             f"estimated cost ({estimate.currency}, {hours} h a month)",
@@ -78,7 +79,7 @@ class Reporter:
             table.add_row(escape(n.node), escape(n.machine_type), escape(n.region),
                           escape(f"{n.disk_gb} GB {n.disk_type}"), _usd(n.hourly, 4),
                           _usd(n.spot_hourly, 4), _usd(n.hourly * hours),
-                          _usd(n.spot_hourly * hours), "spot" if n.spot else "on-demand",
+                          _usd(n.spot_hourly * hours), _billed(n),
                           f"[yellow]{escape(note)}[/]" if n.missing else escape(note))
         total, monthly = estimate.hourly, estimate.monthly
         table.add_section()
@@ -87,10 +88,34 @@ class Reporter:
                       _usd(monthly["spot"]), "", "")
         self.console.print(table)
         self.say(f"as planned (spot nodes at spot): [bold]{_usd(total['planned'], 4)} an hour,"
-                 f" {_usd(monthly['planned'])} a month[/bold]. Compute Engine list prices of"
-                 f" {estimate.taken}, before taxes and discounts (provision/costs_table.py).")
+                 f" {_usd(monthly['planned'])} a month[/bold] always on. Compute Engine list"
+                 f" prices of {estimate.taken}, before taxes and discounts, external IPv4"
+                 " addresses included (provision/costs_table.py).")
+        if estimate.hours_a_day is not None:
+            self._costs_in_use(estimate, estimate.hours_a_day)
         if estimate.missing:
             self.say(f"[yellow]not in these figures: {escape('; '.join(estimate.missing))}[/]")
+
+    def _costs_in_use(self, estimate: Estimate, use: float) -> None:
+        """--hours-a-day: each node's month as planned, always on and at that use."""
+        column = f"{use:g} h a day"
+        table = self._table(f"a month as planned, always on and at {use:g} h of builds a day",
+                            ["node", "billed", "stops when idle", "runs (h a month)",
+                             "always on", column],
+                            right=("runs (h a month)", "always on", column))
+        for n in estimate.nodes:
+            table.add_row(escape(n.node), _billed(n), "yes" if n.idle_stop else "no",
+                          f"{n.running_hours(use):.0f}",
+                          _usd(n.planned_hourly * estimate.hours_per_month),
+                          _usd(n.monthly_use(use)))
+        monthly = estimate.monthly
+        table.add_section()
+        table.add_row("[bold]total[/]", "", "", "", _usd(monthly["always_on"]),
+                      f"[bold]{_usd(monthly['use'])}[/]")
+        self.console.print(table)
+        self.say(f"at {use:g} h a day: nodes with idle_stop_minutes bill their machine and"
+                 f" address {use:g} h a day and their disk always (a stopped VM bills only its"
+                 " disk); the others, the bastion among them, run always.")
 
     def table(self, title: str, columns: list[str], rows: list[list[str]]) -> None:
         table = self._table(title, columns)
@@ -113,6 +138,10 @@ class Reporter:
     def emit_json(obj: dict) -> None:
         sys.stdout.write(json.dumps(obj, sort_keys=True) + "\n")
         sys.stdout.flush()
+
+
+def _billed(node: NodeCost) -> str:
+    return ("spot" if node.spot else "on-demand") + ("" if node.external_ip else ", no IP")
 
 
 def _usd(amount: float, places: int = 2) -> str:

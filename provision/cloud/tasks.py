@@ -17,13 +17,14 @@ if TYPE_CHECKING:
 
 @task
 def vms(session: Session, *, inventory: str | None, check: bool = False,
-        limit: str | None = None, prune: bool = False) -> int:
-    from ..costs import estimate
+        limit: str | None = None, prune: bool = False, hours_a_day: str | None = None) -> int:
+    from ..costs import estimate, parse_hours_a_day
     from ..inventory import parse_limit
     from . import plan
     from .apply import Apply
     from .observe import observe
 
+    hours = parse_hours_a_day(hours_a_day, check)
     farm, clients = load_with_clients(inventory)
     nodes = parse_limit(limit, farm)
     actions = plan.vms(farm, observe(clients, farm, session.cancel), nodes, prune)
@@ -31,7 +32,7 @@ def vms(session: Session, *, inventory: str | None, check: bool = False,
                            Apply(clients, farm, session.say).job, check=check)
     if not check:
         update_hosts(farm, actions)
-    return session.finish(recap, estimate(farm, nodes) if check else None)
+    return session.finish(recap, estimate(farm, nodes, hours) if check else None)
 
 
 @task

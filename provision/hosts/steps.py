@@ -82,15 +82,31 @@ def qemu_cpus(f: Facts, d: Desired) -> tuple[str, ...]:
 
 
 def render_daemon_json(registry_mirrors: list[str], insecure_registries: list[str],
-                       log_max_size: str = "10m", log_max_file: int = 3) -> str:
-    """/etc/docker/daemon.json: log rotation always, mirrors and insecure registries if set."""
+                       log_max_size: str = "10m", log_max_file: int = 3,
+                       cache_max_gb: int | None = None) -> str:
+    """/etc/docker/daemon.json: log rotation always, mirrors and insecure registries if set,
+    and the build cache's ceiling (buildx.cache_max_gb) if set."""
     config: dict = {"log-driver": "json-file",
                     "log-opts": {"max-size": log_max_size, "max-file": str(log_max_file)}}
     if registry_mirrors:
         config["registry-mirrors"] = registry_mirrors
     if insecure_registries:
         config["insecure-registries"] = insecure_registries
+    if cache_max_gb is not None:
+        config["builder"] = builder_gc(cache_max_gb)
     return _json(config)
+
+
+def builder_gc(max_gb: int) -> dict:
+    """The engine's BuildKit (buildx's docker driver) collects build cache beyond `max_gb`.
+    Engines up to Docker 27 read `defaultKeepStorage` as that ceiling; Docker 28 on read it
+    as the space kept at least (reservedSpace) and `defaultMaxUsedSpace` as the ceiling
+    (moby daemon/config/builder.go, builder-next/worker/gc.go). With both set to the same
+    size, every engine keeps its cache under it; an older engine ignores the newer key (Go's
+    JSON decoding of the `builder` section skips unknown keys). `enabled` is written: up to
+    Docker 27 a `gc` section without it means no collection at all."""
+    size = f"{max_gb}GB"
+    return {"gc": {"enabled": True, "defaultKeepStorage": size, "defaultMaxUsedSpace": size}}
 
 
 def _json(config: dict) -> str:

@@ -9,6 +9,7 @@ import pytest
 
 from provision import costs
 from provision import costs_table as table
+from provision.errors import UserError
 from provision.gce.catalog import FAMILIES
 from provision.inventory import parse
 
@@ -43,7 +44,8 @@ def test_t2a_standard_4_in_us_central1_is_vcpus_times_rate_plus_memory_times_rat
     assert node.machine_hourly == pytest.approx(0.154)
     assert node.machine_spot_hourly == pytest.approx(0.065568)
     assert node.disk_hourly == pytest.approx(50 * 0.10 / 730)
-    assert node.hourly * 730 == pytest.approx(112.42 + 5.00)
+    # and its external IPv4 address, $0.005 an hour in use ($3.65 a month)
+    assert node.hourly * 730 == pytest.approx(112.42 + 5.00 + 3.65)
     assert node.missing == ()
 
 
@@ -75,8 +77,9 @@ def test_spot_node_is_billed_at_spot_and_both_prices_are_shown():
     node, = costs.estimate(farm(spot)).nodes
     assert node.spot and node.spot_hourly < node.hourly
     assert node.planned_hourly == node.spot_hourly
+    # the disk costs the same; a spot VM's address costs half
     assert node.spot_hourly - node.hourly == pytest.approx(
-        node.machine_spot_hourly - node.machine_hourly)  # the disk costs the same
+        node.machine_spot_hourly - node.machine_hourly + 0.0025 - 0.005)
 
 
 def test_disk_size_and_type_come_from_the_node():
@@ -123,7 +126,8 @@ def test_unknown_machine_type_says_so_and_is_left_out_of_the_totals():
     node, = estimate.nodes
     assert node.missing == ("no price for n2-custom-4-8192 in us-central1",)
     assert node.machine_hourly is None
-    assert estimate.hourly["on_demand"] == pytest.approx(node.disk_hourly)  # the disk still counts
+    # the disk and the address still count
+    assert estimate.hourly["on_demand"] == pytest.approx(node.disk_hourly + 0.005)
     total = estimate.to_json()["total"]
     assert total["complete"] is False
     assert total["missing"] == ["no price for n2-custom-4-8192 in us-central1"]
@@ -137,7 +141,7 @@ def test_unknown_region_says_so():
         """, zones="[me-west1-a]")).nodes
     assert node.missing == ("no price for n2-standard-4 in me-west1",
                             "no price for disk pd-balanced in me-west1")
-    assert node.hourly == 0.0
+    assert node.hourly == table.EXTERNAL_IPV4_HOURLY  # the address's price is global
 
 
 def test_unknown_disk_type_says_so_and_the_machine_is_still_priced():
@@ -159,3 +163,87 @@ def test_the_table_covers_every_family_of_the_catalog_and_names_its_source():
     for family, regions in table.MACHINE_RATES.items():
         for region, rates in regions.items():
             assert 0 < rates.spot_vcpu < rates.vcpu, (family, region)
+
+
+# -- external addresses and --hours-a-day ---------------------------------------------------------
+
+PRIVATE_FARM = """
+farm: t
+gcp:
+  project: test-project
+  zones: [us-central1-a]
+  external_ip: false
+idle_stop_minutes: 20
+nodes:
+  - {name: gate, platform: linux/amd64, machine_type: e2-small, bastion: true, external_ip: true}
+  - {name: arm, platform: linux/arm64, machine_type: t2a-standard-4, spot: true}
+  - {name: x86, platform: linux/amd64, machine_type: n2-standard-4, external_ip: true,
+     idle_stop_minutes: 5}
+"""
+
+
+def private_farm():
+    return parse(PRIVATE_FARM, "test.yaml")
+
+
+def test_a_private_node_pays_for_no_address_and_the_others_do_spot_at_half():
+    gate, arm, x86 = costs.estimate(private_farm()).nodes
+    assert (gate.external_ip, arm.external_ip, x86.external_ip) == (True, False, True)
+    assert arm.hourly == pytest.approx(arm.machine_hourly + arm.disk_hourly)
+    assert arm.spot_hourly == pytest.approx(arm.machine_spot_hourly + arm.disk_hourly)
+    assert x86.hourly == pytest.approx(x86.machine_hourly + x86.disk_hourly + 0.005)
+    assert x86.spot_hourly == pytest.approx(x86.machine_spot_hourly + x86.disk_hourly + 0.0025)
+
+
+def test_hours_a_day_bills_idle_stop_nodes_while_they_run_and_their_disks_always():
+    estimate = costs.estimate(private_farm(), hours_a_day=6)
+    gate, arm, x86 = estimate.nodes
+    # the bastion never idle-stops: always on, use or not
+    assert not gate.idle_stop and gate.monthly_use(6) == pytest.approx(730 * gate.hourly)
+    # a spot node with idle stop: its spot machine 6 h a day, its disk all month, no address
+    assert arm.idle_stop and arm.running_hours(6) == pytest.approx(730 / 4)
+    assert arm.monthly_use(6) == pytest.approx(arm.machine_spot_hourly * 730 / 4
+                                               + arm.disk_hourly * 730)
+    # an on-demand node with an address: machine and address while it runs
+    assert x86.monthly_use(6) == pytest.approx((x86.machine_hourly + 0.005) * 730 / 4
+                                               + x86.disk_hourly * 730)
+    monthly = estimate.monthly
+    assert monthly["always_on"] == pytest.approx(monthly["planned"])
+    assert monthly["use"] == pytest.approx(sum(n.monthly_use(6) for n in estimate.nodes))
+    assert monthly["use"] < monthly["always_on"]
+    as_json = estimate.to_json()
+    assert as_json["hours_a_day"] == 6
+    assert as_json["total"]["monthly"]["use"] == pytest.approx(monthly["use"], abs=0.01)
+    node = as_json["nodes"][1]
+    assert (node["idle_stop"], node["external_ip"]) == (True, False)
+    assert node["running_hours"] == pytest.approx(182.5)
+    assert node["monthly"]["use"] == pytest.approx(arm.monthly_use(6), abs=0.01)
+
+
+def test_24_hours_a_day_is_always_on_and_without_idle_stop_use_changes_nothing():
+    full = costs.estimate(private_farm(), hours_a_day=24).monthly
+    assert full["use"] == pytest.approx(full["always_on"])
+    always = costs.estimate(farm(T2A_4), hours_a_day=2).monthly  # no idle_stop_minutes
+    assert always["use"] == pytest.approx(always["always_on"])
+
+
+def test_without_hours_a_day_the_estimate_has_no_use_figure():
+    estimate = costs.estimate(private_farm())
+    assert "use" not in estimate.monthly
+    assert estimate.to_json()["hours_a_day"] is None
+
+
+@pytest.mark.parametrize("text", ["0", "-1", "24.5", "25", "eight", "", "nan", "inf"])
+def test_hours_a_day_out_of_range_or_not_a_number_is_bad_input(text):
+    with pytest.raises(UserError) as error:
+        costs.parse_hours_a_day(text, check=True)
+    assert error.value.exit_code == 2
+    assert str(error.value).startswith(f"--hours-a-day {text}: not a number of hours in a day.")
+    assert "at most 24" in str(error.value)
+
+
+def test_hours_a_day_goes_with_check():
+    assert costs.parse_hours_a_day("7.5", check=True) == 7.5
+    assert costs.parse_hours_a_day(None, check=False) is None
+    with pytest.raises(UserError, match="only --check shows. Fix: add --check."):
+        costs.parse_hours_a_day("8", check=False)

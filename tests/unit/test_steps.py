@@ -243,6 +243,33 @@ def test_render_daemon_json_log_rotation_and_the_recorded_digest():
         facts.sha256(DAEMON)
 
 
+def test_cache_max_gb_is_the_build_caches_ceiling_for_every_engine():
+    import json
+
+    config = json.loads(steps.render_daemon_json([], [], cache_max_gb=20))
+    # Docker <= 27 reads defaultKeepStorage as the ceiling, Docker 28+ defaultMaxUsedSpace;
+    # enabled is written out (Docker <= 27 collects nothing without it)
+    assert config["builder"] == {"gc": {"enabled": True, "defaultKeepStorage": "20GB",
+                                        "defaultMaxUsedSpace": "20GB"}}
+    assert "builder" not in json.loads(DAEMON)  # unset: the engine's own default
+
+
+@pytest.mark.parametrize("name", sorted(CONVERGED) + [TRIXIE])
+def test_setting_cache_max_gb_rewrites_daemon_json_once_then_nothing(name):
+    f = host(name)
+    store = name == TRIXIE
+    package = CONVERGED.get(name, "docker.io")
+    capped = steps.render_daemon_json([], [], cache_max_gb=10)
+    change = by_step(steps.plan(f, want(f, package, daemon_json=capped, store=store)))
+    assert change["daemon.json"].detail == "update /etc/docker/daemon.json, restart docker"
+    written = steps.daemon_json(f, want(f, package, daemon_json=capped, store=store))
+    assert '"defaultMaxUsedSpace": "10GB"' in written
+    # the node as the write leaves it: nothing more to do
+    after = dataclasses.replace(f, daemon_json_sha256=facts.sha256(written))
+    assert "daemon.json" not in by_step(steps.plan(after, want(f, package, daemon_json=capped,
+                                                               store=store)))
+
+
 # -- qemu / binfmt --------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("dpkg_arch, farm, cpus", [
