@@ -26,7 +26,7 @@ from .dispatch import WakeFailed  # the node did not come back (start, keys or e
 from .register import farm_config, render
 
 WAKE_DEADLINE = 300.0      # start, boot, host keys and engine: a T2A VM takes about a minute
-ENGINE_POLL_SECONDS = 1.0
+ENGINE_POLL_SECONDS = 0.5
 _config_lock = threading.Lock()  # wakes in parallel rewrite one ssh config
 
 
