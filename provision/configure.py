@@ -73,19 +73,28 @@ def connect(farm: Farm, directory: Directory, node: Node, pkey: Any, progress: P
             wait_seconds: float, timeout: float = CONNECT_TIMEOUT) -> tuple[Any, Host]:
     """A pinned connection. A cached entry gets one quick try; if the host does not answer
     as cached, the API says where it is now and which keys it must present, and those are
-    waited for (host keys, then SSH) up to `wait_seconds`."""
+    waited for (host keys, then SSH) up to `wait_seconds`. A private node is reached through
+    the farm's bastion (its entry's `via`), whose keys are pinned as well."""
     deadline = time.monotonic() + wait_seconds
     cached = directory.cached(node.name)
-    if cached is not None:
+    gateway = directory.cached(cached.via) if cached is not None and cached.via else None
+    if cached is not None and (gateway is not None or not cached.via):
         try:
             return open_connection(cached, farm.ssh.user, pkey, progress.cancel, 0, progress,
-                                   timeout), cached
+                                   timeout, gateway), cached
         except (HostKeyRefused, Unreachable):
             progress("not as cached; asking Compute Engine where it is now")
     host = directory.refresh(node.name, progress.cancel, deadline, progress,
                              fresh=cached is not None)
+    gateway = None
+    if host.via:  # the bastion may have moved too (a restart gives it a new address)
+        try:
+            gateway = directory.refresh(host.via, progress.cancel, deadline, progress)
+        except NotUp as e:
+            raise NotUp(f"{node.name} is reached through bastion {host.via}: {e}") from None
     return open_connection(host, farm.ssh.user, pkey, progress.cancel,
-                           max(0.0, deadline - time.monotonic()), progress, timeout), host
+                           max(0.0, deadline - time.monotonic()), progress, timeout,
+                           gateway), host
 
 
 class Configure:

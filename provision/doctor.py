@@ -335,8 +335,18 @@ def _demand(farm: Farm, machine_types: Any, holding: set[str],
             metrics = ["CPUS", f"{catalog.family_of(node.machine_type).upper()}_CPUS"]
         for metric in metrics:
             demand[(region, metric)].append((node.name, cpus))
-        demand[(region, "IN_USE_ADDRESSES")].append((node.name, 1))  # every node gets one
+        if node.external_ip:  # a private node has none (docs/private-nodes.md)
+            demand[(region, "IN_USE_ADDRESSES")].append((node.name, 1))
     return demand
+
+
+def _fewer_addresses(farm: Farm) -> str:
+    """The address quota's other fix: private nodes behind one bastion need one address."""
+    if sum(1 for n in farm.expanded() if n.external_ip) <= 1:
+        return ""
+    return (", or give the nodes no external address: `gcp.external_ip: false` and"
+            " `bastion: true` (with `external_ip: true`) on one node, through which the others"
+            " are reached (docs/private-nodes.md)")
 
 
 def quotas(clients: Any, farm: Farm, machine_types: Any) -> list[Check]:
@@ -380,11 +390,12 @@ def quotas(clients: Any, farm: Farm, machine_types: Any) -> list[Check]:
                   f" {free:g} of {quota.limit:g} free")
         check = f"quota {metric} in {name}"
         if need > free:
+            other = (_fewer_addresses(farm) if metric == "IN_USE_ADDRESSES"
+                     else ", or use smaller or fewer machines")
             out.append(Check(check, PROBLEM, detail,
                              f"request more {metric} in {name}"
                              f" (https://console.cloud.google.com/iam-admin/quotas?project={p}),"
-                             " or put the nodes' first zone in another region, or use smaller"
-                             " or fewer machines"))
+                             f" or put the nodes' first zone in another region{other}"))
         else:
             out.append(Check(check, OK, detail))
     if existing:
@@ -420,6 +431,100 @@ def firewall_rule(clients: Any, farm: Farm) -> Check:
     return Check(name, OK, f"exists: tcp:22 from {', '.join(found.source_ranges) or '-'}")
 
 
+def bastion_rule(clients: Any, farm: Farm) -> Check:
+    """The rule letting the bastion reach the private nodes (only with private nodes)."""
+    from .cloud import spec
+    from .gce import firewall
+
+    want = spec.bastion_rule_spec(farm)
+    name = f"firewall rule {want.name}"
+    found = firewall.get(clients, farm.gcp.project, want.name)
+    if found is None:
+        return Check(name, OK, "`inv vms` creates it: tcp:22 from the bastion"
+                     f" (tag {want.source_tags[0]}) to the farm's nodes")
+    if found.description != want.description:
+        return Check(name, PROBLEM, "exists but was not made by archfarm for this farm, so"
+                     " `inv vms` will not take it over", "delete or rename that rule, or give"
+                     " this farm another name (farm: in the inventory)")
+    changes = firewall.differences(found, want)
+    if changes:
+        return Check(name, OK, f"exists; `inv vms` updates it: {'; '.join(changes)}")
+    return Check(name, OK, f"exists: tcp:22 from tag {want.source_tags[0]} to the farm")
+
+
+# -- private nodes and their bastion -------------------------------------------------------------
+
+REACH_SECONDS = 5.0  # one SSH attempt to the bastion, and through it to each private node
+
+
+def private_nodes(clients: Any, farm: Farm) -> list[Check]:
+    """With private nodes: the bastion's VM has its external address and answers SSH, and
+    each private node's VM answers through it (only VMs already running are tried; the rest
+    is `inv vms`'s to make). Host keys are pinned as `inv configure` pins them."""
+    from .gce import instances, labels
+
+    bastion = farm.bastion
+    private = [n for n in farm.expanded() if n.private]
+    if bastion is None or not private:
+        return []
+    vms = {labels.node_of(vm): vm for vm in
+           instances.find(clients, farm.gcp.project, labels.farm_filter(farm.farm))}
+    gate = vms.get(bastion.name)
+    name = f"bastion {bastion.name}"
+    if gate is None:
+        return [Check(name, OK, f"no VM yet: `inv vms` creates it with an external address;"
+                      f" {len(private)} private node(s) are reached through it")]
+    if gate.status != "RUNNING":
+        return [Check(name, WARNING, f"VM {gate.name} is {gate.status}: the private nodes"
+                      " cannot be reached until it runs", "`inv vms` starts it")]
+    if not gate.external_ip:
+        return [Check(name, PROBLEM, f"VM {gate.name} has no external address, so nothing"
+                      " can reach the private nodes", f"delete VM {gate.name} (it was made"
+                      " without one), then `inv vms` makes it again with its address")]
+    out = [_reach(clients, farm, bastion, gate, name, None)]
+    if out[0].status != OK:
+        return out
+    for node in private:
+        vm = vms.get(node.name)
+        if vm is None or vm.status != "RUNNING":
+            continue
+        line = f"private node {node.name}"
+        if vm.external_ip:
+            out.append(Check(line, WARNING, f"VM {vm.name} has an external address"
+                             f" ({vm.external_ip}), made before it was private: it is reached"
+                             " directly and holds an IN_USE_ADDRESSES quota",
+                             f"delete VM {vm.name}, then `inv vms` makes it without one"))
+            continue
+        out.append(_reach(clients, farm, node, vm, line, bastion))
+    return out
+
+
+def _reach(clients: Any, farm: Farm, node: Node, vm: Any, line: str,
+           bastion: Node | None) -> Check:
+    """One pinned SSH connection to the node (through the bastion when given), closed at
+    once."""
+    from .configure import connect, farm_key
+    from .hosts.directory import Directory, NotUp
+    from .runner import Cancel, Progress
+
+    directory = Directory(farm, lambda: clients)
+    progress = Progress(node.name, lambda key, text: None, Cancel())
+    try:
+        conn, host = connect(farm, directory, node, farm_key(farm), progress, REACH_SECONDS,
+                             REACH_SECONDS)
+        conn.close()
+    except NotUp as e:
+        return Check(line, WARNING, str(e), "`inv vms`, then `inv doctor` again")
+    except Exception as e:  # Unreachable, a refused host key: the node's line says why
+        how = f" through bastion {bastion.name}" if bastion else ""
+        return Check(line, PROBLEM, f"VM {vm.name} does not answer SSH{how}: {e}",
+                     "`inv status` and `inv provision`; a private node needs the bastion"
+                     " running and the farm's firewall rules (`inv vms` makes them)")
+    if bastion is None:
+        return Check(line, OK, f"answers SSH at {host.address}")
+    return Check(line, OK, f"reached at {host.address} through bastion {bastion.name}")
+
+
 # -- all of it -----------------------------------------------------------------------------------
 
 def _each(name: str, checks: Any) -> list[Check]:
@@ -452,6 +557,9 @@ def api(clients: Any, farm: Farm) -> list[Check]:
             machine_type(machine_types, spec, node), image(clients, farm, spec, node)])
     out += _each("quotas", lambda: quotas(clients, farm, machine_types))
     out += _each("firewall rule", lambda: [firewall_rule(clients, farm)])
+    if any(n.private for n in farm.expanded()):
+        out += _each("firewall rule", lambda: [bastion_rule(clients, farm)])
+        out += _each("private nodes", lambda: private_nodes(clients, farm))
     return out
 
 

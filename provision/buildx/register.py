@@ -64,6 +64,10 @@ def host_block(farm: Farm, host: Host) -> str:
              f'  ControlPath "{control}"',
              "  ControlPersist 10m",
              "  ServerAliveInterval 30"]
+    if host.via:
+        # A private node: the bastion's sshd connects to its internal address, never this
+        # machine. ssh passes -F on to the jump, so `ssh -F <farm>.conf` works as well.
+        lines.append(f"  ProxyJump {names.alias(farm.farm, host.via)}")
     return "\n".join(lines) + "\n"
 
 
@@ -470,6 +474,14 @@ def register_nodes(session: Any, farm: Farm, nodes: set[str] | None, check: bool
                 directory.refresh(node.name, session.cancel, 0, lambda text: None)
             except NotUp as e:
                 missing[node.name] = Outcome(unreachable=True, note=str(e))
+    # A private node's entry names its bastion's alias (ProxyJump): the bastion's entry must
+    # be written too, even under --limit.
+    for via in sorted({h.via for h in directory.hosts.values() if h.via} - set(missing)):
+        if directory.cached(via) is None:
+            try:
+                directory.refresh(via, session.cancel, 0, lambda text: None)
+            except NotUp as e:
+                missing.setdefault(via, Outcome(unreachable=True, note=f"bastion: {e}"))
     ready = [n for n in targets if n.name not in missing]
     hosts = {n: h for n, h in directory.hosts.items() if directory.cached(n)}
     return merge(register(farm, hosts, ready, check, session.cancel), Recap(missing))

@@ -9,7 +9,6 @@ import ipaddress
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from .. import names
 from ..errors import UserError
 from ..gce import labels
 from ..gce.firewall import FirewallSpec, FoundRule, differences
@@ -58,6 +57,7 @@ class Observed:
     vms: list[FoundVm]
     rule: FoundRule | None
     strangers: list[FoundVm] = field(default_factory=list)  # named like ours, not labelled
+    bastion_rule: FoundRule | None = None  # SSH from the bastion to the farm (private nodes)
 
 
 def vm_key(vm: FoundVm, seen: list[FoundVm]) -> str:
@@ -92,6 +92,9 @@ def vms(farm: Farm, seen: Observed, limit: set[str] | None = None,
         if limit is None or node.name in limit:
             actions.append(_node_action(node, by_node.get(node.name)))
     actions.append(firewall(farm, seen.rule))  # even under --limit: SSH must reach the node
+    bastion = bastion_firewall(farm, seen.bastion_rule)
+    if bastion is not None:
+        actions.append(bastion)
     return actions
 
 
@@ -129,6 +132,20 @@ def firewall(farm: Farm, found: FoundRule | None) -> Action:
                 " (e.g. [203.0.113.7/32]).")
         return Action(Verb.CREATE, want.name, want.name,
                       f"tcp:22 from {_reach(want.source_ranges)}", rule=want)
+    _check_ours(farm, want, found)
+    if not want.source_ranges:  # nothing to compare against: leave the rule as it is
+        return Action(Verb.KEEP, want.name, want.name,
+                      f"tcp:22 from {', '.join(found.source_ranges)}", rule=want)
+    changes = differences(found, want)
+    if changes:
+        return Action(Verb.UPDATE, want.name, want.name, "; ".join(changes), rule=want)
+    return Action(Verb.KEEP, want.name, want.name, f"tcp:22 from {_reach(want.source_ranges)}",
+                  rule=want)
+
+
+def _check_ours(farm: Farm, want: FirewallSpec, found: FoundRule) -> None:
+    """A same-named rule archfarm did not make for this farm, or on another network, is
+    bad input: archfarm never takes it over."""
     if found.description != want.description:
         raise UserError(
             f"A firewall rule named {want.name} exists in project {farm.gcp.project} but was"
@@ -140,14 +157,25 @@ def firewall(farm: Farm, found: FoundRule | None) -> Action:
             f"The firewall rule {want.name} is on network {found.network}, but the inventory"
             f" says gcp.network: {want.network}. Fix: set gcp.network back to"
             f" {found.network}, or run `inv destroy` (or delete the rule) and then `inv vms`.")
-    if not want.source_ranges:  # nothing to compare against: leave the rule as it is
-        return Action(Verb.KEEP, want.name, want.name,
-                      f"tcp:22 from {', '.join(found.source_ranges)}", rule=want)
+
+
+def bastion_firewall(farm: Farm, found: FoundRule | None) -> Action | None:
+    """The rule letting the bastion reach the farm's nodes: wanted while the farm has private
+    nodes, deleted when it has none left (only if archfarm made it for this farm)."""
+    want = spec.bastion_rule_spec(farm)
+    detail = f"tcp:22 from the bastion (tag {want.source_tags[0]}) to the farm's nodes"
+    if not spec.has_private_nodes(farm):
+        if found is None or found.description != want.description:
+            return None
+        return Action(Verb.DELETE, want.name, want.name,
+                      "firewall rule: the farm has no private node left", rule=want)
+    if found is None:
+        return Action(Verb.CREATE, want.name, want.name, detail, rule=want)
+    _check_ours(farm, want, found)
     changes = differences(found, want)
     if changes:
         return Action(Verb.UPDATE, want.name, want.name, "; ".join(changes), rule=want)
-    return Action(Verb.KEEP, want.name, want.name, f"tcp:22 from {_reach(want.source_ranges)}",
-                  rule=want)
+    return Action(Verb.KEEP, want.name, want.name, detail, rule=want)
 
 
 def destroy(farm: Farm, seen: Observed) -> list[Action]:
@@ -159,12 +187,13 @@ def destroy(farm: Farm, seen: Observed) -> list[Action]:
     actions += [Action(Verb.SPARE, vm_key(vm, everyone), vm.name,
                        f"in {vm.zone}, lacks this farm's labels", vm=vm)
                 for vm in seen.strangers]
-    if seen.rule is not None:
-        name = names.rule(farm.farm)
-        if seen.rule.description == labels.rule_mark(farm.farm):
-            actions.append(Action(Verb.DELETE, name, name, "firewall rule",
-                                  rule=spec.firewall_spec(farm)))
+    for found, want in ((seen.rule, spec.firewall_spec(farm)),
+                        (seen.bastion_rule, spec.bastion_rule_spec(farm))):
+        if found is None:
+            continue
+        if found.description == labels.rule_mark(farm.farm):
+            actions.append(Action(Verb.DELETE, want.name, want.name, "firewall rule", rule=want))
         else:
-            actions.append(Action(Verb.SPARE, name, name,
+            actions.append(Action(Verb.SPARE, want.name, want.name,
                                   "firewall rule not made by archfarm for this farm"))
     return actions

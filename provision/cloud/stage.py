@@ -61,6 +61,7 @@ def update_hosts(farm: Farm, actions: Sequence[Action]) -> None:
     down (configure then fetches its host keys from its guest attributes)."""
     from ..gce import labels
     from ..hosts import cache
+    from ..hosts.directory import reach
     from .plan import Verb
 
     hosts = cache.load(farm.gcp.project, farm.farm)
@@ -70,9 +71,11 @@ def update_hosts(farm: Farm, actions: Sequence[Action]) -> None:
             continue
         if a.changes or a.verb is Verb.WAIT:
             hosts.pop(node, None)
-        elif a.verb is Verb.KEEP and a.vm and a.vm.external_ip:
+        elif a.verb is Verb.KEEP and a.vm:
+            address, via = reach(farm, a.vm)
             known = hosts.get(node)
-            if not known or (known.vm_id, known.address) != (a.vm.id, a.vm.external_ip):
+            if address and (not known or (known.vm_id, known.address, known.via)
+                            != (a.vm.id, address, via)):
                 hosts[node] = cache.Host(node=node, vm=a.vm.name, zone=a.vm.zone,
-                                         vm_id=a.vm.id, address=a.vm.external_ip)
+                                         vm_id=a.vm.id, address=address, via=via)
     cache.save(farm.gcp.project, farm.farm, hosts)

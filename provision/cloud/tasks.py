@@ -48,9 +48,9 @@ def destroy(session: Session, *, inventory: str | None, yes: bool = False,
     if not any(a.changes for a in actions):
         return _destroy_local(session, farm, actions, check)
     vms = sum(1 for a in actions if a.changes and a.vm is not None)
-    rule = any(a.changes and a.rule is not None for a in actions)
+    rules = sum(1 for a in actions if a.changes and a.rule is not None)
     question = (f"Delete {vms} VM(s) of farm {farm.farm}"
-                f"{' and its firewall rule' if rule else ''}?")
+                f"{' and its firewall rule' if rules else ''}{'s' if rules > 1 else ''}?")
     recap = show_and_apply(session, title(farm, "destroy"), actions,
                            Apply(clients, farm, session.say).job, check=check,
                            question=question, yes=yes,

@@ -34,12 +34,20 @@ class VmView:
     image_project: str
     image_family: str
     image_name: str
+    # The VM's internal address (networkIP), from the backend's `internal_range`: a VM
+    # without an access config (a private node) is reached only at this address, from
+    # another VM of its network (the farm's bastion).
+    network_ip: str | None = None
 
 
 class BootBackend:
     name = "abstract"
     # natIPs handed out: 127.0.0.0/8, where a backend with real hosts publishes their sshd.
     nat_range = ("127.0.0.2", "127.0.63.254")
+    # networkIPs handed out. Loopback by default, where nothing listens (the memory backend
+    # has no hosts); a backend with real hosts sets the subnet its VMs share (the lab's
+    # docker network), so one VM reaches another at its networkIP as on a VPC.
+    internal_range = ("127.128.0.2", "127.128.255.254")
     _on_halt: OnHalt | None = None
 
     def attach(self, on_halt: OnHalt) -> None:

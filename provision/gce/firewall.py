@@ -24,7 +24,8 @@ class RuleConflict(Exception):
 
 @dataclass(frozen=True)
 class FirewallSpec:
-    """An ingress rule allowing tcp `ports` from `source_ranges` to VMs with `target_tags`."""
+    """An ingress rule allowing tcp `ports` from `source_ranges` (or from VMs with
+    `source_tags`) to VMs with `target_tags`."""
 
     name: str
     network: str
@@ -32,6 +33,7 @@ class FirewallSpec:
     source_ranges: tuple[str, ...]
     target_tags: tuple[str, ...]
     ports: tuple[str, ...] = ("22",)
+    source_tags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ class FoundRule:
     other_protocols: tuple[str, ...]  # anything allowed besides tcp (never by archfarm)
     network: str = "default"
     disabled: bool = False
+    source_tags: tuple[str, ...] = ()
 
 
 def get(clients: Any, project: str, name: str, cancel: Cancel | None = None
@@ -59,17 +62,19 @@ def get(clients: Any, project: str, name: str, cancel: Cancel | None = None
                      ports=tuple(p for a in tcp for p in a.ports),
                      other_protocols=tuple(a.I_p_protocol for a in rule.allowed
                                            if a.I_p_protocol != "tcp"),
-                     network=rule.network.rsplit("/", 1)[-1], disabled=rule.disabled)
+                     network=rule.network.rsplit("/", 1)[-1], disabled=rule.disabled,
+                     source_tags=tuple(rule.source_tags))
 
 
 def differences(found: FoundRule, spec: FirewallSpec) -> list[str]:
     """What must change for the rule to match the spec, in words; empty when it does."""
     out = []
     for what, have, want in (("source ranges", found.source_ranges, spec.source_ranges),
+                             ("source tags", found.source_tags, spec.source_tags),
                              ("target tags", found.target_tags, spec.target_tags),
                              ("tcp ports", found.ports, spec.ports)):
         if sorted(have) != sorted(want):
-            out.append(f"{what} {', '.join(have) or '-'} -> {', '.join(want)}")
+            out.append(f"{what} {', '.join(have) or '-'} -> {', '.join(want) or '-'}")
     if found.other_protocols:
         out.append(f"drop {', '.join(found.other_protocols)}")
     if found.disabled:
@@ -81,7 +86,8 @@ def _resource(spec: FirewallSpec) -> compute_v1.Firewall:
     return compute_v1.Firewall(
         name=spec.name, description=spec.description,
         network=f"global/networks/{spec.network}", direction="INGRESS", priority=1000,
-        source_ranges=list(spec.source_ranges), target_tags=list(spec.target_tags),
+        source_ranges=list(spec.source_ranges), source_tags=list(spec.source_tags),
+        target_tags=list(spec.target_tags),
         allowed=[compute_v1.Allowed(I_p_protocol="tcp", ports=list(spec.ports))])
 
 
@@ -104,7 +110,7 @@ def create(clients: Any, project: str, spec: FirewallSpec, cancel: Cancel | None
 def patch(clients: Any, project: str, spec: FirewallSpec, cancel: Cancel | None = None) -> None:
     resource = compute_v1.Firewall(
         name=spec.name, disabled=False, source_ranges=list(spec.source_ranges),
-        target_tags=list(spec.target_tags),
+        source_tags=list(spec.source_tags), target_tags=list(spec.target_tags),
         allowed=[compute_v1.Allowed(I_p_protocol="tcp", ports=list(spec.ports))])
     op = call(clients.firewalls.patch_unary, cancel=cancel,
               request=compute_v1.PatchFirewallRequest(

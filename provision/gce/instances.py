@@ -54,6 +54,8 @@ class VmSpec:
     metadata: dict[str, str]
     spot: bool = False
     max_run_hours: int | None = None
+    # False: no access config, so no external address (reached from inside the network).
+    external_ip: bool = True
 
 
 @dataclass
@@ -135,8 +137,8 @@ def body(spec: VmSpec, zone: str) -> compute_v1.Instance:
                 disk_type=f"zones/{zone}/diskTypes/{spec.disk_type}"))],
         network_interfaces=[compute_v1.NetworkInterface(
             network=f"global/networks/{spec.network}",
-            access_configs=[compute_v1.AccessConfig(name="External NAT",
-                                                    type_="ONE_TO_ONE_NAT")])],
+            access_configs=[compute_v1.AccessConfig(name="External NAT", type_="ONE_TO_ONE_NAT")]
+            if spec.external_ip else [])],
         scheduling=scheduling,
     )
 

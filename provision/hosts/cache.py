@@ -30,9 +30,12 @@ class Host:
     vm: str
     zone: str
     vm_id: str
-    address: str
+    address: str  # the external address; a private node's internal one (networkIP)
     host_keys: dict[str, str] = field(default_factory=dict)  # type -> base64 blob
     emulated: bool = False  # docs/configure.md, "The lab: how an emulated node is recognised"
+    # The bastion node a private node is reached through ("": reached directly). Only the
+    # bastion's sshd ever connects to `address` then (docs/private-nodes.md).
+    via: str = ""
 
     def ordered_keys(self) -> list[tuple[str, str]]:
         known = [(t, self.host_keys[t]) for t in KEY_TYPES if t in self.host_keys]

@@ -3,6 +3,11 @@
 Fabric's default policy adds unknown host keys (fabric#2071); here the client is given the
 node's pinned keys (from its guest attributes) and a rejecting policy, so an unknown or changed
 key ends the connection before any command runs. There is no switch to turn that off.
+
+A private node (no external address) is reached through the farm's bastion: a pinned
+connection to the bastion, whose sshd opens the `direct-tcpip` channel to the node's internal
+address; the node's own keys are pinned on that channel too. This machine never connects to
+an internal address itself.
 """
 
 from __future__ import annotations
@@ -62,14 +67,31 @@ def _pinned_client(conn: Connection, host: Host) -> None:
         keys.add(host.address, kind, paramiko.PKey.from_type_string(kind, base64.b64decode(blob)))
 
 
+class _ThroughBastion(Connection):
+    """A connection through a gateway connection, which it closes with itself (Fabric's
+    close leaves the gateway open)."""
+
+    def close(self) -> None:
+        super().close()
+        if isinstance(self.gateway, Connection):
+            self.gateway.close()
+
+
 def connection(host: Host, user: str, pkey: paramiko.PKey,
-               timeout: float = CONNECT_TIMEOUT) -> Connection:
+               timeout: float = CONNECT_TIMEOUT, gateway: Host | None = None) -> Connection:
+    """A pinned connection to `host`, through a pinned one to `gateway` (the farm's bastion)
+    when given: then the gateway's sshd, not this machine, connects to `host.address`."""
     config = Config(overrides={"load_ssh_configs": False})
-    conn = Connection(host.address, user=user, port=22, config=config,
-                      connect_timeout=int(max(1, timeout)),
-                      connect_kwargs={"pkey": pkey, "look_for_keys": False,
-                                      "allow_agent": False, "banner_timeout": timeout,
-                                      "auth_timeout": timeout})
+    kind = Connection
+    extra = {}
+    if gateway is not None:
+        kind = _ThroughBastion
+        extra = {"gateway": connection(gateway, user, pkey, timeout)}
+    conn = kind(host.address, user=user, port=22, config=config,
+                connect_timeout=int(max(1, timeout)),
+                connect_kwargs={"pkey": pkey, "look_for_keys": False,
+                                "allow_agent": False, "banner_timeout": timeout,
+                                "auth_timeout": timeout}, **extra)
     _pinned_client(conn, host)
     return conn
 
@@ -86,20 +108,23 @@ def _why(e: BaseException) -> str:
 
 def open_connection(host: Host, user: str, pkey: paramiko.PKey, cancel: Cancel,
                     wait_seconds: float, progress: Callable[[str], None],
-                    timeout: float = CONNECT_TIMEOUT) -> Connection:
-    """Connect, retrying with backoff while sshd (or the account) is not ready yet, up to
-    `wait_seconds`. A wrong host key is never retried."""
+                    timeout: float = CONNECT_TIMEOUT, gateway: Host | None = None
+                    ) -> Connection:
+    """Connect (through `gateway`, the bastion, for a private node), retrying with backoff
+    while sshd (or the account) is not ready yet, up to `wait_seconds`. A wrong host key, the
+    bastion's or the node's, is never retried."""
     deadline = time.monotonic() + wait_seconds
     delay, said = 0.25, ""
     while True:
         cancel.check()
-        conn = connection(host, user, pkey, timeout)
+        conn = connection(host, user, pkey, timeout, gateway)
         try:
             conn.open()
             return conn
         except paramiko.BadHostKeyException as e:
             conn.close()
-            raise HostKeyRefused(host, e.key) from None
+            wrong = gateway if gateway is not None and e.hostname == gateway.address else host
+            raise HostKeyRefused(wrong, e.key) from None
         except paramiko.SSHException as e:
             conn.close()
             if "not found in known_hosts" in str(e):  # no pinned key of the offered type
@@ -110,7 +135,8 @@ def open_connection(host: Host, user: str, pkey: paramiko.PKey, cancel: Cancel,
             conn.close()
             why = _why(e)
         if time.monotonic() + delay > deadline:
-            raise Unreachable(f"no SSH to {host.node} at {host.address} after"
+            via = f" through bastion {gateway.node}" if gateway is not None else ""
+            raise Unreachable(f"no SSH to {host.node} at {host.address}{via} after"
                               f" {wait_seconds:.0f} s: {why}")
         if why != said:
             progress(f"waiting for SSH: {why}")

@@ -24,6 +24,20 @@ class NotUp(Exception):
     """The node's VM is missing or not running: nothing to connect to."""
 
 
+def reach(farm: Farm, vm: Any) -> tuple[str | None, str]:
+    """How a running VM of the farm is reached: (address, bastion node or ""). Its external
+    address when it has one (a VM made before its node went private too); a private node's
+    VM without one, at its internal address through the bastion; else no address (a public
+    node whose address is not assigned yet)."""
+    if vm.external_ip:
+        return vm.external_ip, ""
+    bastion = farm.bastion
+    node = next((n for n in farm.expanded() if n.vm_name == vm.name), None)
+    if bastion is None or node is None or not node.private:
+        return None, ""
+    return vm.internal_ip, bastion.name
+
+
 class Directory:
     """The farm's hosts for one run, shared by every host job (thread-safe)."""
 
@@ -77,9 +91,10 @@ class Directory:
         vm = vm or self._vms(cancel, fresh).get(node)
         if vm is None:
             raise NotUp(f"no VM for node {node}; create it with `inv vms`")
-        if vm.status != "RUNNING" or not vm.external_ip:
+        address, via = reach(self.farm, vm)
+        if vm.status != "RUNNING" or not address:
             raise NotUp(f"VM {vm.name} is {vm.status}"
-                        f"{'' if vm.external_ip else ' without an external IP'};"
+                        f"{'' if address else ' without an external IP and no bastion'};"
                         " bring it up with `inv vms`")
         clients, waited = self._clients_now(), False
         while True:
@@ -100,8 +115,9 @@ class Directory:
         lab = instances.guest_attributes(clients, self.project, vm.zone, vm.name,
                                          "archfarm-lab/", cancel)
         self.api_calls += 1
-        host = Host(node=node, vm=vm.name, zone=vm.zone, vm_id=vm.id, address=vm.external_ip,
-                    host_keys=keys, emulated=lab.get("emulated", "").upper() == "TRUE")
+        host = Host(node=node, vm=vm.name, zone=vm.zone, vm_id=vm.id, address=address,
+                    host_keys=keys, emulated=lab.get("emulated", "").upper() == "TRUE",
+                    via=via)
         with self._lock:
             self.hosts[node] = host
             cache.save(self.project, self.farm.farm, self.hosts)

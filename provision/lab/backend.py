@@ -1,8 +1,10 @@
 """The fake's `docker` boot backend: each RUNNING VM is a systemd container of a lab image.
 
 The image follows the VM's boot disk: a Debian 12 image boots the lab's bookworm image, any
-other its trixie (Debian 13) image (`image.suite_for`). The container's sshd is published on
-the VM's natIP (a 127.0.0.N address), so archfarm reaches it as it would a cloud VM. The
+other its trixie (Debian 13) image (`image.suite_for`). Every VM is on the lab's network at
+its networkIP (the VPC's subnet); a VM with a natIP (a 127.0.0.N address) has its sshd
+published there, so archfarm reaches it as it would a cloud VM, and a VM without one (a
+private node) only through another VM of the network (the farm's bastion). The
 backend plays the GCE guest agent: accounts from `ssh-keys` metadata (passwordless sudo), and
 the VM's own host keys published as guest attributes.
 
@@ -24,7 +26,7 @@ from pathlib import Path
 
 from ..fakegce.backends import BootBackend, Publish, VmView
 from ..platforms import BY_UNAME
-from .containers import LAB_LABEL
+from .containers import LAB_LABEL, LAB_NETWORK, LAB_SUBNET
 from .image import suite_for
 
 HOST_ARCH = (BY_UNAME[platform.machine()].gce if platform.machine() in BY_UNAME
@@ -73,6 +75,8 @@ def register_again(handlers: set[str]) -> None:
 
 class DockerBackend(BootBackend):
     name = "docker"
+    # networkIPs: the lab network's subnet, past its gateway (.1, the bridge's own address).
+    internal_range = (str(LAB_SUBNET.network_address + 2), str(LAB_SUBNET.broadcast_address - 1))
 
     def __init__(self, images: dict[str, str], registry_socket: str | None = None,
                  docker: str = "docker"):
@@ -139,6 +143,8 @@ class DockerBackend(BootBackend):
                 *(arg for target, volume in self.volumes(name).items()
                   for arg in ("--mount", f"type=volume,source={volume},target={target},"
                                          f"volume-label={LAB_LABEL}"))]
+        if vm.network_ip:
+            args += ["--network", LAB_NETWORK, "--ip", vm.network_ip]
         if vm.nat_ip:
             args += ["-p", f"{vm.nat_ip}:22:22"]
         if self.registry_socket:

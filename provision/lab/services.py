@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from . import image
-from .containers import docker_ready, remove_lab_vms
+from .containers import docker_ready, ensure_lab_network, remove_lab_network, remove_lab_vms
 
 Say = Callable[[str], None]
 
@@ -202,8 +202,15 @@ http:
 """)
 
 
-def _ensure_image(say: Say) -> None:
+def _prepare_fake(say: Say) -> None:
+    """What the fake's VMs need before it serves: their images and their network."""
     image.ensure(say, state_dir() / "image-build.log")
+    ensure_lab_network(say)
+
+
+def _remove_vms(say: Say) -> None:
+    remove_lab_vms(say)
+    remove_lab_network(say)  # once no VM is attached to it
 
 
 def _fake_command() -> list[str]:
@@ -234,5 +241,5 @@ SERVICES: list[Service] = [
     # The fake Compute Engine with the docker boot backend; its VMs go when it goes.
     Service("fake-gce", _fake_command,
             ready=_log_says("fake-gce", "listening on http://{}:{}".format(*FAKE_ADDRESS)),
-            address=FAKE_ADDRESS, prepare=_ensure_image, cleanup=remove_lab_vms),
+            address=FAKE_ADDRESS, prepare=_prepare_fake, cleanup=_remove_vms),
 ]

@@ -19,7 +19,7 @@ def up(session: Session) -> int:
 @task(stage=False)
 def down(session: Session) -> int:
     control.down(session.say)
-    session.say("lab is down: no lab process, container or volume is left")
+    session.say("lab is down: no lab process, container, volume or network is left")
     session.emit(control.status())
     return 0
 

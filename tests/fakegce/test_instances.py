@@ -395,3 +395,41 @@ def test_a_rejected_mutation_leaves_no_operation_behind_its_request_id(gce):
     assert wait(gce, op).status == DONE
     assert dict(gce.instances.get(project=PROJECT, zone=ZONE, instance="vm1").labels) == \
         {"a": "2"}
+
+
+def test_a_vm_without_access_config_has_only_its_internal_address_from_the_backends_range():
+    """A private node: no accessConfigs on the wire, no natIP ever, no IN_USE_ADDRESSES; its
+    networkIP comes from the boot backend's internal_range (the lab's docker subnet), which
+    the backend is told, and goes back to the pool when the VM is deleted."""
+    seen: list[VmView] = []
+
+    class Subnet(MemoryBackend):
+        internal_range = ("10.128.0.2", "10.128.0.3")
+
+        def power_on(self, vm, publish):
+            seen.append(vm)
+            super().power_on(vm, publish)
+
+    with FakeGCE(backend=Subnet(), operation_seconds=0.01) as fake:
+        gce = types.SimpleNamespace(instances=fake.client(compute_v1.InstancesClient),
+                                    zone_ops=fake.client(compute_v1.ZoneOperationsClient))
+        regions = fake.client(compute_v1.RegionsClient)
+        private = create(gce, instance(name="private", external_ip=False))
+        public = create(gce, instance(name="public"))
+        url = f"{fake.endpoint}/compute/v1/projects/{PROJECT}/zones/{ZONE}/instances/private"
+        raw = requests.get(url, timeout=10).json()  # the wire JSON, not the client's view
+        usage = {q.metric: q.usage for q in regions.get(project=PROJECT,
+                                                        region="us-central1").quotas}
+        wait(gce, gce.instances.delete_unary(project=PROJECT, zone=ZONE, instance="public"))
+        again = create(gce, instance(name="again", external_ip=False))
+    nic = raw["networkInterfaces"][0]
+    assert "accessConfigs" not in nic and nic["networkIP"] == "10.128.0.2"
+    assert private.network_interfaces[0].network_i_p == "10.128.0.2"
+    assert not private.network_interfaces[0].access_configs
+    assert public.network_interfaces[0].network_i_p == "10.128.0.3"
+    assert usage["IN_USE_ADDRESSES"] == 1.0  # the public VM's address only
+    assert again.network_interfaces[0].network_i_p == "10.128.0.3"  # released by the delete
+    assert [(v.name, v.nat_ip, v.network_ip) for v in seen] == [
+        ("private", None, "10.128.0.2"), ("public", public.network_interfaces[0]
+                                          .access_configs[0].nat_i_p, "10.128.0.3"),
+        ("again", None, "10.128.0.3")]

@@ -41,7 +41,8 @@ def fingerprint(value: object, version: int) -> str:
 
 
 class AddressPool:
-    """Loopback addresses only: nothing a client is told may route off this machine."""
+    """Addresses handed out from one range: loopback, or a backend's own private subnet, so
+    nothing a client is told routes off this machine."""
 
     def __init__(self, first: str, last: str):
         self._first = int(ipaddress.IPv4Address(first))
@@ -53,7 +54,7 @@ class AddressPool:
             if n not in self._used and (n & 0xFF) not in (0, 255):
                 self._used.add(n)
                 return str(ipaddress.IPv4Address(n))
-        raise GceError("No addresses left in the fake's loopback pool.", status=503,
+        raise GceError("No addresses left in the fake's address pool.", status=503,
                        reason="backendError")
 
     def release(self, address: str | None) -> None:
@@ -80,7 +81,7 @@ class Core:
         # Backend calls (a container start or stop can take a second): never under the lock.
         self._effects = ThreadPoolExecutor(max_workers=8, thread_name_prefix="fakegce-backend")
         self.nat_ips = AddressPool(*self.backend.nat_range)
-        self.internal_ips = AddressPool("127.128.0.2", "127.128.255.254")
+        self.internal_ips = AddressPool(*self.backend.internal_range)
 
     def steps(self, steps: list[tuple[float, Callable[[], None]]]) -> None:
         """Run each step at its fraction of the operation time; all at once when it is 0."""

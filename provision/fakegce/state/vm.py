@@ -99,7 +99,7 @@ class Instance:
         return VmView(self.project, self.zone, self.name, self.id, self.nat_ip,
                       self.machine.architecture, {i["key"]: i["value"] for i in self.metadata},
                       image_project=img.project, image_family=img.family,
-                      image_name=img.name)
+                      image_name=img.name, network_ip=self.network_ip)
 
 
 @dataclass
