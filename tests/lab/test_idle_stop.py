@@ -25,8 +25,6 @@ pytestmark = pytest.mark.lab
 
 ZONE = "us-central1-a"
 AMD64 = "  - {name: amd64, platform: linux/amd64, machine_type: n2-standard-2}\n"
-SPOT = ("  - {name: spot, platform: linux/amd64, machine_type: n2-standard-2,"
-        " spot: true}\n")
 BUSY_IMAGE = "127.0.0.1:5000/lab/debian-run:bookworm"
 QEMU = Path("/proc/sys/fs/binfmt_misc/qemu-aarch64")
 
@@ -109,11 +107,31 @@ def test_an_idle_node_powers_itself_off_and_a_running_container_keeps_it_up(farm
     assert " stopped " in table.stdout and " s ago" in table.stdout, table.stdout
 
 
-def test_a_preempted_spot_vm_is_terminated_and_its_container_stops(farm):
+@pytest.fixture
+def spot_vm(lab):
+    """A Spot lab VM that stops when preempted (archfarm's own Spot nodes are deleted then:
+    instanceTerminationAction DELETE), made with the client; deleted afterwards."""
     project, vm = "archfarm-preempt", "preempt-spot"
-    path = farm(project, "preempt", SPOT)
-    code, out, err = inv("vms", "-i", str(path))
-    assert code == 0, err
+    client = compute_v1.InstancesClient(**KW)
+    ops = compute_v1.ZoneOperationsClient(**KW)
+    nic = compute_v1.NetworkInterface(network="global/networks/default", access_configs=[
+        compute_v1.AccessConfig(name="External NAT", type_="ONE_TO_ONE_NAT")])
+    op = client.insert_unary(project=project, zone=ZONE, instance_resource=compute_v1.Instance(
+        name=vm, machine_type=f"zones/{ZONE}/machineTypes/n2-standard-2",
+        disks=[compute_v1.AttachedDisk(
+            boot=True, auto_delete=True, initialize_params=compute_v1.AttachedDiskInitializeParams(
+                source_image="projects/debian-cloud/global/images/family/debian-13"))],
+        network_interfaces=[nic],
+        scheduling=compute_v1.Scheduling(provisioning_model="SPOT",
+                                         instance_termination_action="STOP")))
+    ops.wait(project=project, zone=ZONE, operation=op.name)
+    yield project, vm
+    op = client.delete_unary(project=project, zone=ZONE, instance=vm)
+    ops.wait(project=project, zone=ZONE, operation=op.name)
+
+
+def test_a_preempted_spot_vm_is_terminated_and_its_container_stops(spot_vm):
+    project, vm = spot_vm
     assert wait_until(lambda: container(project, vm).get("State", {}).get("Running"), 60)
     request = urllib.request.Request(
         f"{ENDPOINT}/_fake/preempt", method="POST",
@@ -124,6 +142,7 @@ def test_a_preempted_spot_vm_is_terminated_and_its_container_stops(farm):
     done = compute_v1.ZoneOperationsClient(**KW).wait(project=project, zone=ZONE,
                                                       operation=op["name"])
     assert done.status == compute_v1.Operation.Status.DONE
+    assert done.status_message == "Instance was preempted."
     instance = compute_v1.InstancesClient(**KW).get(project=project, zone=ZONE, instance=vm)
     assert instance.status == "TERMINATED" and instance.last_stop_timestamp
     assert container(project, vm)["State"]["Running"] is False
