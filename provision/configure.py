@@ -1,5 +1,6 @@
 """The configure stage: every host gets Docker, QEMU/binfmt for the farm's other platforms,
-the farm user in the docker group and daemon.json, over one pinned SSH connection each.
+the farm user in the docker group, daemon.json and its idle-stop timer (or none), over one
+pinned SSH connection each.
 
 Per host: find it (hosts cache, else the API), connect (waiting for SSH), gather facts in one
 round trip, plan the steps (pure, in hosts/steps.py), then either report them (--check) or run
@@ -47,7 +48,8 @@ def desired(farm: Farm, node: Node, host: Host) -> steps.Desired:
                                              daemon.insecure_registries,
                                              daemon.log_max_size, daemon.log_max_file,
                                              farm.buildx.cache_max_gb),
-        emulated=host.emulated, containerd_store=farm.docker.containerd_store)
+        emulated=host.emulated, containerd_store=farm.docker.containerd_store,
+        idle_stop_minutes=node.idle_stop_minutes)
 
 
 def farm_key(farm: Farm) -> Any:

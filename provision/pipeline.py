@@ -7,9 +7,15 @@ from .buildx import register
 from .cli import Session, load_with_clients, task
 from .configure import configure_nodes
 from .hosts.steps import STEPS
+from .inventory import Node
 from .runner import Outcome, Recap, merge
 
-LATER = (*STEPS, *register.ITEMS)  # for a VM still to come, in check mode: all to come
+
+def later_items(node: Node | None) -> list[str]:
+    """For a VM still to come, in check mode: every item of configure and register (the idle
+    stop only where the node has one)."""
+    wanted = [s for s in STEPS if s != "idle stop" or (node and node.idle_stop_minutes)]
+    return [*wanted, *register.ITEMS]
 
 
 @task
@@ -39,8 +45,10 @@ def provision(session: Session, *, inventory: str | None, check: bool = False,
     wanted = {n.name for n in farm.selected(nodes)}
     configured = configure_nodes(session, farm, wanted - pending - failed, check,
                                  lambda: clients)
-    later = Recap({key: Outcome(changes=list(LATER), note="configure and register: every"
-                                " step, once the VM is up") for key in pending})
+    by_name = {n.name: n for n in farm.expanded()}
+    later = Recap({key: Outcome(changes=later_items(by_name.get(key)),
+                                note="configure and register: every step, once the VM is up")
+                   for key in pending})
     if configured.interrupted:
         return session.finish(merge(vms, configured, later))
     ready = {k for k, r in configured.results.items() if not r.bad}

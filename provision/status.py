@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from .cli import Session, load_with_clients, task
@@ -9,13 +10,41 @@ from .gce import instances, labels
 from .inventory import Farm
 from .report import Reporter
 
+# A VM that is down, and the timestamp that says since when.
+DOWN = {"TERMINATED": ("stopped", "last_stop"), "SUSPENDED": ("suspended", "last_suspended")}
+
+
+def since(vm: instances.FoundVm) -> str | None:
+    """When a stopped or suspended VM went down (Compute Engine's timestamp), else None."""
+    down = DOWN.get(vm.status)
+    return getattr(vm, down[1]) if down else None
+
+
+def age(timestamp: str, now: datetime | None = None) -> str:
+    """`12 min ago` for an RFC 3339 timestamp; the timestamp itself if it does not parse."""
+    try:
+        then = datetime.fromisoformat(timestamp)
+    except ValueError:
+        return timestamp
+    seconds = max(0, int(((now or datetime.now(UTC)) - then).total_seconds()))
+    if seconds < 60:
+        return f"{seconds} s ago"
+    if seconds < 3600:
+        return f"{seconds // 60} min ago"
+    if seconds < 48 * 3600:
+        return f"{seconds // 3600} h ago"
+    return f"{seconds // 86400} days ago"
+
 
 def collect(clients: Any, farm: Farm, cancel: Any = None) -> dict:
     vms = instances.find(clients, farm.gcp.project, labels.farm_filter(farm.farm), cancel)
+    idle = {n.name: n.idle_stop_minutes for n in farm.expanded()}
     return {"farm": farm.farm, "nodes": [{
         "name": labels.node_of(vm) or vm.name, "vm": vm.name, "zone": vm.zone,
         "platform": labels.platform_of(vm),
-        "machine_type": vm.machine_type, "status": vm.status, "external_ip": vm.external_ip,
+        "machine_type": vm.machine_type, "status": vm.status, "since": since(vm),
+        "external_ip": vm.external_ip,
+        "idle_stop_minutes": idle.get(labels.node_of(vm) or vm.name),
         "docker": None, "emulated": None, "builds": None,  # live facts, below
     } for vm in vms]}
 
@@ -87,7 +116,7 @@ def add_builder_platforms(farm: Farm, status: dict) -> None:
 
 def show(reporter: Reporter, status: dict) -> None:
     cols = ["name", "zone", "platform", "machine_type", "status", "external_ip", "docker",
-            "emulated", "builder", "builds"]
+            "emulated", "builder", "idle_stop", "builds"]
     unreachable = status.get("unreachable", {})
     engine_down = status.get("engine_down", {})
 
@@ -99,6 +128,12 @@ def show(reporter: Reporter, status: dict) -> None:
             return "down"
         if col == "emulated" and value is None and node["status"] == "RUNNING":
             return "unknown"  # running, but its engine did not say
+        if col == "status" and node["status"] in DOWN:
+            word = DOWN[node["status"]][0]
+            return f"{word} {age(node['since'])}" if node.get("since") else word
+        if col == "idle_stop":
+            minutes = node.get("idle_stop_minutes")
+            return "off" if minutes is None else f"{minutes:g} min"
         return "-" if value is None else ",".join(value) if isinstance(value, list) else str(value)
 
     rows = [[cell(n, c) for c in cols] for n in status["nodes"]]

@@ -155,7 +155,10 @@ class Handler(BaseHTTPRequestHandler):
         self._send(status, result)
 
     def _control(self, path: str) -> None:
-        body = json.loads(self._body_raw() or b"{}")
+        try:
+            body = json.loads(self._body_raw() or b"{}")
+        except ValueError as e:
+            return self._send(400, {"error": f"the body of {path} is not JSON: {e}"})
         state = self.server.state
         if (self.command, path) == ("POST", "/_fake/reset"):
             state.reset()
@@ -166,6 +169,8 @@ class Handler(BaseHTTPRequestHandler):
         if (self.command, path) == ("GET", "/_fake/faults"):
             return self._send(200, faults_json(state.faults))
         if (self.command, path) == ("POST", "/_fake/faults"):
+            if not isinstance(body, dict):
+                return self._send(400, {"error": "/_fake/faults takes a JSON object"})
             try:
                 state.faults.configure(body, state.defaults)
             except (ValueError, TypeError) as e:

@@ -68,6 +68,8 @@ class FoundVm:
     external_ip: str | None
     internal_ip: str | None
     id: str = ""
+    last_stop: str | None = None        # lastStopTimestamp (RFC 3339)
+    last_suspended: str | None = None   # lastSuspendedTimestamp
 
 
 def _found(vm: Any) -> FoundVm:
@@ -78,7 +80,9 @@ def _found(vm: Any) -> FoundVm:
     return FoundVm(name=vm.name, zone=vm.zone.rsplit("/", 1)[-1], status=vm.status,
                    machine_type=vm.machine_type.rsplit("/", 1)[-1], labels=dict(vm.labels),
                    external_ip=external, internal_ip=nic.network_i_p if nic else None,
-                   id=str(vm.id) if vm.id else "")
+                   id=str(vm.id) if vm.id else "",
+                   last_stop=vm.last_stop_timestamp or None,
+                   last_suspended=vm.last_suspended_timestamp or None)
 
 
 def find(clients: Any, project: str, filter_: str, cancel: Cancel | None = None

@@ -20,6 +20,7 @@ from typing import Any
 
 from ..buildx import slots
 from ..platforms import ARCHES
+from . import idle_stop
 
 MARK = "@@ "
 
@@ -72,6 +73,7 @@ class Facts:
     docker_source_sha256: str | None = None
     booting: bool = False              # systemd or cloud-init still starting up
     builds_in_flight: int = 0          # build slots held on the node (buildx/slots.py)
+    idle_stop: idle_stop.Installed = idle_stop.Installed()  # its timer, as installed
 
     @property
     def debian_like(self) -> bool:
@@ -237,6 +239,7 @@ def _sections(user: str, slots_dir: str = slots.DIR) -> list[tuple[str, str]]:
                     "command -v cloud-init >/dev/null && cloud-init status"),
         # No lock directory (no build yet since boot) counts 0.
         ("builds", _as_user(quoted_user, slots.count_script(slots_dir))),
+        ("idle-stop", idle_stop.SECTION),
     ]
 
 
@@ -293,4 +296,5 @@ def parse(output: str) -> Facts:
         docker_source_sha256=parse_sha256(get("docker-source")),
         booting=_booting(get("booting")),
         builds_in_flight=slots.parse_count(get("builds")),
+        idle_stop=idle_stop.parse(get("idle-stop")),
     )

@@ -15,9 +15,11 @@ from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 from ..platforms import BY_PLATFORM
+from . import idle_stop
 from .facts import DAEMON_JSON, DOCKER_KEYRING, DOCKER_SOURCE, Facts, parse_release, sha256
 
-STEPS = ("daemon.json", "docker engine", "docker service", "qemu/binfmt", "docker group")
+STEPS = ("daemon.json", "docker engine", "docker service", "qemu/binfmt", "docker group",
+         "idle stop")
 
 
 # binfmt_misc registrations with the F flag (the interpreter is opened at registration, so it
@@ -72,6 +74,7 @@ class Desired:
     daemon_json: str                # the file's content, without the containerd image store
     emulated: bool = False          # the lab says this node stands in for another arch
     containerd_store: bool = False  # the inventory's docker.containerd_store
+    idle_stop_minutes: float | None = None  # None: no idle stop on the node
 
 
 def qemu_cpus(f: Facts, d: Desired) -> tuple[str, ...]:
@@ -321,7 +324,29 @@ def _docker_group(f: Facts, d: Desired) -> Change | None:
                   f"usermod -aG docker {shlex.quote(d.user)}")
 
 
-PLANNERS = (_daemon_json, _docker_engine, _docker_service, _qemu, _docker_group)
+def _idle_stop(f: Facts, d: Desired) -> Change | None:
+    """The idle-stop timer (hosts/idle_stop.py) as the inventory sets it, or none at all."""
+    found, minutes = f.idle_stop, d.idle_stop_minutes
+    if minutes is None:
+        if not found.present:
+            return None
+        return Change("idle stop", "remove the idle-stop timer", idle_stop.remove_script())
+    wanted = sha256("".join(idle_stop.render(minutes).values()))
+    if found.sha256 == wanted and found.timer_active:
+        return None
+    if not found.present:
+        detail = f"install the idle-stop timer: power off after {minutes:g} min with no build"
+    elif found.minutes != minutes:
+        was = "?" if found.minutes is None else f"{found.minutes:g}"
+        detail = f"idle stop after {minutes:g} min (was {was})"
+    elif found.sha256 != wanted:
+        detail = "update the idle-stop timer"
+    else:
+        detail = "start the idle-stop timer"
+    return Change("idle stop", detail, idle_stop.install_script(minutes))
+
+
+PLANNERS = (_daemon_json, _docker_engine, _docker_service, _qemu, _docker_group, _idle_stop)
 
 
 def plan(f: Facts, d: Desired) -> list[Change]:
@@ -351,7 +376,8 @@ def unsupported(f: Facts) -> str | None:
 def verify(f: Facts, d: Desired) -> str | None:
     """The host's problem after configure, or None: docker answers, its architecture is the
     declared platform's (unless the lab says the node is emulated), it runs the containerd
-    image store where daemon.json turns it on, nothing left to change."""
+    image store where daemon.json turns it on, nothing left to change (an idle-stop timer
+    that is not active is a change left)."""
     left = plan(f, d)
     if left:
         return "did not converge: still to do: " + "; ".join(c.detail for c in left)

@@ -228,6 +228,10 @@ class DockerBackend(BootBackend):
                 self.halted(vm_id)
             except Exception as e:  # noqa: BLE001 (the follower must outlive a bad event)
                 print(f"fakegce: lab VM {name} halted: {e}", file=sys.stderr, flush=True)
+        events.wait()
+        with self._lock:  # the engine went away (or close): the next boot follows again
+            if self._events is events:
+                self._events = None
 
     def close(self) -> None:
         with self._lock:

@@ -147,3 +147,18 @@ def test_stop_and_suspend_record_when(gce):
     assert gce.instances.get(**VM).last_suspended_timestamp
     wait(gce, gce.instances.stop_unary(**VM))
     assert gce.instances.get(**VM).last_stop_timestamp
+
+
+@pytest.mark.parametrize("path", ["preempt", "guest-poweroff", "faults"])
+def test_a_control_call_whose_body_is_not_json_is_a_400_that_says_so(gce, path):
+    request = urllib.request.Request(f"{gce.fake.endpoint}/_fake/{path}", method="POST",
+                                     data=b"{not json")
+    with pytest.raises(urllib.error.HTTPError) as answer:
+        urllib.request.urlopen(request, timeout=10)
+    assert answer.value.code == 400
+    assert "not JSON" in json.loads(answer.value.read())["error"]
+
+
+def test_a_fault_set_that_is_not_an_object_is_a_400(gce):
+    code, body = control(gce, "faults", [])  # type: ignore[arg-type]
+    assert code == 400 and "JSON object" in body["error"]

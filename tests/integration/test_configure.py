@@ -12,7 +12,7 @@ from provision.configure import configure as configure_task
 from provision.keys import ensure_keypair
 from provision.pipeline import provision as provision_task
 
-from .conftest import REPO, count_tracebacks, inv, mutations, run_json, run_vms
+from .conftest import LAB_LIKE, REPO, count_tracebacks, inv, mutations, run_json, run_vms
 
 
 def test_configure_before_any_vm_or_key_says_to_run_vms_first(inventory, fake_gce, capsys):
@@ -51,6 +51,19 @@ def test_provision_check_on_an_empty_farm_plans_everything_and_changes_nothing(
         # one VM to create, then the five configure and three register steps once it is up
         assert out["nodes"][node]["changed"] == 9, out["nodes"][node]
         assert "once the VM is up" in out["nodes"][node]["note"]
+    assert mutations(fake_gce) == []
+
+
+def test_provision_check_counts_the_idle_stop_only_on_nodes_that_have_one(
+        write_inventory, fake_gce, capsys):
+    inventory = write_inventory(LAB_LIKE.replace(
+        "    machine_type: t2a-standard-2\n",
+        "    machine_type: t2a-standard-2\n    idle_stop_minutes: 20\n"))
+    code, out = run_json(provision_task, inventory=str(inventory), check=True, capsys=capsys)
+    assert code == 0
+    assert "idle stop" in out["nodes"]["arm"]["changes"]
+    assert out["nodes"]["arm"]["changed"] == 10
+    assert "idle stop" not in out["nodes"]["x86"]["changes"]
     assert mutations(fake_gce) == []
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
+
 from google.cloud import compute_v1
 
 from provision.cloud.tasks import destroy as destroy_task
 from provision.status import status as status_task
 
-from .conftest import PROJECT, inv, mutations, run_json, run_vms, vms_of
+from .conftest import LAB_LIKE, PROJECT, inv, mutations, run_json, run_vms, vms_of
 
 
 def test_status_json_lists_every_node(fake_gce, inventory, capsys):
@@ -24,7 +26,35 @@ def test_status_json_lists_every_node(fake_gce, inventory, capsys):
     assert by_name["x86"]["external_ip"].startswith("127.")
     assert by_name["x86"]["docker"] is None and by_name["x86"]["builds"] is None  # no SSH here
     assert set(by_name["x86"]) == {"name", "vm", "zone", "platform", "machine_type", "status",
-                                   "external_ip", "docker", "emulated", "builder", "builds"}
+                                   "since", "external_ip", "idle_stop_minutes", "docker",
+                                   "emulated", "builder", "builds"}
+    assert by_name["x86"]["since"] is None and by_name["x86"]["idle_stop_minutes"] is None
+
+
+def test_status_shows_a_node_whose_guest_powered_off_as_stopped_since(
+        fake_gce, write_inventory, capsys):
+    inventory = write_inventory(LAB_LIKE.replace("nodes:", "idle_stop_minutes: 0.5\nnodes:"))
+    assert run_vms(inventory) == 0
+    client = fake_gce.client(compute_v1.InstancesClient)
+    zone = vms_of(fake_gce)["t-x86"].zone.rsplit("/", 1)[-1]
+    fake_gce.state.instances.guest_poweroff(PROJECT, zone, "t-x86")  # as POST /_fake/...
+    deadline = time.monotonic() + 5
+    while client.get(project=PROJECT, zone=zone, instance="t-x86").status != "TERMINATED":
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    stopped = client.get(project=PROJECT, zone=zone, instance="t-x86").last_stop_timestamp
+    code, status = run_json(lambda json_mode: status_task(inventory=str(inventory),
+                                                          json_mode=json_mode), capsys=capsys)
+    assert code == 0
+    by_name = {n["name"]: n for n in status["nodes"]}
+    assert by_name["x86"]["status"] == "TERMINATED" and by_name["x86"]["since"] == stopped
+    assert by_name["x86"]["idle_stop_minutes"] == 0.5
+    assert by_name["arm"]["status"] == "RUNNING" and by_name["arm"]["since"] is None
+    assert status_task(inventory=str(inventory)) == 0
+    table = capsys.readouterr().out
+    row = next(line for line in table.splitlines() if line.lstrip().startswith("x86"))
+    assert "stopped 0 s ago" in row or "stopped 1 s ago" in row, table
+    assert "0.5 min" in row
 
 
 def test_destroy_spares_an_unlabelled_vm_with_a_colliding_name(fake_gce, inventory, capsys):

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+
 from provision import configure, status
 from provision.inventory import parse
 from provision.report import Reporter
@@ -78,3 +82,24 @@ def test_the_table_has_a_builds_column(capsys):
     assert rows["arm"][-1] == "2"
     assert rows["x86"][-1] == "-" and "unreachable" in rows["x86"]
     assert rows["spare"][-1] == "-"
+
+
+@pytest.mark.parametrize("seconds, shown", [
+    (0, "0 s ago"), (59, "59 s ago"), (60, "1 min ago"), (12 * 60 + 30, "12 min ago"),
+    (3 * 3600, "3 h ago"), (47 * 3600, "47 h ago"), (5 * 86400, "5 days ago")])
+def test_age_reads_as_a_person_would_say_it(seconds, shown):
+    now = datetime(2026, 12, 5, 9, 0, tzinfo=UTC)
+    then = (now - timedelta(seconds=seconds)).astimezone(timezone(timedelta(hours=-8)))
+    assert status.age(then.isoformat(timespec="milliseconds"), now) == shown
+
+
+def test_a_stopped_or_suspended_node_shows_since_when_and_its_idle_stop(capsys):
+    state = listing()
+    ago = (datetime.now(UTC) - timedelta(minutes=12, seconds=5)).isoformat()
+    state["nodes"][2].update(since=ago, idle_stop_minutes=0.25)
+    state["nodes"][1].update(status="SUSPENDED", since=None)
+    status.show(Reporter(), state)
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()
+            if line.split()[:1] in (["arm"], ["x86"], ["spare"])}
+    assert "stopped 12 min ago" in rows["spare"] and "0.25 min" in rows["spare"]
+    assert "suspended" in rows["x86"] and "off" in rows["x86"].split()

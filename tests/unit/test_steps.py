@@ -46,11 +46,11 @@ def host(name: str) -> Facts:
 
 def want(f: Facts, package: str = "docker.io", platform: str | None = None,
          farm: tuple[str, ...] = FARM, daemon_json: str = DAEMON, user: str = "builder",
-         emulated: bool = False, store: bool = False) -> Desired:
+         emulated: bool = False, store: bool = False, idle: float | None = None) -> Desired:
     native = {"amd64": "linux/amd64", "arm64": "linux/arm64"}.get(f.dpkg_arch, "linux/amd64")
     return Desired(user=user, package=package, platform=platform or native,
                    farm_platforms=farm, daemon_json=daemon_json, emulated=emulated,
-                   containerd_store=store)
+                   containerd_store=store, idle_stop_minutes=idle)
 
 
 def by_step(changes: list[steps.Change]) -> dict[str, steps.Change]:
@@ -67,7 +67,7 @@ def test_the_recorded_hosts_are_all_classified():
 @pytest.mark.parametrize("package", ["docker.io", "docker-ce"])
 @pytest.mark.parametrize("name", FRESH)
 def test_a_fresh_host_needs_every_step_in_order(name, package):
-    changes = steps.plan(host(name), want(host(name), package))
+    changes = steps.plan(host(name), want(host(name), package, idle=30))
     assert tuple(c.step for c in changes) == STEPS
     assert all(c.script and c.detail for c in changes)
 
@@ -601,7 +601,7 @@ def test_with_containerd_store_adds_only_the_feature():
 def test_a_fresh_trixie_host_gets_docker_io_docker_cli_and_the_store():
     f = host("debian13-amd64-none-fresh.txt")
     changes = by_step(steps.plan(f, want(f, "docker.io", store=True)))
-    assert tuple(changes) == STEPS
+    assert tuple(changes) == tuple(s for s in STEPS if s != "idle stop")  # off by default
     engine = changes["docker engine"]
     assert engine.detail == "install docker.io and docker-cli (the distribution's)"
     assert _last_install(engine.script) == "docker.io docker-cli; }"
