@@ -1,7 +1,8 @@
 """Idle stop and preemption on real lab VMs: a node with no build powers itself off (its
 container stops, Compute Engine shows it TERMINATED, `inv status` says since when), a running
-container keeps it up; a preempted Spot VM goes TERMINATED and its container stops. The host's
-QEMU handlers survive both (a lab VM shares this machine's kernel).
+container keeps it up, and the next build wakes it; a preempted Spot VM goes TERMINATED and
+its container stops. The host's QEMU handlers survive both (a lab VM shares this machine's
+kernel).
 
 Each farm is its own project, so nothing here meets another test's VMs.
 """
@@ -70,7 +71,7 @@ def wait_until(what, seconds: float, step: float = 1.0):
         time.sleep(step)
 
 
-def test_an_idle_node_powers_itself_off_and_a_running_container_keeps_it_up(farm):
+def test_an_idle_node_powers_itself_off_and_the_next_build_wakes_it(farm):
     project, vm = "archfarm-idle", "idle-amd64"
     path = farm(project, "idle", AMD64, extra="idle_stop_minutes: 0.25\n")
     code, out, err = inv("vms", "-i", str(path))
@@ -89,6 +90,7 @@ def test_an_idle_node_powers_itself_off_and_a_running_container_keeps_it_up(farm
     code, out, err = inv("configure", "-i", str(path), "--check")
     assert code == 0, err
     assert out["nodes"]["amd64"]["changes"] == [], out
+    assert inv("register", "-i", str(path))[0] == 0  # a build node, for the wake below
     time.sleep(max(0.0, 30 - (time.monotonic() - started)))
     assert vm_status(project, vm) == "RUNNING"
     # Once the container is gone, 15 s with nothing: the guest powers off, the fake sees
@@ -105,12 +107,19 @@ def test_an_idle_node_powers_itself_off_and_a_running_container_keeps_it_up(farm
                             "status", "-i", str(path)], capture_output=True, text=True,
                            timeout=120, env=dict(os.environ))
     assert " stopped " in table.stdout and " s ago" in table.stdout, table.stdout
+    # The next build wakes it: started, its engine answering over the pinned ssh, built.
+    code, out, err = inv("build", "-i", str(path), "--context", str(REPO / "examples/hello"),
+                         "--tag", "127.0.0.1:5000/idle/hello:woken", "--push")
+    assert code == 0, err
+    [row] = out["platforms"]
+    assert row["node"] == "amd64" and row["wake"] > 0, row
+    assert vm_status(project, vm) == "RUNNING"
 
 
 @pytest.fixture
 def spot_vm(lab):
-    """A Spot lab VM that stops when preempted (archfarm's own Spot nodes are deleted then:
-    instanceTerminationAction DELETE), made with the client; deleted afterwards."""
+    """A Spot lab VM that stops when preempted (instanceTerminationAction STOP, as archfarm's
+    own Spot nodes without max_run_hours), made with the client; deleted afterwards."""
     project, vm = "archfarm-preempt", "preempt-spot"
     client = compute_v1.InstancesClient(**KW)
     ops = compute_v1.ZoneOperationsClient(**KW)
