@@ -8,6 +8,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -121,6 +122,25 @@ def test_a_build_runs_each_platform_on_its_node_through_the_bastion(private_farm
     listed = {f"{m['platform']['os']}/{m['platform']['architecture']}"
               for m in raw["manifests"] if m["platform"]["os"] != "unknown"}
     assert listed == {"linux/amd64", "linux/arm64"}
+
+
+def test_a_stopped_private_node_is_woken_and_built_on_through_the_bastion(private_farm):
+    path, _ = private_farm
+    client = compute_v1.InstancesClient(**KW)
+    # Never `.result()`: it polls through a client that ignores api_endpoint (the real cloud).
+    client.stop(project=PROJECT, zone="us-central1-a", instance=f"{FARM}-arm64")
+    deadline = time.monotonic() + 120
+    while instance(f"{FARM}-arm64").status != "TERMINATED":
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    code, out, err = inv("build", "-i", str(path), "--context", str(REPO / "examples/hello"),
+                         "--tag", f"{REGISTRY}/{FARM}/hello:woken", "--push",
+                         "--platform", "linux/arm64")
+    assert code == 0, err
+    [row] = out["platforms"]
+    assert row["node"] == "arm64" and row["wake"] > 0, row
+    assert "ProxyJump" in register.farm_config(FARM).read_text()  # still through the bastion
+    assert instance(f"{FARM}-arm64").status == "RUNNING"
 
 
 def test_doctor_reaches_the_bastion_and_the_private_node_through_it(private_farm):
