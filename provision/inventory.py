@@ -562,9 +562,11 @@ def _bastion_problems(farm: Farm) -> list[tuple[tuple, str, str]]:
             return [(("nodes", i, "bastion"), "a farm has one bastion node",
                      "set bastion: true on one node whose count is 1")]
         if spec.external_ip is False or (spec.external_ip is None and not farm.gcp.external_ip):
+            fix = "set external_ip: true on it"
+            if spec.external_ip is False and farm.gcp.external_ip:
+                fix += " (or remove the line: the farm's default gives it one)"
             return [(("nodes", i, "external_ip"), f"bastion node {spec.name} needs its"
-                     " external address: the other nodes are reached through it",
-                     "set external_ip: true on it (or remove the line)")]
+                     " external address: the other nodes are reached through it", fix)]
         if spec.idle_stop_minutes is not None:
             return [(("nodes", i, "idle_stop_minutes"), f"bastion node {spec.name} is never"
                      " stopped for idleness: the private nodes are woken through it",

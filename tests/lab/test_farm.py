@@ -437,3 +437,24 @@ class TestWithArm64_1Stopped:
         assert arm64["node"] == "arm64-2" and arm64["tried"] == [], out
         note = out["nodes"]["linux/arm64"]["note"]
         assert "--stall-timeout" in note, note
+
+    def test_a_bake_that_would_queue_two_deep_wakes_the_stopped_node(self, arm64_1_stopped,
+                                                                     tmp_path):
+        # Last in the class: it starts arm64-1 again. Three targets: arm64-2 takes the first
+        # two (the second waits one build there, as long as a wake); the third would wait two,
+        # so arm64-1 is woken for it.
+        repos = {t: repository(t) for t in ("a", "b", "c")}
+        path = bake_file(tmp_path, {t: {"context": context(tmp_path, "sleep 3"),
+                                        "tags": [f"{REGISTRY}/{r}:1"],
+                                        "platforms": ["linux/arm64"]}
+                                    for t, r in repos.items()})
+        code, out, err = inv("bake", "-i", str(arm64_1_stopped), str(path))
+        assert code == 0, err
+        woken = [a for a in out["schedule"] if a["node"] == "arm64-1"]
+        assert len(woken) == 1 and woken[0]["why"].startswith("wakes it (TERMINATED)"), out
+        rows = [p for t in out["targets"].values() for p in t["platforms"]]
+        assert {p["node"] for p in rows} == {"arm64-1", "arm64-2"}, rows
+        woke = [p["wake"] for p in rows if p["node"] == "arm64-1"]
+        assert woke and all(w > 0 for w in woke), rows  # the wake in its rows
+        for repo in repos.values():
+            assert index_platforms(f"{REGISTRY}/{repo}:1") == {"linux/arm64"}

@@ -381,3 +381,12 @@ def test_cache_max_gb_is_a_whole_number_of_gigabytes():
     farm = parse(edit("nodes:", "buildx:\n  cache_max_gb: 20\nnodes:"), "farm.yaml")
     assert farm.buildx.cache_max_gb == 20
     assert "out of range" in str(fails(edit("nodes:", "buildx:\n  cache_max_gb: 0\nnodes:")))
+
+
+def test_the_bastion_fix_says_what_works_with_the_farms_default():
+    # gcp.external_ip false: removing the node's line would not give it an address
+    e = fails(PRIVATE.replace("    external_ip: true\n", "    external_ip: false\n"))
+    assert "Fix: set external_ip: true on it." in str(e)
+    farm_public = edit("    machine_type: n2-standard-4\n", "    machine_type: n2-standard-4\n"
+                       "    bastion: true\n    external_ip: false\n")
+    assert "(or remove the line)" in str(fails(farm_public))
