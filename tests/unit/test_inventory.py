@@ -389,4 +389,4 @@ def test_the_bastion_fix_says_what_works_with_the_farms_default():
     assert "Fix: set external_ip: true on it." in str(e)
     farm_public = edit("    machine_type: n2-standard-4\n", "    machine_type: n2-standard-4\n"
                        "    bastion: true\n    external_ip: false\n")
-    assert "(or remove the line)" in str(fails(farm_public))
+    assert "(or remove the line: the farm" in str(fails(farm_public))
