@@ -39,11 +39,15 @@ def age(timestamp: str, now: datetime | None = None) -> str:
 def collect(clients: Any, farm: Farm, cancel: Any = None) -> dict:
     vms = instances.find(clients, farm.gcp.project, labels.farm_filter(farm.farm), cancel)
     idle = {n.name: n.idle_stop_minutes for n in farm.expanded()}
+    bastion = farm.bastion.name if farm.bastion else None
+    private = {n.name for n in farm.expanded() if n.private}
     return {"farm": farm.farm, "nodes": [{
         "name": labels.node_of(vm) or vm.name, "vm": vm.name, "zone": vm.zone,
         "platform": labels.platform_of(vm),
         "machine_type": vm.machine_type, "status": vm.status, "since": since(vm),
-        "external_ip": vm.external_ip,
+        "external_ip": vm.external_ip, "internal_ip": vm.internal_ip,
+        # a private node is reached through the bastion (docs/private-nodes.md)
+        "via": bastion if (labels.node_of(vm) or vm.name) in private else None,
         "idle_stop_minutes": idle.get(labels.node_of(vm) or vm.name),
         "docker": None, "emulated": None, "builds": None,  # live facts, below
     } for vm in vms]}
@@ -115,7 +119,7 @@ def add_builder_platforms(farm: Farm, status: dict) -> None:
 
 
 def show(reporter: Reporter, status: dict) -> None:
-    cols = ["name", "zone", "platform", "machine_type", "status", "external_ip", "docker",
+    cols = ["name", "zone", "platform", "machine_type", "status", "address", "docker",
             "emulated", "builder", "idle_stop", "builds"]
     unreachable = status.get("unreachable", {})
     engine_down = status.get("engine_down", {})
@@ -131,6 +135,10 @@ def show(reporter: Reporter, status: dict) -> None:
         if col == "status" and node["status"] in DOWN:
             word = DOWN[node["status"]][0]
             return f"{word} {age(node['since'])}" if node.get("since") else word
+        if col == "address":  # where archfarm reaches it: its external IP, or via the bastion
+            if node.get("via") and node.get("internal_ip"):
+                return f"{node['internal_ip']} via {node['via']}"
+            return node.get("external_ip") or "-"
         if col == "idle_stop":
             minutes = node.get("idle_stop_minutes")
             return "off" if minutes is None else f"{minutes:g} min"

@@ -11,6 +11,7 @@ from provision.cloud.tasks import destroy as destroy_task
 from provision.cloud.tasks import vms as vms_task
 from provision.doctor import doctor as doctor_task
 from provision.fakegce import MUTATING
+from provision.status import status as status_task
 
 from .conftest import PROJECT, run_json, vms_of
 from .test_doctor import tools
@@ -78,6 +79,14 @@ def test_twelve_private_nodes_fit_a_fresh_projects_address_quota(fake_gce, write
     assert list(outside.target_tags) == ["archfarm-big-public"]
     assert list(inside.source_tags) == ["archfarm-big-bastion"]
     assert list(inside.target_tags) == ["archfarm-big"] and not inside.source_ranges
+    # inv status says where each node is reached: the bastion at its address, the rest
+    # at their internal address through it
+    code, status = run_json(lambda json_mode: status_task(inventory=str(path),
+                                                          json_mode=json_mode), capsys=capsys)
+    nodes = {n["name"]: n for n in status["nodes"]}
+    assert nodes["gate"]["via"] is None and nodes["gate"]["external_ip"]
+    assert nodes["arm-1"]["external_ip"] is None and nodes["arm-1"]["via"] == "gate"
+    assert nodes["arm-1"]["internal_ip"] == vms["big-arm-1"].network_interfaces[0].network_i_p
     # destroy takes both rules with the VMs
     assert destroy_task(inventory=str(path), yes=True) == 0
     rules = fake_gce.client(compute_v1.FirewallsClient).list(project=PROJECT)

@@ -26,7 +26,8 @@ def test_status_json_lists_every_node(fake_gce, inventory, capsys):
     assert by_name["x86"]["external_ip"].startswith("127.")
     assert by_name["x86"]["docker"] is None and by_name["x86"]["builds"] is None  # no SSH here
     assert set(by_name["x86"]) == {"name", "vm", "zone", "platform", "machine_type", "status",
-                                   "since", "external_ip", "idle_stop_minutes", "docker",
+                                   "since", "external_ip", "internal_ip", "via",
+                                   "idle_stop_minutes", "docker",
                                    "emulated", "builder", "builds"}
     assert by_name["x86"]["since"] is None and by_name["x86"]["idle_stop_minutes"] is None
 

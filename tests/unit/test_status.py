@@ -103,3 +103,14 @@ def test_a_stopped_or_suspended_node_shows_since_when_and_its_idle_stop(capsys):
             if line.split()[:1] in (["arm"], ["x86"], ["spare"])}
     assert "stopped 12 min ago" in rows["spare"] and "0.25 min" in rows["spare"]
     assert "suspended" in rows["x86"] and "off" in rows["x86"].split()
+
+
+def test_the_address_column_says_a_private_node_is_reached_through_the_bastion(capsys):
+    state = listing()
+    state["nodes"][0].update(external_ip="127.0.0.5", internal_ip="10.128.0.2", via=None)
+    state["nodes"][1].update(external_ip=None, internal_ip="10.128.0.3", via="arm")
+    status.show(Reporter(), state)
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()
+            if line.split()[:1] in (["arm"], ["x86"])}
+    assert "127.0.0.5" in rows["arm"] and "10.128.0.2" not in rows["arm"]
+    assert "10.128.0.3 via arm" in rows["x86"]
