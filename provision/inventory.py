@@ -571,6 +571,11 @@ def _bastion_problems(farm: Farm) -> list[tuple[tuple, str, str]]:
             return [(("nodes", i, "idle_stop_minutes"), f"bastion node {spec.name} is never"
                      " stopped for idleness: the private nodes are woken through it",
                      "remove idle_stop_minutes from it")]
+        for key in ("spot", "max_run_hours"):
+            if getattr(spec, key):
+                return [(("nodes", i, key), f"bastion node {spec.name} must not be taken"
+                         f" away ({key}): the private nodes are reached through it",
+                         f"remove {key} from it, or make another node the bastion")]
     private = [(i, spec) for i, spec in enumerate(farm.nodes)
                if spec.external_ip is False or (spec.external_ip is None
                                                 and not farm.gcp.external_ip)]

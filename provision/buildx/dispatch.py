@@ -41,7 +41,7 @@ class Attempt:
     outcome: Outcome
     move: bool = False
     node_gone: bool = False
-    restart: bool = False  # the node can be started again for the retry (a preempted spot VM)
+    restart: bool = False  # the node went to sleep under it (a preempted spot VM): wake, retry
 
 
 @dataclass
@@ -153,12 +153,13 @@ class Dispatcher:
         return (f"{what} of {assignment.job.platform} is left to build on"
                 + (f" ({'; '.join(gone)})" if gone else ""))
 
-    def release(self, name: str, slot: Slot) -> None:
+    def release(self, name: str, slot: Slot, keep: bool = True) -> None:
         """A job is done with its node. Its slot goes to a job of this run waiting for the
-        node, if any (the node stays ours between the two builds), else it is let go."""
+        node, if any (the node stays ours between the two builds), else it is let go (always,
+        without `keep`)."""
         with self.cond:
             self.ours[name] -= 1
-            wanted = name not in self.lost and any(
+            wanted = keep and name not in self.lost and any(
                 name in w.pool and name not in w.exclude for w in self.waiting.values())
             if wanted:
                 self.idle.setdefault(name, []).append(slot)
@@ -184,12 +185,6 @@ class Dispatcher:
         for slot in kept:
             slot.__exit__()
 
-    def revive(self, name: str) -> None:
-        """A lost node is to be started again (a preempted spot VM): it may be taken again."""
-        with self.cond:
-            self.lost.pop(name, None)
-            self.cond.notify_all()
-
     def lose(self, name: str, why: str) -> None:
         """Give a node up for the rest of the run: its engine or connection is gone."""
         with self.cond:
@@ -214,23 +209,29 @@ class Dispatcher:
                 if first is None:
                     return Outcome(failures=["build"], note=str(e), extra={"tried": tried})
                 if not first.restart:
-                    cause, _, log = first.outcome.note.partition("; whole log:")
-                    first.outcome.note = f"{cause}; not retried: {e}" + (
-                        f"; whole log:{log}" if log else "")
-                    return first.outcome
-                # No other node of the platform: the preempted node, started again.
-                self.revive(tried[-1]["node"])
+                    return _not_retried(first, e)
+                # No other node of the platform: the node it went to sleep on, woken again
+                # (`wake` starts it before its slot is taken).
                 progress(f"no other node of {assignment.job.platform}; retrying on"
                          f" {tried[-1]['node']} once it is started again")
-                name, slot = self.take(assignment, ticket, progress)
+                try:
+                    name, slot = self.take(assignment, ticket, progress)
+                except NoNode as again:
+                    return _not_retried(first, again)
             try:
                 done = attempt(name, n)
-            finally:
+            except BaseException:
                 self.release(name, slot)
+                raise
+            # A node gone to sleep under the build has no slot to hand on: the next job
+            # to take it wakes it and takes a new one.
+            self.release(name, slot, keep=not done.restart)
             done.outcome.extra["tried"] = list(tried)
             why = done.outcome.note.split("; whole log:")[0].removesuffix(
                 ", then run the build again")  # it is run again, elsewhere
-            if done.node_gone:
+            if done.node_gone and not done.restart:
+                # A node that went to sleep under the build stays in the pool: whichever
+                # job takes it next wakes it first.
                 self.lose(name, why)
             if not (done.move and done.outcome.failures) or n == 1:
                 return done.outcome
@@ -238,3 +239,10 @@ class Dispatcher:
             tried.append({"node": name, "why": why})
             progress(f"{name} was lost; moving to another node of {assignment.job.platform}")
         raise AssertionError("unreachable")
+
+
+def _not_retried(first: Attempt, e: NoNode) -> Outcome:
+    """The first attempt's outcome, saying why it was not retried."""
+    cause, _, log = first.outcome.note.partition("; whole log:")
+    first.outcome.note = f"{cause}; not retried: {e}" + (f"; whole log:{log}" if log else "")
+    return first.outcome

@@ -198,18 +198,21 @@ def judged(farm: Farm, node: str, failed: Outcome, kind: str, progress: Progress
     """A failed build: does its job move, is its node gone? The node is probed again (one
     ssh round trip, 5 s at most). Gone if it no longer answers; the job moves if its log said
     the node went away or the node is gone (a silent build on a node that answers is the
-    build's own failure: another node would wait the same). A spot node gone with its VM
-    stopped was preempted: the job may be retried on it once it is started again."""
+    build's own failure: another node would wait the same). A node gone with its VM
+    stopped went to sleep under the build (a spot VM preempted; or idle stop, or a stop by
+    hand, in the moment before the build took its slot): the job may be retried on it once
+    it is started again."""
     if not kind:
         return Attempt(failed)
     progress(f"probing {node} again")
     gone = observe.probe(farm, node).engine is None
-    spot = any(n.spot for n in farm.expanded() if n.name == node)
-    if gone and spot and waker is not None:
+    if gone and waker is not None:
         status = observe.vm_statuses(farm).get(node, "")
         if status in observe.ASLEEP:
+            spot = any(n.spot for n in farm.expanded() if n.name == node)
             _, _, log = failed.note.partition("; whole log:")
-            failed.note = f"its spot VM was preempted mid-build ({status})" + (
+            failed.note = (f"its spot VM was preempted mid-build ({status})" if spot else
+                           f"its VM stopped mid-build ({status})") + (
                 f"; whole log:{log}" if log else "")
             waker.again(node)
             return Attempt(failed, move=True, node_gone=True, restart=True)

@@ -67,7 +67,8 @@ class Waker:
                 return self.seconds.get(node)
             began = time.monotonic()
             try:
-                self._wake(node, progress, began + WAKE_DEADLINE)
+                self.start(node, progress, began + WAKE_DEADLINE)
+                self._wait_for_engine(node, progress, began + WAKE_DEADLINE)
             except (Interrupted, WakeFailed):
                 raise
             except Exception as e:  # noqa: BLE001 (the API's or ssh's words, for the recap)
@@ -78,7 +79,9 @@ class Waker:
                 self.seconds[node] = round(time.monotonic() - began, 1)
             return self.seconds[node]
 
-    def _wake(self, node: str, progress: Callable[[str], None], deadline: float) -> None:
+    def start(self, node: str, progress: Callable[[str], None], deadline: float) -> None:
+        """The node's VM started (resumed), its address and host keys read again, the ssh
+        config rewritten if the address moved."""
         from ..gce import instances
 
         vm = self._directory.vm(node, self.cancel, fresh=True)
@@ -86,6 +89,7 @@ class Waker:
             raise WakeFailed("its VM is gone; `inv vms` creates it")
         clients = self._directory.clients
         project, cancel = self.farm.gcp.project, self.cancel
+        self._bastion_up(node, progress)
         if vm.status in ("STOPPING", "SUSPENDING"):
             progress(f"waiting for its VM to finish {vm.status.lower()}")
             vm = instances.wait_status(clients, project, vm.zone, vm.name,
@@ -99,6 +103,10 @@ class Waker:
         vm = instances.wait_running(clients, project, vm.zone, vm.name, cancel)
         self._directory.refresh(node, cancel, deadline, progress, vm=vm)
         self._rewrite_config()
+
+    def _wait_for_engine(self, node: str, progress: Callable[[str], None],
+                         deadline: float) -> None:
+        cancel = self.cancel
         self._close_stale_connection(node)
         progress("waiting for its docker engine over ssh")
         while True:
@@ -110,12 +118,25 @@ class Waker:
                                  f" the start ({seen.why or 'no answer'})")
             cancel.sleep(ENGINE_POLL_SECONDS)
 
+    def _bastion_up(self, node: str, progress: Callable[[str], None]) -> None:
+        """A private node is reached through the bastion: wake that first if it is down (it
+        never stops for idleness, but a stop by hand does not ask)."""
+        bastion = self.farm.bastion
+        private = any(n.private for n in self.farm.expanded() if n.name == node)
+        if not private or bastion is None:
+            return
+        vm = self._directory.vm(bastion.name, self.cancel)
+        if vm is not None and vm.status != "RUNNING":
+            progress(f"its bastion {bastion.name} is {vm.status}: waking it first")
+            self.again(bastion.name)
+            self.ensure(bastion.name, progress)
+
     def _rewrite_config(self) -> None:
         """The farm's ssh config with the addresses just read (unchanged: not written)."""
         inventory = {n.name for n in self.farm.expanded()}
         path = farm_config(self.farm.farm)
         with _config_lock:
-            text = render(self.farm, {n: h for n, h in self._directory.hosts.items()
+            text = render(self.farm, {n: h for n, h in self._directory.snapshot().items()
                                       if n in inventory})
             if not path.exists() or path.read_text() != text:
                 write_private(path, text)

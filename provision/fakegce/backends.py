@@ -48,6 +48,10 @@ class BootBackend:
     # has no hosts); a backend with real hosts sets the subnet its VMs share (the lab's
     # docker network), so one VM reaches another at its networkIP as on a VPC.
     internal_range = ("127.128.0.2", "127.128.255.254")
+    # Compute Engine releases a VM's ephemeral external address when it stops: a start gets
+    # a new one. A backend whose hosts are reached at an address fixed when they were made
+    # (the lab publishes each VM's sshd on its address) keeps it instead.
+    keeps_nat_ip = False
     _on_halt: OnHalt | None = None
 
     def attach(self, on_halt: OnHalt) -> None:

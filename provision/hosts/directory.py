@@ -58,6 +58,11 @@ class Directory:
         """The node's VM as Compute Engine lists it (None: it has none)."""
         return self._vms(cancel, fresh).get(node)
 
+    def snapshot(self) -> dict[str, Host]:
+        """The hosts known now, copied (refreshes may add to them meanwhile)."""
+        with self._lock:
+            return dict(self.hosts)
+
     @property
     def clients(self) -> Any:
         """The run's API clients, made on first use."""

@@ -75,6 +75,9 @@ def register_again(handlers: set[str]) -> None:
 
 class DockerBackend(BootBackend):
     name = "docker"
+    # A container's published port is fixed when it is made: a lab VM keeps its address
+    # across a stop (Compute Engine would give it a new one).
+    keeps_nat_ip = True
     # networkIPs: the lab network's subnet, past its gateway (.1, the bridge's own address).
     internal_range = (str(LAB_SUBNET.network_address + 2), str(LAB_SUBNET.broadcast_address - 1))
 

@@ -263,3 +263,47 @@ def test_a_node_is_woken_before_its_slot_is_taken_and_one_that_does_not_wake_is_
                         schedule([Job("j0", ARM)], nodes), lambda k, node, n: Attempt(
                             Outcome(changes=["build"], extra={"node": node}))).values()
     assert woken == ["a1", "a2"] and result.extra["node"] == "a2"
+
+
+def test_jobs_queued_for_a_preempted_node_wait_for_it_rather_than_fail(tmp_path):
+    # One spot node, two jobs: the first is preempted. The second, waiting for the node,
+    # must not be told "no node is left": it takes the node once woken, as does the retry.
+    nodes, slot = farm(tmp_path, "a1")
+    woken, tries = [], []
+    asleep = set()
+
+    def wake(node, progress):
+        if node in asleep:
+            woken.append(node)
+            asleep.discard(node)
+
+    def attempt(key, node, n):
+        tries.append((key, n))
+        if key == "j0" and n == 0:
+            asleep.add(node)  # what judged() does: waker.again(node)
+            return preempted(node)
+        return Attempt(Outcome(changes=["build"], extra={"node": node}))
+
+    results = run_jobs(Dispatcher(nodes, 1, Cancel(), slot, wake=wake),
+                       schedule([Job("j0", ARM), Job("j1", ARM)], nodes), attempt)
+    assert all(r.changes == ["build"] for r in results.values()), results
+    assert woken == ["a1"] and sorted(tries) == [("j0", 0), ("j0", 1), ("j1", 0)]
+
+
+def test_a_retry_whose_node_does_not_wake_fails_with_both_causes(tmp_path):
+    nodes, slot = farm(tmp_path, "a1")
+    state = {"preempted": False}
+
+    def wake(node, progress):
+        if state["preempted"]:
+            raise WakeFailed("its VM would not start")
+
+    def attempt(key, node, n):
+        state["preempted"] = True
+        return preempted(node)
+
+    [result] = run_jobs(Dispatcher(nodes, 1, Cancel(), slot, wake=wake),
+                        schedule([Job("j0", ARM)], nodes), attempt).values()
+    assert result.failures and result.note.startswith("its spot VM was preempted (a1); not"
+                                                      " retried: no node of linux/arm64")
+    assert "did not wake (its VM would not start)" in result.note

@@ -357,6 +357,10 @@ def test_a_private_farm_is_reached_through_its_one_bastion():
     (PRIVATE.replace("    external_ip: true\n", ""), "nodes[1].external_ip", "needs its external"),
     (PRIVATE.replace("    bastion: true\n", "    bastion: true\n    idle_stop_minutes: 5\n"),
      "nodes[1].idle_stop_minutes", "never stopped"),
+    (PRIVATE.replace("    bastion: true\n", "    bastion: true\n    spot: true\n"),
+     "nodes[1].spot", "must not be taken away"),
+    (PRIVATE.replace("    bastion: true\n", "    bastion: true\n    max_run_hours: 8\n"),
+     "nodes[1].max_run_hours", "must not be taken away"),
 ])
 def test_private_nodes_without_a_usable_bastion_are_refused(text, key, problem):
     e = fails(text)

@@ -48,11 +48,15 @@ class AddressPool:
         self._first = int(ipaddress.IPv4Address(first))
         self._last = int(ipaddress.IPv4Address(last))
         self._used: set[int] = set()
+        self._next = self._first  # handed out in turn: a released address is not the next
 
     def take(self) -> str:
-        for n in range(self._first, self._last + 1):
+        size = self._last - self._first + 1
+        for i in range(size):
+            n = self._first + (self._next - self._first + i) % size
             if n not in self._used and (n & 0xFF) not in (0, 255):
                 self._used.add(n)
+                self._next = n + 1 if n < self._last else self._first
                 return str(ipaddress.IPv4Address(n))
         raise GceError("No addresses left in the fake's address pool.", status=503,
                        reason="backendError")
@@ -63,6 +67,7 @@ class AddressPool:
 
     def clear(self) -> None:
         self._used.clear()
+        self._next = self._first
 
 
 class Core:

@@ -100,13 +100,17 @@ class PowerTransitions:
         core.steps([(0.1, op.start), (1.0, done)])
         return op
 
-    @staticmethod
-    def _halted(vm: Instance, final: str) -> None:
+    def _halted(self, vm: Instance, final: str) -> None:
         """The VM is down: TERMINATED (guest attributes go, as on a stop) or SUSPENDED."""
         vm.operation_in_flight, vm.status = None, final
         if final == "TERMINATED":
             vm.guest_attributes.clear()
             vm.last_stop = now_rfc3339()
+            if not self.core.backend.keeps_nat_ip:
+                # An ephemeral external address is released on stop; the next start gets
+                # another one (docs/compute-engine.md, "Instance states").
+                self.core.nat_ips.release(vm.nat_ip)
+                vm.nat_ip = None
         else:
             vm.last_suspended = now_rfc3339()
 
