@@ -45,8 +45,8 @@ NOTES = (
     " Standard VM' (C054-7F72-A02E, $0.005 an hour) and 'External IP Charge on a Spot"
     " Preemptible VM' (4AF8-7C1F-39C4, $0.0025 an hour), as quoted by public code that reads"
     " the catalog (infracost's google_compute_address and others); the standard rate is also"
-    " the one on Google's VPC pricing page (first source above, IP address pricing). The"
-    " SKU's free tier is left out, as every free tier is.",
+    " the one on Google's VPC pricing page (the last of SOURCES above, network-pricing#ipaddress)."
+    " The SKU's free tier is left out, as every free tier is.",
     "Not covered: Hyperdisk (C4A boots only from Hyperdisk, which also bills IOPS and throughput),"
     " custom and -lssd machine types, network egress, OS licences.",
 )

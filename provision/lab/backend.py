@@ -90,6 +90,10 @@ class DockerBackend(BootBackend):
         self._booting: dict[str, threading.Thread] = {}
         # Containers the fake itself is stopping or removing: their end is no guest power-off.
         self._leaving: set[str] = set()
+        # The die events the fake's own take-downs still owe, by container name: `docker
+        # events` delivers them asynchronously, possibly after the take-down returned (and
+        # after the same container was started again), so each is counted off when it is read.
+        self._expected: dict[str, int] = {}
         self._events: subprocess.Popen | None = None  # `docker events`, from the first boot
         self._follower: threading.Thread | None = None
         self._handlers: set[str] = set()  # the host's QEMU handlers, to keep
@@ -101,6 +105,18 @@ class DockerBackend(BootBackend):
 
     def _exists(self, name: str) -> bool:
         return self._run("container", "inspect", name, check=False).returncode == 0
+
+    def _running(self, name: str) -> bool | None:
+        """Whether the container is running now; None when docker cannot tell (no such
+        container, or docker failed)."""
+        try:
+            state = self._run("container", "inspect", "--format", "{{.State.Running}}", name,
+                              check=False, timeout=30)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        if state.returncode != 0:
+            return None
+        return state.stdout.strip() == "true"
 
     def power_on(self, vm: VmView, publish: Publish) -> None:
         self._follow_deaths()
@@ -173,12 +189,36 @@ class DockerBackend(BootBackend):
         name = container_name(vm)
         with self._lock:
             self._leaving.add(name)
+        # A running container's take-down owes one die event, which may be read after this
+        # returns: counted here, counted off by the follower. One already stopped owes none
+        # (`docker stop` or `rm -f` of it emits no die event).
+        owed = self._running(name) is True
+        if owed:
+            with self._lock:
+                self._expected[name] = self._expected.get(name, 0) + 1
         try:
             with keeping_qemu_handlers():
                 yield name
         finally:
+            # Still running: the take-down failed and no die event comes (a count left
+            # behind would swallow the guest's next power-off).
+            unowed = owed and self._running(name) is True
             with self._lock:
                 self._leaving.discard(name)
+                if unowed:
+                    self._owed_one(name)
+
+    def _owed_one(self, name: str) -> bool:
+        """Count off one die event the fake's take-downs owe for `name`, if any (under the
+        lock)."""
+        count = self._expected.get(name, 0)
+        if count <= 0:
+            return False
+        if count == 1:
+            del self._expected[name]
+        else:
+            self._expected[name] = count - 1
+        return True
 
     def power_off(self, vm: VmView) -> None:
         with self._taking_down(vm) as name:
@@ -221,8 +261,12 @@ class DockerBackend(BootBackend):
             except (ValueError, KeyError, TypeError):
                 continue
             with self._lock:
-                expected = name in self._leaving
+                expected = self._owed_one(name) or name in self._leaving
             if expected:
+                continue
+            if self._running(name):
+                # A die event of an earlier run, read after the container was started again:
+                # the VM is up, no power-off to report.
                 continue
             # A guest power-off: its shutdown unregistered the host's QEMU handlers.
             register_again(self._handlers)

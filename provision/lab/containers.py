@@ -108,9 +108,36 @@ def ensure_lab_network(say: Callable[[str], None], docker: str = "docker") -> No
     say(f"created network {LAB_NETWORK} ({LAB_SUBNET})")
 
 
+Run = Callable[[list[str]], subprocess.CompletedProcess]
+
+
+def _run(args: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run(args, capture_output=True, text=True)
+
+
 def remove_lab_network(say: Callable[[str], None], docker: str = "docker") -> None:
     """Remove the lab's network, only if it carries the lab label (after its VMs went)."""
     network = lab_network(docker)
     if network:
-        subprocess.run([docker, "network", "rm", network], capture_output=True)
+        remove_network(network, say, docker)
+
+
+def remove_network(network: str, say: Callable[[str], None], docker: str = "docker",
+                   run: Run = _run) -> bool:
+    """`docker network rm` the network (an id of the lab's): say it went, or that it did not,
+    with the containers still attached to it (`docker network inspect`), which keep it."""
+    removed = run([docker, "network", "rm", network])
+    if removed.returncode == 0:
         say(f"removed network {LAB_NETWORK}")
+        return True
+    why = (removed.stderr or "").strip() or f"docker network rm exited {removed.returncode}"
+    inspected = run([docker, "network", "inspect", "--format",
+                     "{{range .Containers}}{{.Name}} {{end}}", network])
+    attached = sorted(inspected.stdout.split()) if inspected.returncode == 0 else []
+    if attached:
+        say(f"could not remove network {LAB_NETWORK}: {why}. Still attached:"
+            f" {', '.join(attached)}. Fix: `{docker} network disconnect -f {LAB_NETWORK} NAME`"
+            " (or remove the container), then `inv lab.down` again.")
+    else:
+        say(f"could not remove network {LAB_NETWORK}: {why}")
+    return False
