@@ -82,6 +82,15 @@ def uptime() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
+def destroy_farm(cmd: list[str]) -> None:
+    """`inv destroy --yes` (the command given) at a bench's end; a failure is said on stderr,
+    never raised, so the rest of the clean-up still runs."""
+    destroyed = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    if destroyed.returncode != 0:
+        print(f"inv destroy failed (exit {destroyed.returncode}):"
+              f" {destroyed.stderr[-2000:]}", file=sys.stderr)
+
+
 def provision_converged(cmd: list[str]) -> None:
     """`inv provision` (the command given), run again once if it fails: as in configure.py, a
     second run converges what a first one left. The lab's binfmt handler is the machine's

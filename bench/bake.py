@@ -59,7 +59,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from _common import Load, add_quick, figures, must, provision_converged, sizes, uptime
+from _common import Load, add_quick, destroy_farm, figures, must, provision_converged, sizes, uptime
 
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -417,11 +417,7 @@ def main() -> None:
                   f" uptime: {uptime()}")
     finally:
         if bench and not args.keep and bench.inventory.exists():
-            destroyed = subprocess.run(bench.inv("destroy", "--yes"), cwd=REPO,
-                                       capture_output=True, text=True)
-            if destroyed.returncode != 0:
-                print(f"inv destroy failed (exit {destroyed.returncode}):"
-                      f" {destroyed.stderr[-2000:]}", file=sys.stderr)
+            destroy_farm(bench.inv("destroy", "--yes"))
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
         else:

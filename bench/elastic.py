@@ -56,7 +56,7 @@ import time
 import uuid
 from pathlib import Path
 
-from _common import Load, add_quick, figures, provision_converged, sizes, uptime
+from _common import Load, add_quick, destroy_farm, figures, provision_converged, sizes, uptime
 
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -329,11 +329,7 @@ def main() -> None:
                   f" uptime: {uptime()}")
     finally:
         if bench and not args.keep:
-            destroyed = subprocess.run(bench.inv("destroy", "--yes"), cwd=REPO,
-                                       capture_output=True, text=True)
-            if destroyed.returncode != 0:
-                print(f"inv destroy failed (exit {destroyed.returncode}):"
-                      f" {destroyed.stderr[-2000:]}", file=sys.stderr)
+            destroy_farm(bench.inv("destroy", "--yes"))
         shutil.rmtree(workdir, ignore_errors=True)
 
 
