@@ -15,9 +15,15 @@ ZONE = "us-central1-a"
 @pytest.fixture
 def gce(fake_gce):
     """The fake plus one real client per service it speaks."""
-    c = fake_gce.client
+    return clients_of(fake_gce)
+
+
+def clients_of(fake) -> types.SimpleNamespace:
+    """A fake (the fixture's, or one a test starts with a backend of its own) plus one real
+    client per service it speaks."""
+    c = fake.client
     return types.SimpleNamespace(
-        fake=fake_gce,
+        fake=fake,
         instances=c(compute_v1.InstancesClient),
         zone_ops=c(compute_v1.ZoneOperationsClient),
         global_ops=c(compute_v1.GlobalOperationsClient),

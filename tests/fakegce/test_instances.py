@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ipaddress
 import time
-import types
 import uuid
 
 import pytest
@@ -15,7 +14,7 @@ from google.cloud import compute_v1
 from provision.fakegce import FakeGCE, MemoryBackend
 from provision.fakegce.backends import VmView
 
-from .conftest import PROJECT, ZONE, create, insert, instance, wait
+from .conftest import PROJECT, ZONE, clients_of, create, insert, instance, wait
 
 DONE = compute_v1.Operation.Status.DONE
 
@@ -161,8 +160,7 @@ def test_the_boot_backend_sees_the_boot_disks_source_image():
             super().power_on(vm, publish)
 
     with FakeGCE(backend=Recording(), operation_seconds=0.01) as fake:
-        gce = types.SimpleNamespace(instances=fake.client(compute_v1.InstancesClient),
-                                    zone_ops=fake.client(compute_v1.ZoneOperationsClient))
+        gce = clients_of(fake)
         create(gce, instance(name="a", machine_type="n2-standard-2", family="debian-12"))
         pinned = instance(name="b")
         pinned.disks[0].initialize_params.source_image = (
@@ -411,8 +409,7 @@ def test_a_vm_without_access_config_has_only_its_internal_address_from_the_backe
             super().power_on(vm, publish)
 
     with FakeGCE(backend=Subnet(), operation_seconds=0.01) as fake:
-        gce = types.SimpleNamespace(instances=fake.client(compute_v1.InstancesClient),
-                                    zone_ops=fake.client(compute_v1.ZoneOperationsClient))
+        gce = clients_of(fake)
         regions = fake.client(compute_v1.RegionsClient)
         private = create(gce, instance(name="private", external_ip=False))
         public = create(gce, instance(name="public"))

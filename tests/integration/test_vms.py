@@ -157,8 +157,8 @@ def test_limit_touches_only_the_named_nodes(fake_gce, inventory):
     assert set(vms_of(fake_gce)) == {"t-x86"}
 
 
-def test_spot_and_max_run_hours_reach_the_scheduling(fake_gce, write_inventory):
-    path = write_inventory("""
+# A farm in one zone, its nodes below (write_inventory fills endpoint and key).
+ONE_ZONE = """
         farm: t
         gcp:
           project: test-project
@@ -166,7 +166,11 @@ def test_spot_and_max_run_hours_reach_the_scheduling(fake_gce, write_inventory):
           api_endpoint: {endpoint}
           ssh_source_ranges: [127.0.0.1/32]
         ssh: {{private_key: {key}}}
-        nodes:
+        nodes:"""
+
+
+def test_spot_and_max_run_hours_reach_the_scheduling(fake_gce, write_inventory):
+    path = write_inventory(ONE_ZONE + """
           - {{name: arm, platform: linux/arm64, machine_type: t2a-standard-1, spot: true,
               max_run_hours: 8, count: 2}}
         """)
@@ -181,15 +185,7 @@ def test_spot_and_max_run_hours_reach_the_scheduling(fake_gce, write_inventory):
 
 def test_a_spot_node_without_a_run_limit_is_stopped_when_preempted_not_deleted(
         fake_gce, write_inventory):
-    path = write_inventory("""
-        farm: t
-        gcp:
-          project: test-project
-          zones: [us-central1-a]
-          api_endpoint: {endpoint}
-          ssh_source_ranges: [127.0.0.1/32]
-        ssh: {{private_key: {key}}}
-        nodes:
+    path = write_inventory(ONE_ZONE + """
           - {{name: arm, platform: linux/arm64, machine_type: t2a-standard-1, spot: true}}
         """)
     assert run_vms(path) == 0
