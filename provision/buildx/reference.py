@@ -57,3 +57,29 @@ def registry(ref: str) -> str:
     if slash and ("." in first or ":" in first or first == "localhost"):
         return first
     return "docker.io"
+
+
+DOCKER_HUB = "docker.io"
+
+
+def split(ref: str) -> tuple[str, str, str | None, str | None]:
+    """A valid reference as docker reads it: (registry, repository, tag, digest), Docker Hub's
+    short names made whole (`nginx` -> docker.io, library/nginx) and no tag read as `latest`
+    unless a digest is given."""
+    match = REFERENCE.fullmatch(ref)
+    assert match is not None, ref  # callers let only valid references through
+    host = registry(ref)
+    path = match["name"].removeprefix(host + "/")
+    if host == "index.docker.io":  # Docker Hub's old name
+        host = DOCKER_HUB
+    if host == DOCKER_HUB and "/" not in path:
+        path = f"library/{path}"
+    tag = match["tag"] or (None if match["digest"] else "latest")
+    return host, path, tag, match["digest"]
+
+
+def normalized(ref: str) -> str:
+    """One spelling per image: `nginx`, `docker.io/nginx` and `docker.io/library/nginx:latest`
+    are the same image, and so the same string."""
+    host, path, tag, digest = split(ref)
+    return f"{host}/{path}{':' + tag if tag else ''}{'@' + digest if digest else ''}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from provision.buildx import reference
 from provision.buildx.check_arm import cause, check_reference
 from provision.buildx.docker_cli import Done
 from provision.buildx.reference import registry as registry_of
@@ -60,3 +61,16 @@ def test_an_empty_command_is_bad_input_before_anything_runs():
     # 127.0.0.1:9: nothing listens there, so a check that went ahead could decide nothing
     with pytest.raises(UserError, match=r"-- ''.*names no command"):
         check(farm, "127.0.0.1:9/hello:demo", [""], Cancel())
+
+
+@pytest.mark.parametrize("written", ["nginx", "docker.io/nginx", "docker.io/library/nginx",
+                                     "index.docker.io/library/nginx:latest"])
+def test_every_spelling_of_a_docker_hub_image_is_one_image(written):
+    assert reference.normalized(written) == "docker.io/library/nginx:latest"
+
+
+def test_a_digest_alone_gets_no_latest_tag_and_a_registry_keeps_its_paths():
+    digest = "sha256:" + "a" * 64
+    assert reference.split(f"127.0.0.1:5000/lab/x@{digest}") == \
+        ("127.0.0.1:5000", "lab/x", None, digest)
+    assert reference.normalized("127.0.0.1:5000/x") == "127.0.0.1:5000/x:latest"
