@@ -197,6 +197,8 @@ class Client:
 
     def manifest(self, ref: Ref) -> Manifest:
         """The index or manifest at ref.reference, its digest checked when ref has one."""
+        if ref.digest:
+            _hasher(ref, ref.digest)  # a digest we can check, before anything is asked
         url = self._url(ref, f"manifests/{ref.reference}")
         with self._get(ref, url, {"Accept": ", ".join(MANIFEST_TYPES)},
                        what="manifest") as response:
@@ -224,6 +226,7 @@ class Client:
 
     def blob(self, ref: Ref, digest: str) -> bytes:
         """A small blob (an image config) of ref's repository, its digest checked."""
+        _hasher(ref, digest)
         with self._get(ref, self._url(ref, f"blobs/{digest}"), {"Accept-Encoding": "identity"},
                        what="blob") as response:
             content = response.content
@@ -234,9 +237,11 @@ class Client:
     def open_blob(self, ref: Ref, digest: str) -> Iterator[BinaryIO]:
         """A blob streamed as stored (a layer stays compressed); closed on exit. Its digest is
         checked when it is read to the end (a mismatch raises RegistryError then)."""
+        hasher = _hasher(ref, digest)
         response = self._get(ref, self._url(ref, f"blobs/{digest}"),
                              {"Accept-Encoding": "identity"}, what="blob", stream=True)
-        stream = io.BufferedReader(_CheckedBlob(ref, digest, response), buffer_size=1 << 16)
+        stream = io.BufferedReader(_CheckedBlob(ref, digest, hasher, response),
+                                   buffer_size=1 << 16)
         try:
             yield stream
         finally:
@@ -496,9 +501,8 @@ class Client:
 class _CheckedBlob(io.RawIOBase):
     """A blob's bytes as served, hashed on the way: at the end, checked against its digest."""
 
-    def __init__(self, ref: Ref, digest: str, response: requests.Response):
-        self.ref, self.digest, self.response = ref, digest, response
-        self.hash = _hasher(ref, digest)
+    def __init__(self, ref: Ref, digest: str, hasher, response: requests.Response):
+        self.ref, self.digest, self.hash, self.response = ref, digest, hasher, response
         self.checked = False
 
     def readable(self) -> bool:
@@ -519,13 +523,17 @@ class _CheckedBlob(io.RawIOBase):
         return len(data)
 
 
+# The digests the OCI spec registers, each algorithm with its length in hex digits.
+DIGEST = re.compile(r"sha256:[a-f0-9]{64}|sha384:[a-f0-9]{96}|sha512:[a-f0-9]{128}")
+
+
 def _hasher(ref: Ref, digest: str):
-    algorithm, _, _ = digest.partition(":")
-    if algorithm not in ("sha256", "sha384", "sha512"):
-        raise RegistryError(ref.registry, f"the digest {digest} of {ref.repository} uses "
-                            f"{algorithm or 'no algorithm'}, which archfarm cannot check",
-                            "name the image by a sha256 digest or by a tag")
-    return hashlib.new(algorithm)
+    """A hash to check `digest` with; RegistryError when it is not a digest we can check."""
+    if not DIGEST.fullmatch(digest):
+        raise RegistryError(ref.registry, f"{digest!r} in {ref.registry}/{ref.repository} is "
+                            "not a sha256, sha384 or sha512 digest that archfarm can check",
+                            "name the image by a tag, or by its sha256 digest")
+    return hashlib.new(digest.partition(":")[0])
 
 
 def _verify(ref: Ref, digest: str, content: bytes, what: str) -> None:

@@ -112,6 +112,7 @@ class Seen:
     method: str
     path: str
     headers: dict[str, str]
+    form: dict[str, str] = field(default_factory=dict)  # a POSTed form
 
 
 class _Server:
@@ -123,6 +124,12 @@ class _Server:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):
                 outer.seen.append(Seen("GET", self.path, dict(self.headers)))
+                handle(self)
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                form = {key: values[0] for key, values in parse_qs(body.decode()).items()}
+                outer.seen.append(Seen("POST", self.path, dict(self.headers), form))
                 handle(self)
 
             def log_message(self, *args):
@@ -178,6 +185,7 @@ class FakeRegistry:
 
     username: str = "alice"
     password: str = "wonderland"
+    refresh_token: str = "refresh-me"        # an OAuth refresh token it takes too
     page: int = 2                            # tags per page at most
     manifests: dict[tuple[str, str], tuple[str, bytes]] = field(default_factory=dict)
     tag_lists: dict[str, list[str]] = field(default_factory=dict)
@@ -240,7 +248,13 @@ class FakeRegistry:
 
     def _token(self, handler: BaseHTTPRequestHandler, query: dict[str, str]) -> None:
         expected = base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
-        if handler.headers.get("Authorization") != f"Basic {expected}":
+        if handler.command == "POST":  # docker's OAuth form: a refresh token for a token
+            query = self.seen[-1].form
+            allowed = (query.get("grant_type") == "refresh_token"
+                       and query.get("refresh_token") == self.refresh_token)
+        else:
+            allowed = handler.headers.get("Authorization") == f"Basic {expected}"
+        if not allowed:
             return answer(handler, 401, b'{"details": "incorrect username or password"}')
         token = f"token-{len(self.tokens)}"
         self.tokens[token] = query.get("scope", "")

@@ -237,6 +237,8 @@ def test_unknown_tag_repository_and_blob_are_not_found(plain, client):
         client.tags(Ref.parse(f"{plain.host}/lab/nothing"))
     with pytest.raises(NotFound, match="has no blob sha256:0{64} in lab/multi .BLOB_UNKNOWN"):
         client.blob(Ref.parse(f"{plain.host}/lab/multi"), "sha256:" + "0" * 64)
+    with pytest.raises(RegistryError, match="'sha256:../x' in .* is not a sha256, sha384"):
+        client.blob(Ref.parse(f"{plain.host}/lab/multi"), "sha256:../x")
 
 
 def test_an_unreachable_registry_is_reported_at_once(client):
@@ -369,6 +371,16 @@ def test_a_bearer_token_is_fetched_with_the_credentials_and_reused(fake, tmp_pat
     # the first is challenged; the retry and the second read carry the token
     assert [("Authorization" in seen.headers) for seen in registry_requests] == [
         False, True, True]
+
+
+def test_an_identity_token_is_traded_for_a_bearer_token(fake, tmp_path):
+    digest = fake.add_manifest("lab/app", "1.0", {"schemaVersion": 2, "mediaType": OCI_MANIFEST})
+    docker_config(tmp_path, {"auths": {fake.host: {"identitytoken": fake.refresh_token}}})
+    assert Client().manifest(Ref.parse(f"{fake.host}/lab/app:1.0")).digest == digest
+    [asked] = fake.token_requests()
+    assert asked.method == "POST"
+    assert asked.form["scope"] == "repository:lab/app:pull"
+    assert asked.form["service"] == "fake-registry"
 
 
 def test_a_token_service_refusing_the_credentials_is_denied(fake, tmp_path):
