@@ -278,14 +278,11 @@ def read_layer(layer: Layer, open_blob: Opener,
 
 
 def _normalized(name: str) -> str | None:
-    """A member name as an absolute path ("./usr/bin/x" and "usr/bin/x" are "/usr/bin/x");
-    None for the root itself or a name that climbs out of it."""
-    path = posixpath.normpath("/" + name)
-    if path.startswith("//"):
-        path = "/" + path.lstrip("/")
-    if path == "/" or "/../" in path + "/":
-        return None
-    return path
+    """A member name as an absolute path ("./usr/bin/x" and "usr/bin/x" are "/usr/bin/x";
+    a ".." above the root stays at the root, as when the layer is applied); None for the
+    root itself."""
+    path = "/" + posixpath.normpath("/" + name).lstrip("/")
+    return None if path == "/" else path
 
 
 def _add_parents(entries: dict[str, Entry], path: str) -> None:

@@ -122,7 +122,23 @@ class Registry:
 
     def __call__(self, layer: Layer):
         self.opens[layer.digest] += 1
-        return open(self.files[layer.digest], "rb")
+        return Streamed(open(self.files[layer.digest], "rb"))
+
+
+class Streamed:
+    """A blob as an HTTP response body gives it: read() only, no seeking back."""
+
+    def __init__(self, blob) -> None:
+        self._blob = blob
+
+    def read(self, size: int = -1) -> bytes:
+        return self._blob.read(size)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._blob.close()
 
 
 @pytest.fixture
