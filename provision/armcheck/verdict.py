@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from ..platforms import ARM64
@@ -79,25 +79,38 @@ class Judge:
     manifest_only: bool = False
     cancel: Cancel = field(default_factory=Cancel)
     cache: layers.LayerCache = field(default_factory=layers.LayerCache)
+    _stopped: Cancel = field(default_factory=Cancel)
 
     def all(self, images: list[str], done: Callable[[Finding], None] = lambda f: None,
             ) -> list[Finding]:
         """Every image, WORKERS at a time, in the order given; `done` is told of each as it
-        is decided (progress)."""
+        is decided (progress). Ctrl-C ends the wait at once: a request in flight is left to
+        its timeout in a thread nobody waits for."""
         def one(image: str) -> Finding:
             finding = self.image(image)
             done(finding)
             return finding
 
-        with ThreadPoolExecutor(max_workers=max(1, min(WORKERS, len(images)))) as pool:
+        self._stopped = Cancel()
+        pool = ThreadPoolExecutor(max_workers=max(1, min(WORKERS, len(images))))
+        try:
             futures = [pool.submit(one, image) for image in images]
-            try:
-                return [f.result() for f in futures]
-            except BaseException:
-                self.cancel.set()
-                for f in futures:
-                    f.cancel()
-                raise
+            pending = set(futures)
+            while pending:
+                _, pending = wait(pending, timeout=0.2, return_when=FIRST_EXCEPTION)
+                self._check()
+                for future in futures:
+                    if future.done() and future.exception():
+                        raise future.exception()  # type: ignore[misc]
+            return [f.result() for f in futures]
+        finally:
+            self._stopped.set()  # workers still queued or running stop at their next step
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def _check(self) -> None:
+        """Between two requests: raise Interrupted on Ctrl-C, or once all() has given up."""
+        self.cancel.check()
+        self._stopped.check()
 
     def image(self, image: str) -> Finding:
         finding = Finding(image)
@@ -113,7 +126,7 @@ class Judge:
         return finding
 
     def _judge(self, ref: Ref, finding: Finding) -> None:
-        self.cancel.check()
+        self._check()
         top = self.client.manifest(ref)
         arm64, finding.platforms = self._arm64_variant(ref, top)
         if arm64 is None:
@@ -126,7 +139,7 @@ class Judge:
             finding.verdict = READY
             finding.why = f"{ARM64} variant listed (binaries not checked: --manifest-only)"
             return
-        self.cancel.check()
+        self._check()
         config = json.loads(self.client.blob(ref, arm64.body["config"]["digest"]))
         said = platform_of(config)
         if not is_arm64(said):
@@ -139,7 +152,7 @@ class Judge:
                  for d in arm64.body.get("layers", [])]
 
         def open_blob(layer: layers.Layer):
-            self.cancel.check()
+            self._check()
             return self.client.open_blob(ref, layer.digest)
 
         point = layers.entrypoint(config, blobs, open_blob, self.cache)
@@ -169,7 +182,7 @@ class Judge:
                        None)
             if arm is None:
                 return None, platforms
-            self.cancel.check()
+            self._check()
             return self.client.manifest(ref.at(arm["digest"])), platforms
         config = json.loads(self.client.blob(ref, top.body["config"]["digest"]))
         platform = platform_of(config)
@@ -194,7 +207,7 @@ class Judge:
         except RegistryError:
             return None  # a registry that does not list tags: no proposal, still the rebuild
         for tag in candidate_tags(ref.tag or "", tags)[:CANDIDATE_TAGS]:
-            self.cancel.check()
+            self._check()
             try:
                 arm64, _ = self._arm64_variant(ref, self.client.manifest(ref.at(tag)))
             except (RegistryError, KeyError, ValueError):
