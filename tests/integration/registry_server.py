@@ -15,7 +15,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import re
+import shutil
 import socket
 import subprocess
 import threading
@@ -25,6 +27,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
 import requests
 
 
@@ -34,10 +37,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def need_docker_registry() -> None:
+    """Debian's docker-registry, installed as the lab installs it (root on Debian: CI) when
+    missing; elsewhere the test is skipped, saying so."""
+    if shutil.which("docker-registry"):
+        return
+    if os.geteuid() != 0 or not Path("/etc/debian_version").exists():
+        pytest.skip("needs Debian's docker-registry: `apt-get install docker-registry`, or run"
+                    " the suite as root on Debian (CI), which installs it")
+    from provision.lab.control import host_setup
+
+    host_setup(print)
+
+
 class DockerRegistry:
     """docker-registry serving `root` on 127.0.0.1 (with Basic auth when htpasswd is given)."""
 
     def __init__(self, root: Path, htpasswd: Path | None = None):
+        need_docker_registry()
         self.port = free_port()
         self.host = f"127.0.0.1:{self.port}"
         self.url = f"http://{self.host}"
@@ -67,6 +84,15 @@ http:
                     raise RuntimeError(f"docker-registry did not start: "
                                        f"{(root / 'registry.log').read_text()}") from None
                 time.sleep(0.05)
+
+    @classmethod
+    def with_password(cls, root: Path, user: str, password: str) -> DockerRegistry:
+        """A registry that wants `user`/`password` (htpasswd Basic auth, bcrypt)."""
+        import bcrypt
+
+        hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4)).decode()
+        (root / "htpasswd").write_text(f"{user}:{hashed}\n")
+        return cls(root, htpasswd=root / "htpasswd")
 
     def stop(self) -> None:
         if self.process.poll() is None:

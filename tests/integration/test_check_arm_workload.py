@@ -20,7 +20,6 @@ import tarfile
 import time
 from pathlib import Path
 
-import bcrypt
 import pytest
 
 from .registry_server import DockerRegistry, push_blob, push_manifest
@@ -97,10 +96,7 @@ def registry(tmp_path_factory):
 @pytest.fixture(scope="module")
 def private(tmp_path_factory):
     """A registry that wants USER/PASSWORD, holding priv/app:1 (multi-arch)."""
-    root = tmp_path_factory.mktemp("private")
-    hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
-    (root / "htpasswd").write_text(f"{USER}:{hashed}\n")
-    server = DockerRegistry(root, htpasswd=root / "htpasswd")
+    server = DockerRegistry.with_password(tmp_path_factory.mktemp("private"), USER, PASSWORD)
     auth = (USER, PASSWORD)
     push_index(server.url, "priv/app", "1",
                [push_variant(server.url, "priv/app", a, b, auth)

@@ -13,7 +13,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import bcrypt
 import pytest
 
 from provision.armcheck import registry
@@ -94,10 +93,7 @@ def plain(tmp_path_factory):
 @pytest.fixture(scope="module")
 def private(tmp_path_factory):
     """A docker-registry with htpasswd Basic auth (USER, PASSWORD) holding lab/private."""
-    root = tmp_path_factory.mktemp("private")
-    hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
-    (root / "htpasswd").write_text(f"{USER}:{hashed}\n")
-    server = DockerRegistry(root, htpasswd=root / "htpasswd")
+    server = DockerRegistry.with_password(tmp_path_factory.mktemp("private"), USER, PASSWORD)
     server.images = {"lab/private": push_image(server.url, "lab/private", auth=(USER, PASSWORD))}
     yield server
     server.stop()
