@@ -2,8 +2,9 @@
 # The main job on this machine, no cloud account: the local lab (a fake Compute Engine whose
 # VMs are Debian containers, a registry, base images), then the farm of inventory/lab.yaml
 # provisioned (VMs, Docker and QEMU over SSH, buildx nodes), a multi-arch build of
-# examples/hello with each platform compiled on its own node, the arm64 check, a summary, and
-# teardown. ARCHFARM_KEEP_LAB=1 keeps the lab, the VMs and the image afterwards.
+# examples/hello with each platform compiled on its own node, the arm64 checks (the image, then
+# a Kubernetes workload using it), a summary, and teardown. ARCHFARM_KEEP_LAB=1 keeps the lab,
+# the VMs and the image afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$(date +%s)
@@ -19,6 +20,7 @@ run configure              # converged: changed=0, one SSH round trip per host, 
 run status
 run build --context examples/hello --tag "$image" --strategy merge --push --json > /tmp/archfarm-demo-build.json
 run check-arm "$image"
+run check-arm --manifests examples/hello/deploy.yaml   # the whole workload, from the registry
 
 echo
 echo "== summary ($(( $(date +%s) - started )) s)"
