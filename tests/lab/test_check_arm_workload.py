@@ -262,3 +262,21 @@ def test_a_missing_file_and_a_bad_reference_are_bad_input(images, tmp_path):
     assert checked.code == 2, checked.stderr
     assert "bad-ref.yaml" in checked.out["error"] and re.search(r"\b3\b", checked.out["error"])
     assert "Traceback" not in missing.stderr + checked.stderr
+
+
+def test_the_mislabelled_images_arm64_entry_is_the_amd64_layer_under_an_arm64_config(images):
+    """The fixture itself, through the docker CLI: what the check must see through."""
+    def raw(ref: str) -> dict:
+        done = subprocess.run(["docker", "buildx", "imagetools", "inspect", "--raw", ref],
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    repository = MISLABELLED.rsplit(":", 1)[0]
+    entries = {m["platform"]["architecture"]: m["digest"] for m in raw(MISLABELLED)["manifests"]}
+    arm64, amd64 = (raw(f"{repository}@{entries[a]}") for a in ("arm64", "amd64"))
+    assert arm64["layers"] == amd64["layers"]
+    config = subprocess.run(["docker", "buildx", "imagetools", "inspect", "--format",
+                             "{{json .Image}}", f"{repository}@{entries['arm64']}"],
+                            capture_output=True, text=True, timeout=60)
+    assert json.loads(config.stdout)["architecture"] == "arm64", config.stderr
