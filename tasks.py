@@ -9,6 +9,7 @@ import atexit
 import gc
 
 from invoke import Collection, Exit, Task, task
+from invoke.parser import Argument
 
 # Skip the interpreter's last garbage collection: with the Compute Engine client loaded it
 # takes about a second after the recap (the task's output is complete by then).
@@ -189,24 +190,84 @@ def bake(c, file=None, target=None, inventory=None, per_node=None, stall_timeout
     _run("provision.buildx.tasks:bake", inventory=inventory, options=options, json_mode=json)
 
 
+CHECK_ARM_HELP = {
+    "ref": "the image reference",
+    "manifests": "check every image of these Kubernetes manifests: a file, a directory of YAML,"
+                 " or - for stdin (`helm template ... | inv check-arm --manifests -`)",
+    "compose": "check every image of this compose file's services",
+    "manifest_only": "with --manifests/--compose: read the platforms only, not the binaries",
+    "run": "with --manifests/--compose: also run each READY image on an arm64 node of the farm",
+    "sarif": "with --manifests/--compose: also write the findings as SARIF 2.1.0 to FILE",
+    "inventory": INVENTORY, "json": JSON}
+CHECK_ARM_USAGE = """Usage: inv check-arm [--options] IMAGE [-- CMD]
+       inv check-arm --manifests PATH|- [--compose FILE] [--options] [-- CMD]
+       inv check-arm --compose FILE [--options] [-- CMD]"""
+
+
+class ImageOrWorkload(Argument):
+    """check-arm's IMAGE: required unless --manifests or --compose names a workload (Invoke
+    has no optional positional argument; it asks each positional one for its value)."""
+
+    workload: tuple[Argument, ...] = ()
+
+    @property
+    def value(self):
+        given = super().value
+        return "" if given is None and any(a.value for a in self.workload) else given
+
+    @value.setter
+    def value(self, arg):
+        self.set_value(arg, cast=True)
+
+
+class CheckArmTask(HelpKeepsH):
+    def get_arguments(self, ignore_unknown_help=None):
+        arguments = super().get_arguments(ignore_unknown_help)
+        for argument in arguments:
+            if argument.name == "ref":
+                argument.__class__ = ImageOrWorkload
+                argument.workload = tuple(a for a in arguments
+                                          if a.name in ("manifests", "compose"))
+        return arguments
+
+
 # `ref`, not `image`: an argument starting with i would take -i from --inventory.
-@task(name="check-arm", help={"inventory": INVENTORY,
-                              "ref": "the image reference (positional: inv check-arm IMAGE)",
-                              "json": JSON})
-def check_arm(c, ref, inventory=None, json=False):
-    """Is IMAGE ready for arm64? Its platforms, then a run on an arm64 node (`-- CMD` runs
-    CMD in place of the image's entrypoint)."""
+@task(name="check-arm", positional=["ref"], help=CHECK_ARM_HELP,
+      klass=CheckArmTask)
+def check_arm(c, ref=None, manifests=None, compose=None, manifest_only=False, run=False,
+              sarif=None, inventory=None, json=False):
+    """Is IMAGE, or every image of a workload, ready for arm64? One IMAGE: its platforms, then
+    a run on an arm64 node. A workload: each image's platforms and the ELF machine of its arm64
+    entrypoint, from the registry (no pulls), with fixes and GKE scheduling hints. `-- CMD`
+    runs CMD in place of the entrypoint. Exit 0 only if everything is READY."""
     import sys
+    import textwrap
 
     if ref in ("-h", "--help"):  # Invoke hands a pending positional argument the flag
-        print("Usage: inv check-arm [--options] IMAGE [-- CMD]\n\n"
-              f"Docstring:\n  {' '.join(check_arm.__doc__.split())}\n\nOptions:\n"
-              f"  -i STRING, --inventory=STRING   {INVENTORY}\n"
-              f"  -j, --json                      {JSON}")
+        flags = [(_flag(a), a.help or "") for a in check_arm.get_arguments() if a.name != "ref"]
+        width = max(len(flag) for flag, _ in flags) + 2
+        doc = textwrap.fill(" ".join(check_arm.__doc__.split()), 92, initial_indent="  ",
+                            subsequent_indent="  ")
+        options = "\n".join(f"  {flag:<{width}} {text}" for flag, text in flags)
+        print(f"{CHECK_ARM_USAGE}\n\nDocstring:\n{doc}\n\nOptions:\n{options}")
         return
     command = sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else []
-    _run("provision.buildx.tasks:check_arm", inventory=inventory, image=ref, command=command,
-         json_mode=json)
+    if not manifests and not compose:
+        workload_only = [flag for flag, given in (("--manifest-only", manifest_only),
+                                                   ("--run", run), ("--sarif", sarif)) if given]
+        _run("provision.armcheck.tasks:check_arm", inventory=inventory, image=ref,
+             command=command, workload_only=workload_only, json_mode=json)
+        return
+    _run("provision.armcheck.tasks:check_workload", manifests=manifests, compose=compose,
+         image=ref or None, manifest_only=manifest_only, run=run, sarif=sarif, inventory=inventory,
+         command=command, json_mode=json)
+
+
+def _flag(argument: Argument) -> str:
+    """`-i STRING, --inventory=STRING`, as Invoke's own --help writes a flag."""
+    value = "=STRING" if argument.takes_value else ""
+    short = [f"-{n}{' STRING' if value else ''}" for n in argument.names if len(n) == 1]
+    return ", ".join(short + [f"--{(argument.name or '').replace('_', '-')}{value}"])
 
 
 @task(help={"inventory": INVENTORY, "json": JSON})

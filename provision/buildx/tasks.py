@@ -1,10 +1,10 @@
-"""`inv register`, `inv build`, `inv bake` and `inv check-arm`: the buildx side's task bodies."""
+"""`inv register`, `inv build` and `inv bake`: the buildx side's task bodies."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from ..cli import Session, fail, load, task
+from ..cli import Session, load, task
 
 
 @task
@@ -132,33 +132,3 @@ def bake(session: Session, *, inventory: str | None, options: Any) -> int:
             session.reporter.node(name, f"{', '.join(target['tags'])} -> {target['digest']}")
     show_moves(session, moved)
     return finish(session, recap, report, "bake")
-
-
-@task  # a stage: Ctrl-C and SIGTERM set session.cancel, and the check stops its container
-def check_arm(session: Session, *, inventory: str | None, image: str,
-              command: list[str]) -> int:
-    """READY (exit 0) or NOT READY with the reason (exit 1); the registry or the node out of
-    reach: exit 1 with the cause and the repair; interrupted: 130."""
-    from rich.markup import escape
-
-    from ..runner import Interrupted
-    from .check_arm import Unreachable, check, describe
-
-    farm = load(inventory)
-    try:
-        verdict = check(farm, image, command, session.cancel, inventory)
-    except Unreachable as e:
-        return fail(session, str(e), 1)
-    except Interrupted as e:
-        return fail(session, str(e) or f"interrupted: nothing was decided about {image}, and"
-                    " nothing of the check is left running", 130)
-    session.say(escape(f"{image}: platforms {', '.join(verdict.platforms) or 'none'}"))
-    if verdict.ran_on:
-        what = ("in place of the image's entrypoint" if command else
-                "the image's entrypoint, with its own arguments")
-        session.say(f"ran on {verdict.ran_on}: {escape(describe(command))} ({what})")
-    if verdict.output:
-        session.say(f"output:\n{escape(verdict.output)}")
-    session.say(escape(("READY: " if verdict.ready else "NOT READY: ") + verdict.reason))
-    session.emit({"image": image, **verdict.to_json()})
-    return 0 if verdict.ready else 1

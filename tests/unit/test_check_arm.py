@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from provision.armcheck.run import cause, check_reference
 from provision.buildx import reference
-from provision.buildx.check_arm import cause, check_reference
 from provision.buildx.docker_cli import Done
 from provision.buildx.reference import registry as registry_of
 from provision.errors import UserError
@@ -51,7 +51,7 @@ def test_the_cause_of_an_ssh_context_failure_is_what_ssh_said():
 
 
 def test_an_empty_command_is_bad_input_before_anything_runs():
-    from provision.buildx.check_arm import check
+    from provision.armcheck.run import check
     from provision.inventory import parse
     from provision.runner import Cancel
 

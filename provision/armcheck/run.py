@@ -27,11 +27,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import names
+from ..buildx import docker_cli, reference
 from ..errors import DockerError, UserError
 from ..inventory import Farm
 from ..platforms import ARM64, of_platform
 from ..runner import Cancel, Interrupted
-from . import docker_cli, reference
 
 RUN_TIMEOUT = 600.0   # a pull, or the command's run
 READ_TIMEOUT = 120.0  # a manifest read, a probe of the node

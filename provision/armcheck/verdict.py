@@ -1,0 +1,245 @@
+"""Each image of a workload, judged for linux/arm64 from the registry alone, in parallel.
+
+READY: the image offers a linux/arm64 variant and the binary its entrypoint execs there is an
+AArch64 ELF (or, under --manifest-only, the variant is listed: its binaries are not read).
+NOT READY: no arm64 variant, no such image, or an arm64 variant whose entrypoint is a binary
+of another machine ("mislabelled": the manifest says arm64, the content is x86-64).
+UNKNOWN: nothing could be decided (the registry cannot be reached or refuses us, a layer
+cannot be read, the entrypoint is missing or not a binary); the reason says which.
+
+The fix for an image without an arm64 variant is a multi-arch tag of the same repository when
+the registry has one (the tag without its arch suffix first, then its version's siblings,
+then `latest`); otherwise a rebuild with `inv build`, each platform on a node of its own.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+
+from ..platforms import ARM64
+from ..runner import Cancel
+from . import layers
+from .registry import Client, Manifest, NotFound, Ref, RegistryError
+
+READY, NOT_READY, UNKNOWN = "READY", "NOT READY", "UNKNOWN"
+WORKERS = 16          # registry requests in flight: one registry, small bodies
+CANDIDATE_TAGS = 6    # tags read while looking for a multi-arch one to propose
+# Arch suffixes people put on single-platform tags: `1.2-amd64`, `1.2_x86_64`, `1.2-linux-amd64`.
+ARCH_SUFFIX = re.compile(r"[-_.](?:linux[-_.])?(?:amd64|x86[-_]64|x64|i386|386|arm64v8|"
+                         r"arm64|aarch64|armv7|arm32v7|arm|ppc64le|s390x|riscv64)$")
+
+
+@dataclass
+class Finding:
+    """What was found about one image; `image` as the workload first writes it."""
+
+    image: str
+    platforms: list[str] = field(default_factory=list)
+    verdict: str = UNKNOWN
+    why: str = ""
+    entrypoint: layers.Entrypoint | None = None
+    fix: str | None = None
+    ran: dict | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.verdict == READY
+
+    def to_json(self) -> dict:
+        point = self.entrypoint
+        binary = point.binary if point else None
+        return {"image": self.image, "platforms": self.platforms, "verdict": self.verdict,
+                "why": self.why, "fix": self.fix, "ran": self.ran,
+                "entrypoint": None if point is None else {
+                    "argv0": point.argv0, "path": binary.path if binary else None,
+                    "machine": binary.machine if binary else None,
+                    "via": list(binary.via) if binary else []}}
+
+
+def platform_of(entry: dict) -> str:
+    """`os/arch[/variant]` of an index entry's platform, or of an image config."""
+    text = f"{entry.get('os', '?')}/{entry.get('architecture', '?')}"
+    return f"{text}/{entry['variant']}" if entry.get("variant") else text
+
+
+def is_arm64(platform: str) -> bool:
+    return platform in (ARM64, f"{ARM64}/v8")
+
+
+@dataclass
+class Judge:
+    """Judges images with one registry client and one layer cache, shared by every image of
+    the run (images built on one base read its layers once)."""
+
+    client: Client
+    manifest_only: bool = False
+    cancel: Cancel = field(default_factory=Cancel)
+    cache: layers.LayerCache = field(default_factory=layers.LayerCache)
+    _stopped: Cancel = field(default_factory=Cancel)
+
+    def all(self, images: list[str], done: Callable[[Finding], None] = lambda f: None,
+            ) -> list[Finding]:
+        """Every image, WORKERS at a time, in the order given; `done` is told of each as it
+        is decided (progress). Ctrl-C ends the wait at once: a request in flight is left to
+        its timeout in a thread nobody waits for."""
+        def one(image: str) -> Finding:
+            finding = self.image(image)
+            done(finding)
+            return finding
+
+        self._stopped = Cancel()
+        pool = ThreadPoolExecutor(max_workers=max(1, min(WORKERS, len(images))))
+        try:
+            futures = [pool.submit(one, image) for image in images]
+            pending = set(futures)
+            while pending:
+                _, pending = wait(pending, timeout=0.2, return_when=FIRST_EXCEPTION)
+                self._check()
+                for future in futures:
+                    if future.done() and future.exception():
+                        raise future.exception()  # type: ignore[misc]
+            return [f.result() for f in futures]
+        finally:
+            self._stopped.set()  # workers still queued or running stop at their next step
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def _check(self) -> None:
+        """Between two requests: raise Interrupted on Ctrl-C, or once all() has given up."""
+        self.cancel.check()
+        self._stopped.check()
+
+    def image(self, image: str) -> Finding:
+        finding = Finding(image)
+        ref = Ref.parse(image)
+        try:
+            self._judge(ref, finding)
+        except NotFound as e:
+            finding.verdict, finding.why, finding.fix = NOT_READY, e.problem, e.fix
+        except RegistryError as e:
+            finding.verdict, finding.why, finding.fix = UNKNOWN, e.problem, e.fix
+        except layers.LayerError as e:
+            finding.verdict, finding.why = UNKNOWN, str(e)
+        return finding
+
+    def _judge(self, ref: Ref, finding: Finding) -> None:
+        self._check()
+        top = self.client.manifest(ref)
+        arm64, finding.platforms = self._arm64_variant(ref, top)
+        if arm64 is None:
+            finding.verdict = NOT_READY
+            finding.why = (f"no {ARM64} variant: the image offers"
+                           f" {', '.join(finding.platforms) or 'no platform'}")
+            finding.fix = self._fix(ref)
+            return
+        if self.manifest_only:
+            finding.verdict = READY
+            finding.why = f"{ARM64} variant listed (binaries not checked: --manifest-only)"
+            return
+        self._check()
+        config = json.loads(self.client.blob(ref, arm64.body["config"]["digest"]))
+        said = platform_of(config)
+        if not is_arm64(said):
+            finding.verdict = NOT_READY
+            finding.why = (f"mislabelled: the index lists a {ARM64} variant, but its image"
+                           f" config says {said}")
+            finding.fix = self._rebuild(ref)
+            return
+        blobs = [layers.Layer(d["digest"], d.get("mediaType", ""), d.get("size", 0))
+                 for d in arm64.body.get("layers", [])]
+
+        def open_blob(layer: layers.Layer):
+            self._check()
+            return self.client.open_blob(ref, layer.digest)
+
+        point = layers.entrypoint(config, blobs, open_blob, self.cache)
+        finding.entrypoint = point
+        binary = point.binary
+        if binary is None or binary.machine is None:
+            finding.verdict = UNKNOWN
+            finding.why = (f"the {ARM64} variant's entrypoint {point.argv0}:"
+                           f" {point.problem or 'not an ELF binary'}")
+            finding.fix = "run it on an arm64 node to see whether it starts (--run)"
+            return
+        what = f"{describe_path(point.argv0, binary)} is an {binary.machine} ELF binary"
+        if binary.arch == "arm64":
+            finding.verdict, finding.why = READY, f"{ARM64} variant; its entrypoint {what}"
+        else:
+            finding.verdict = NOT_READY
+            finding.why = f"mislabelled: the {ARM64} variant's entrypoint {what}"
+            finding.fix = self._rebuild(ref)
+
+    def _arm64_variant(self, ref: Ref, top: Manifest) -> tuple[Manifest | None, list[str]]:
+        """The linux/arm64 manifest, if any, and every platform the image offers."""
+        if top.is_index:
+            entries = [e for e in top.body.get("manifests", [])
+                       if platform_of(e.get("platform", {})) != "unknown/unknown"]  # attestations
+            platforms = sorted({platform_of(e.get("platform", {})) for e in entries})
+            arm = next((e for e in entries if is_arm64(platform_of(e.get("platform", {})))),
+                       None)
+            if arm is None:
+                return None, platforms
+            self._check()
+            return self.client.manifest(ref.at(arm["digest"])), platforms
+        config = json.loads(self.client.blob(ref, top.body["config"]["digest"]))
+        platform = platform_of(config)
+        return (top if is_arm64(platform) else None), [platform]
+
+    def _fix(self, ref: Ref) -> str:
+        """A multi-arch tag of the same repository that has arm64, else the rebuild."""
+        tag = self._multi_arch_tag(ref)
+        if tag:
+            return (f"use {ref.at(tag)}: a multi-arch tag of the same repository, with a"
+                    f" {ARM64} variant")
+        return self._rebuild(ref)
+
+    @staticmethod
+    def _rebuild(ref: Ref) -> str:
+        return (f"rebuild it for linux/amd64 and {ARM64} with `inv build --context DIR --tag"
+                f" {ref} --push` (each platform built natively on a node of its own)")
+
+    def _multi_arch_tag(self, ref: Ref) -> str | None:
+        try:
+            tags = self.client.tags(ref)
+        except RegistryError:
+            return None  # a registry that does not list tags: no proposal, still the rebuild
+        for tag in candidate_tags(ref.tag or "", tags)[:CANDIDATE_TAGS]:
+            self._check()
+            try:
+                arm64, _ = self._arm64_variant(ref, self.client.manifest(ref.at(tag)))
+            except (RegistryError, KeyError, ValueError):
+                continue
+            if arm64 is not None:
+                return tag
+        return None
+
+
+def candidate_tags(tag: str, tags: list[str]) -> list[str]:
+    """The tags worth trying for a multi-arch twin of `tag`, best first: `tag` without its
+    arch suffix, then tags of the same version line (`1.2.3`, `1.2`, `1.2.3-alpine` for
+    `1.2.3-amd64`; the closest first), then `latest`."""
+    base = ARCH_SUFFIX.sub("", tag)
+    version = base.split("-")[0].split(".")
+
+    def distance(other: str) -> int | None:
+        parts = other.split("-")[0].split(".")
+        shared = min(len(parts), len(version))
+        return abs(len(parts) - len(version)) if parts[:shared] == version[:shared] else None
+
+    line = [t for t in tags if t != tag and not ARCH_SUFFIX.search(t)
+            and distance(t) is not None]
+    ordered = [base, *sorted(line, key=lambda t: (distance(t), len(t))), "latest"]
+    known = set(tags)
+    seen: list[str] = []
+    for t in ordered:
+        if t in known and t != tag and t not in seen:
+            seen.append(t)
+    return seen
+
+
+def describe_path(argv0: str, binary: layers.Binary) -> str:
+    """`/bin/sh (-> /usr/bin/busybox)`: the entrypoint as written, and what it resolves to."""
+    return argv0 if binary.path == argv0 else f"{argv0} (-> {binary.path})"
