@@ -163,6 +163,6 @@ spec:
     out = json.loads(done.stdout.strip().splitlines()[-1])
     [image] = out["images"]
     assert image["image"] == READY_IMAGE and image["verdict"] == "READY", image
-    ran = image["run"]
+    ran = image["ran"]
     assert ran and "ran on arm64 node arm64" in ran["reason"], image
     assert "aarch64" in ran["output"], image

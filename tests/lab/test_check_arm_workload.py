@@ -37,7 +37,8 @@ WORKLOADS = Path(__file__).resolve().parent / "workloads"
 WEB, COMPOSE = WORKLOADS / "web.yaml", WORKLOADS / "compose.yaml"
 ARM_READY, MALFORMED = WORKLOADS / "arm-ready.yaml", WORKLOADS / "malformed.yaml"
 INV = [sys.executable, "-m", "invoke", "--search-root", str(REPO)]
-IMAGE_KEYS = {"image", "used_by", "platforms", "verdict", "why", "entrypoint", "fix", "run"}
+# `ran`: --run's result (the brief's contract said `run`; docs/arm-readiness.md says `ran`)
+IMAGE_KEYS = {"image", "used_by", "platforms", "verdict", "why", "entrypoint", "fix", "ran"}
 USE_KEYS = {"kind", "name", "container", "section", "file", "line"}
 
 
@@ -147,24 +148,30 @@ def test_the_mislabelled_image_is_not_ready_for_its_x86_64_binaries(web):
     assert section == "containers", bad
 
 
-def test_no_scheduling_hint_for_a_deployment_whose_images_are_not_ready(web):
+def test_a_scheduling_hint_only_for_the_cronjob_whose_images_are_all_ready(web):
     checked, _ = web
-    assert not [h for h in checked.out["hints"] if h["workload"] == "Deployment/web"], checked.out
+    hints = {h["workload"]: h for h in checked.out["hints"]}
+    assert set(hints) == {"CronJob/report"}, checked.out  # Deployment/web is not ready
+    assert Path(hints["CronJob/report"]["file"]).name == "web.yaml", hints
+    assert "kubernetes.io/arch: arm64" in hints["CronJob/report"]["hint"], hints
 
 
-def test_the_sarif_file_points_at_each_not_ready_use(web):
+def test_the_sarif_file_points_at_each_not_ready_use_and_notes_the_hint(web):
     checked, sarif = web
     log = json.loads(sarif.read_text())
     assert log["version"] == "2.1.0", log
-    located = set()
+    located: dict[str, set] = {"error": set(), "warning": set(), "note": set()}
     for run in log["runs"]:
         for result in run["results"]:
             physical = result["locations"][0]["physicalLocation"]
-            located.add((Path(physical["artifactLocation"]["uri"]).name,
-                         physical["region"]["startLine"]))
-    assert located == {("web.yaml", line_of(WEB, "web/migrate")),
-                       ("web.yaml", line_of(WEB, "web/sidecar")),
-                       ("compose.yaml", line_of(COMPOSE, "compose/worker"))}, log
+            located[result["level"]].add((Path(physical["artifactLocation"]["uri"]).name,
+                                          physical["region"]["startLine"]))
+    assert located["error"] == {("web.yaml", line_of(WEB, "web/migrate")),
+                                ("web.yaml", line_of(WEB, "web/sidecar")),
+                                ("compose.yaml", line_of(COMPOSE, "compose/worker"))}, log
+    assert not located["warning"], log  # nothing UNKNOWN
+    [hint] = checked.out["hints"]
+    assert located["note"] == {("web.yaml", hint["line"])}, log
 
 
 def test_the_text_form_shows_the_table_the_fix_and_the_count(images):
