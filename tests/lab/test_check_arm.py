@@ -16,6 +16,7 @@ from google.cloud import compute_v1
 
 from .conftest import KW, REPO, inv, write_inventory
 from .test_build import REGISTRY, build_hello, docker
+from .workload_images import READY_IMAGE, push_test_images
 
 pytestmark = pytest.mark.lab
 
@@ -141,3 +142,27 @@ def test_a_stopped_arm64_node_exits_1_naming_the_node_and_the_repair(farm):
     finally:
         assert inv("provision", "-i", str(farm))[0] == 0
     assert check_arm(farm, IMAGE)[0] == 0  # the fix it named repaired it
+
+
+def test_run_starts_a_manifests_ready_image_on_the_arm64_node(farm, tmp_path):
+    """The workload form with --run: the image the registry found READY is started on the
+    farm's arm64 node, with the command given."""
+    push_test_images()
+    pod = tmp_path / "pod.yaml"
+    pod.write_text(f"""apiVersion: v1
+kind: Pod
+metadata: {{name: ready}}
+spec:
+  containers:
+    - {{name: app, image: "{READY_IMAGE}"}}
+""")
+    done = subprocess.run([*INV, "check-arm", "--json", "-i", str(farm), "--manifests", str(pod),
+                           "--run", "--", "uname", "-m"], capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    [image] = out["images"]
+    assert image["image"] == READY_IMAGE and image["verdict"] == "READY", image
+    ran = image["ran"]
+    assert ran and "ran on arm64 node arm64" in ran["reason"], image
+    assert "aarch64" in ran["output"], image
