@@ -228,7 +228,7 @@ class Client:
         """A small blob (an image config) of ref's repository, its digest checked."""
         _hasher(ref, digest)
         with self._get(ref, self._url(ref, f"blobs/{digest}"), {"Accept-Encoding": "identity"},
-                       what="blob") as response:
+                       what="blob", digest=digest) as response:
             content = response.content
         _verify(ref, digest, content, "blob")
         return content
@@ -239,7 +239,8 @@ class Client:
         checked when it is read to the end (a mismatch raises RegistryError then)."""
         hasher = _hasher(ref, digest)
         response = self._get(ref, self._url(ref, f"blobs/{digest}"),
-                             {"Accept-Encoding": "identity"}, what="blob", stream=True)
+                             {"Accept-Encoding": "identity"}, what="blob", stream=True,
+                             digest=digest)
         stream = io.BufferedReader(_CheckedBlob(ref, digest, hasher, response),
                                    buffer_size=1 << 16)
         try:
@@ -299,7 +300,7 @@ class Client:
             raise _unreachable(registry, url, error, self.timeout) from None
 
     def _get(self, ref: Ref, url: str, headers: dict[str, str], *, what: str,
-             stream: bool = False) -> requests.Response:
+             stream: bool = False, digest: str | None = None) -> requests.Response:
         """GET `url` of ref's repository, answering an auth challenge once; a 2xx response,
         else the RegistryError its status means. Redirects (blob storage) are followed;
         requests drops the Authorization header when the host changes."""
@@ -316,7 +317,7 @@ class Client:
         if response.ok:
             return response
         try:
-            raise self._failure(ref, response, what)
+            raise self._failure(ref, response, what, digest)
         finally:
             response.close()
 
@@ -468,11 +469,22 @@ class Client:
                       f"`{login}` with an account that may pull {ref.repository}, and check "
                       "the image's name")
 
-    def _failure(self, ref: Ref, response: requests.Response, what: str) -> RegistryError:
+    def _failure(self, ref: Ref, response: requests.Response, what: str,
+                 digest: str | None = None) -> RegistryError:
         """The RegistryError a non-2xx answer means (after auth was answered)."""
         status, host = response.status_code, ref.registry
         said = _error_text(response)
         because = f" ({said})" if said else ""
+        if response.history and urlsplit(response.url).netloc != urlsplit(
+                response.history[0].url).netloc:
+            # Redirected to blob storage: its URL is signed (never shown), and a refusal there
+            # is an expired signature or a skewed clock, not our credentials.
+            storage = urlsplit(response.url).hostname
+            return RegistryError(host, f"the blob storage of registry {host} ({storage})"
+                                 f" answered HTTP {status} for blob {digest or '?'} of"
+                                 f" {ref.repository}",
+                                 "retry; if it persists, check this machine's clock (signed"
+                                 " storage URLs expire) and the registry's status")
         if status in (401, 403):
             return self._denied(ref, self._credentials_for(host))
         if status == 404:
@@ -480,7 +492,6 @@ class Client:
                 return NotFound(host, f"registry {host} has no repository {ref.repository}"
                                 f"{because}", f"check the image's name, or push it to {host}")
             if what == "blob":
-                digest = response.url.rpartition("/")[2]
                 return NotFound(host, f"registry {host} has no blob {digest} in "
                                 f"{ref.repository}{because}",
                                 f"push the image to {host} again: its content is incomplete")

@@ -194,11 +194,14 @@ class BlobStore(_Server):
 
     def __init__(self):
         self.blobs: dict[str, bytes] = {}
+        self.refuse: int | None = None  # a status to answer everything with (403: expired)
         super().__init__(self._handle)
 
     def _handle(self, handler: BaseHTTPRequestHandler) -> None:
         digest = urlsplit(handler.path).path.removeprefix("/blobs/")
-        if digest in self.blobs:
+        if self.refuse:
+            answer(handler, self.refuse, b"<Error><Code>AccessDenied</Code></Error>")
+        elif digest in self.blobs:
             answer(handler, 200, self.blobs[digest],
                    {"Content-Type": "application/octet-stream"})
         else:

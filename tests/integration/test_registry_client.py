@@ -422,6 +422,23 @@ def test_a_redirected_blob_does_not_get_the_authorization_header(fake, tmp_path)
     assert not any("Authorization" in seen.headers for seen in stored)
 
 
+@pytest.mark.parametrize("status", [404, 403])
+def test_a_refusal_of_blob_storage_names_the_storage_not_its_signed_url(fake, tmp_path, status):
+    """What the storage a registry redirects to answers is not about our credentials (a 403 is
+    an expired signature), and its URL's query (the signature) is never shown."""
+    digest = fake.add_blob(b"{}")
+    if status == 403:
+        fake.store.refuse = 403
+    else:
+        fake.store.blobs.clear()
+    docker_config(tmp_path, {"auths": {fake.host: {"auth": basic(USER, PASSWORD)}}})
+    with pytest.raises(RegistryError) as raised:
+        Client().blob(Ref.parse(f"{fake.host}/lab/app:1.0"), digest)
+    message = str(raised.value)
+    assert f"HTTP {status} for blob {digest}" in message and "storage" in message, message
+    assert "signature" not in message and "docker login" not in message, message
+
+
 def test_content_that_differs_from_its_digest_is_refused(fake, tmp_path):
     good = fake.add_blob(b"the real content")
     fake.store.blobs[good] = b"something else"
