@@ -222,7 +222,7 @@ def _compression(layer: Layer) -> str:
         raise LayerError(
             f"Layer {layer.digest} is a foreign (nondistributable) layer ({media_type}): "
             "registries do not serve it, so its files cannot be read. Fix: check this image "
-            "by running it (inv check-arm IMAGE --run).")
+            "by running it (inv check-arm IMAGE).")
     for suffix, compression in (("tar+gzip", "gzip"), ("tar.gzip", "gzip"),
                                 ("tar+zstd", "zstd"), ("tar.zstd", "zstd"), ("tar", "tar")):
         if media_type.endswith(suffix):
@@ -230,7 +230,7 @@ def _compression(layer: Layer) -> str:
     raise LayerError(
         f"Layer {layer.digest} has the media type {media_type!r}, which is not a layer this "
         "check can read (a tar, gzip or zstd compressed). Fix: check this image by running it "
-        "(inv check-arm IMAGE --run).")
+        "(inv check-arm IMAGE).")
 
 
 def _decompressed(raw: _Hashing, compression: str) -> BinaryIO:
@@ -442,7 +442,8 @@ def entrypoint(config: dict, layers: Sequence[Layer], open_blob: Opener,
         else:
             path = _on_path(image, argv0, _path_variable(settings.get("Env")), workdir)
             via.append(f"{argv0} -> {path} (PATH)")
-        return Entrypoint(argv0, _program(image, path, workdir, via), None)
+        search = _path_variable(settings.get("Env"))
+        return Entrypoint(argv0, _program(image, path, workdir, via, search), None)
     except _Unsettled as unsettled:
         return Entrypoint(argv0, None, str(unsettled))
 
@@ -478,8 +479,9 @@ def _on_path(image: _Image, name: str, search: str, workdir: str) -> str:
                      f"({search})")
 
 
-def _program(image: _Image, path: str, workdir: str, via: list[str]) -> Binary:
-    """The file the kernel execs for `path`: itself, or the interpreter its `#!` line names."""
+def _program(image: _Image, path: str, workdir: str, via: list[str], search: str) -> Binary:
+    """The file the kernel execs for `path`: itself, or the interpreter its `#!` line names
+    (for `#!/usr/bin/env prog`, the prog env finds on PATH: the program that does the work)."""
     script = ""
     for _ in range(MAX_INTERPRETERS + 1):
         try:
@@ -505,7 +507,29 @@ def _program(image: _Image, path: str, workdir: str, via: list[str]) -> Binary:
         interpreter, line = _shebang(resolved, entry.head)
         via.append(f"{resolved}: {line}")
         script, path = resolved, posixpath.join(workdir, interpreter)
+        program = _env_program(interpreter, line)
+        if program:
+            try:
+                image.resolve(path)  # env itself
+                found = (posixpath.join(workdir, program) if "/" in program
+                         else _on_path(image, program, search, workdir))
+            except _Unsettled as unsettled:
+                raise _Unsettled(f"{script} needs {program} (its #! line), but "
+                                 f"{unsettled}") from None
+            via.append(f"{program} -> {found} (through env)")
+            path = found
     raise _Unsettled(f"{script} is reached through more than {MAX_INTERPRETERS} #! interpreters")
+
+
+def _env_program(interpreter: str, line: str) -> str | None:
+    """The program `#!/usr/bin/env [-S] [NAME=VALUE...] prog ...` runs; None for another
+    interpreter, or an env line naming no program."""
+    if posixpath.basename(interpreter) != "env":
+        return None
+    words = line[2:].split()[1:]
+    if words[:1] in (["-S"], ["--split-string"]):
+        words = words[1:]
+    return next((w for w in words if not w.startswith("-") and "=" not in w), None)
 
 
 def _shebang(script: str, head: bytes) -> tuple[str, str]:

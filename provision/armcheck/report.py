@@ -10,7 +10,9 @@ its image fixed first, and gets no hint.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from .verdict import NOT_READY, READY, UNKNOWN, Finding
 from .workload import Template, Use, Workload, scheduling_hint
@@ -53,7 +55,9 @@ def to_json(workload: Workload, findings: dict[str, Finding]) -> dict:
                        "used_by": [use_json(u) for u in workload.images[key]]})
     counts = {v: sum(f.verdict == v for f in findings.values())
               for v in (READY, NOT_READY, UNKNOWN)}
-    return {"ready": counts[READY] == len(findings), "counts": counts, "images": images,
+    # A service built from source has no image to check: nothing proves it ready.
+    ready = counts[READY] == len(findings) and not workload.unbuilt
+    return {"ready": ready, "counts": counts, "images": images,
             "hints": [{"workload": f"{t.kind}/{t.name}", "file": t.file, "line": t.line,
                        "hint": h} for t, h in hints(workload, findings)],
             "unbuilt": [use_json(u) for u in workload.unbuilt]}
@@ -86,7 +90,9 @@ def show(session: Session, workload: Workload, findings: dict[str, Finding]) -> 
                                f"{template.line}): {hint}"))
     counts = to_json(workload, findings)["counts"]
     summary = ", ".join(f"[{VERDICT_STYLE[v]}]{n} {v}[/]" for v, n in counts.items() if n)
-    session.say(f"{len(findings)} image(s): {summary or 'none'}")
+    unbuilt = (f"; {len(workload.unbuilt)} service(s) built from source, not checked"
+               if workload.unbuilt else "")
+    session.say(f"{len(findings)} image(s): {summary or 'none'}{unbuilt}")
 
 
 def sarif(workload: Workload, findings: dict[str, Finding]) -> dict:
@@ -102,6 +108,11 @@ def sarif(workload: Workload, findings: dict[str, Finding]) -> dict:
             text += f". Fix: {finding.fix}"
         for use in workload.images[key]:
             results.append(_result(rule, level, f"{use}: {text}", use.file, use.line))
+    for use in workload.unbuilt:
+        rule, level, _ = RULES[UNKNOWN]
+        results.append(_result(rule, level, f"{use}: built from source here, with no image to"
+                               " check. Fix: build it for linux/arm64 too (`inv build`), and"
+                               " check the image", use.file, use.line))
     for template, hint in hints(workload, findings):
         rule, level, _ = RULES["hint"]
         results.append(_result(rule, level, f"{template.kind}/{template.name}: {hint}",
@@ -128,11 +139,12 @@ def _result(rule: str, level: str, text: str, file: str, line: int) -> dict:
 
 
 def artifact_uri(file: str) -> str:
-    """The file as CI knows it: relative to the working directory (the repository's root in
-    CI) when it is under it; stdin has no file, and is called `stdin`."""
+    """The file as CI knows it: a relative URI from the working directory (the repository's
+    root in CI) when it is under it, else a file:// URI; stdin has no file, and is `stdin`."""
     if file == "-":
         return "stdin"
     path = os.path.abspath(file)
     here = os.getcwd()
-    inside = os.path.commonpath([path, here]) == here
-    return os.path.relpath(path, here) if inside else path
+    if os.path.commonpath([path, here]) == here:
+        return quote(os.path.relpath(path, here))
+    return Path(path).as_uri()

@@ -53,7 +53,7 @@ def check_workload(session: Session, *, manifests: str | None, compose: str | No
     """Every image of the workload: READY (all of them: exit 0) or not (exit 1), bad input 2."""
     from . import report
     from .registry import Client
-    from .verdict import Judge
+    from .verdict import Judge, pinned_elsewhere
     from .workload import merge, read_compose, read_manifests
 
     if image:
@@ -77,6 +77,8 @@ def check_workload(session: Session, *, manifests: str | None, compose: str | No
     findings = dict(zip(keys, found, strict=True))
     if farm is not None:
         run_ready(session, farm, inventory, findings, command)
+    for key, finding in findings.items():
+        pinned_elsewhere(finding, workload.images[key])
     report.show(session, workload, findings)
     if sarif_path is not None:
         write_atomically(sarif_path, json.dumps(report.sarif(workload, findings), indent=2))
@@ -88,13 +90,15 @@ def check_workload(session: Session, *, manifests: str | None, compose: str | No
 
 def run_ready(session: Session, farm, inventory: str | None, findings: dict,
               command: list[str]) -> None:
-    """--run: each image the registry found READY, started on an arm64 node of the farm (with
-    its entrypoint, or `command`); one that fails there is NOT READY after all."""
+    """--run: each image the registry found READY, or could not decide about although it has
+    an arm64 variant, started on an arm64 node of the farm (with its entrypoint, or `command`):
+    READY if it runs, NOT READY if it fails there."""
     from .run import Unreachable, check
-    from .verdict import NOT_READY, READY, UNKNOWN
+    from .verdict import NOT_READY, READY, UNKNOWN, is_arm64
 
     for finding in findings.values():
-        if finding.verdict != READY:
+        undecided = finding.verdict == UNKNOWN and any(map(is_arm64, finding.platforms))
+        if finding.verdict != READY and not undecided:
             continue
         session.node(finding.image, "running on an arm64 node (--run)")
         try:
@@ -105,8 +109,10 @@ def run_ready(session: Session, farm, inventory: str | None, findings: dict,
         finding.ran = verdict.to_json()
         if not verdict.ready:
             finding.verdict, finding.why = NOT_READY, f"--run: {verdict.reason}"
-        else:
+        elif finding.verdict == READY:
             finding.why += f"; {verdict.reason}"
+        else:  # what the registry could not settle, the run did
+            finding.verdict, finding.why, finding.fix = READY, f"--run: {verdict.reason}", None
 
 
 def sarif_target(path: str | None) -> Path | None:

@@ -24,10 +24,12 @@ from ..platforms import ARM64
 from ..runner import Cancel
 from . import layers
 from .registry import Client, Manifest, NotFound, Ref, RegistryError
+from .workload import Use
 
 READY, NOT_READY, UNKNOWN = "READY", "NOT READY", "UNKNOWN"
 WORKERS = 16          # registry requests in flight: one registry, small bodies
 CANDIDATE_TAGS = 6    # tags read while looking for a multi-arch one to propose
+MAX_NESTING = 3       # an index's arm64 entry that is an index, followed this deep
 # Arch suffixes people put on single-platform tags: `1.2-amd64`, `1.2_x86_64`, `1.2-linux-amd64`.
 ARCH_SUFFIX = re.compile(r"[-_.](?:linux[-_.])?(?:amd64|x86[-_]64|x64|i386|386|arm64v8|"
                          r"arm64|aarch64|armv7|arm32v7|arm|ppc64le|s390x|riscv64)$")
@@ -123,12 +125,17 @@ class Judge:
             finding.verdict, finding.why, finding.fix = UNKNOWN, e.problem, e.fix
         except layers.LayerError as e:
             finding.verdict, finding.why = UNKNOWN, str(e)
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            finding.verdict = UNKNOWN  # a manifest or config not as the OCI spec has them
+            finding.why = (f"the registry serves a manifest or image config for {image} that"
+                           f" archfarm cannot read ({type(e).__name__}: {e})")
+            finding.fix = f"check it with `docker buildx imagetools inspect --raw {image}`"
         return finding
 
     def _judge(self, ref: Ref, finding: Finding) -> None:
         self._check()
         top = self.client.manifest(ref)
-        arm64, finding.platforms = self._arm64_variant(ref, top)
+        arm64, config, finding.platforms = self._arm64_variant(ref, top)
         if arm64 is None:
             finding.verdict = NOT_READY
             finding.why = (f"no {ARM64} variant: the image offers"
@@ -139,8 +146,9 @@ class Judge:
             finding.verdict = READY
             finding.why = f"{ARM64} variant listed (binaries not checked: --manifest-only)"
             return
-        self._check()
-        config = json.loads(self.client.blob(ref, arm64.body["config"]["digest"]))
+        if config is None:
+            self._check()
+            config = json.loads(self.client.blob(ref, arm64.body["config"]["digest"]))
         said = platform_of(config)
         if not is_arm64(said):
             finding.verdict = NOT_READY
@@ -162,7 +170,8 @@ class Judge:
             finding.verdict = UNKNOWN
             finding.why = (f"the {ARM64} variant's entrypoint {point.argv0}:"
                            f" {point.problem or 'not an ELF binary'}")
-            finding.fix = "run it on an arm64 node to see whether it starts (--run)"
+            finding.fix = ("run it on an arm64 node to see whether it starts (--run, or `inv"
+                           f" check-arm {finding.image}`)")
             return
         what = f"{describe_path(point.argv0, binary)} is an {binary.machine} ELF binary"
         if binary.arch == "arm64":
@@ -172,21 +181,29 @@ class Judge:
             finding.why = f"mislabelled: the {ARM64} variant's entrypoint {what}"
             finding.fix = self._rebuild(ref)
 
-    def _arm64_variant(self, ref: Ref, top: Manifest) -> tuple[Manifest | None, list[str]]:
-        """The linux/arm64 manifest, if any, and every platform the image offers."""
-        if top.is_index:
-            entries = [e for e in top.body.get("manifests", [])
-                       if platform_of(e.get("platform", {})) != "unknown/unknown"]  # attestations
-            platforms = sorted({platform_of(e.get("platform", {})) for e in entries})
-            arm = next((e for e in entries if is_arm64(platform_of(e.get("platform", {})))),
-                       None)
-            if arm is None:
-                return None, platforms
-            self._check()
-            return self.client.manifest(ref.at(arm["digest"])), platforms
-        config = json.loads(self.client.blob(ref, top.body["config"]["digest"]))
-        platform = platform_of(config)
-        return (top if is_arm64(platform) else None), [platform]
+    def _arm64_variant(self, ref: Ref, top: Manifest, depth: int = 0,
+                       ) -> tuple[Manifest | None, dict | None, list[str]]:
+        """The linux/arm64 manifest if any, its image config when it had to be read to
+        know (a single manifest), and every platform the image offers. An index whose arm64
+        entry is itself an index is followed (a few levels)."""
+        if not top.is_index:
+            config = json.loads(self.client.blob(ref, top.body["config"]["digest"]))
+            platform = platform_of(config)
+            return (top if is_arm64(platform) else None), config, [platform]
+        entries = [e for e in top.body["manifests"]
+                   if platform_of(e.get("platform", {})) != "unknown/unknown"]  # attestations
+        platforms = sorted({platform_of(e.get("platform", {})) for e in entries})
+        arm = next((e for e in entries if is_arm64(platform_of(e.get("platform", {})))), None)
+        if arm is None:
+            return None, None, platforms
+        self._check()
+        manifest = self.client.manifest(ref.at(arm["digest"]))
+        if manifest.is_index and depth < MAX_NESTING:
+            nested, config, _ = self._arm64_variant(ref, manifest, depth + 1)
+            return nested, config, platforms
+        if manifest.is_index:
+            raise ValueError(f"indexes nested more than {MAX_NESTING} deep")
+        return manifest, None, platforms
 
     def _fix(self, ref: Ref) -> str:
         """A multi-arch tag of the same repository that has arm64, else the rebuild."""
@@ -202,19 +219,43 @@ class Judge:
                 f" {ref} --push` (each platform built natively on a node of its own)")
 
     def _multi_arch_tag(self, ref: Ref) -> str | None:
+        """The tag without its arch suffix, asked for at once (the tag list of a big
+        repository may not reach it); then the candidates of the repository's tag list."""
+        base = ARCH_SUFFIX.sub("", ref.tag or "")
+        if base and base != ref.tag and self._has_arm64(ref, base):
+            return base
         try:
             tags = self.client.tags(ref)
         except RegistryError:
             return None  # a registry that does not list tags: no proposal, still the rebuild
         for tag in candidate_tags(ref.tag or "", tags)[:CANDIDATE_TAGS]:
-            self._check()
-            try:
-                arm64, _ = self._arm64_variant(ref, self.client.manifest(ref.at(tag)))
-            except (RegistryError, KeyError, ValueError):
-                continue
-            if arm64 is not None:
+            if tag != base and self._has_arm64(ref, tag):
                 return tag
         return None
+
+    def _has_arm64(self, ref: Ref, tag: str) -> bool:
+        self._check()
+        try:
+            arm64, _, _ = self._arm64_variant(ref, self.client.manifest(ref.at(tag)))
+        except (RegistryError, KeyError, TypeError, ValueError, AttributeError):
+            return False
+        return arm64 is not None
+
+
+def pinned_elsewhere(finding: Finding, uses: list[Use]) -> None:
+    """A compose service that pins another platform (`platform: linux/amd64`) runs that
+    variant even on an Arm host, emulated if at all: the image is not ready as used."""
+    pins = [u for u in uses if u.platform and not is_arm64(u.platform)]
+    if not pins:
+        return
+    said = "; ".join(f"{u} pins platform {u.platform} ({u.file}:{u.line}): on Arm it runs that"
+                     " variant, emulated" for u in pins)
+    fix = "; ".join(f"remove `platform: {u.platform}` from {u}, or set {ARM64}" for u in pins)
+    if finding.verdict == NOT_READY:
+        finding.why += f"; also, {said}"
+        finding.fix = f"{finding.fix}; {fix}" if finding.fix else fix
+    else:
+        finding.verdict, finding.why, finding.fix = NOT_READY, said, fix
 
 
 def candidate_tags(tag: str, tags: list[str]) -> list[str]:

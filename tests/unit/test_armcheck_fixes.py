@@ -29,6 +29,7 @@ def test_sarif_locations_are_relative_to_the_working_directory(tmp_path, monkeyp
     (tmp_path / "k8s").mkdir()
     assert artifact_uri("k8s/app.yaml") == "k8s/app.yaml"
     assert artifact_uri(str(tmp_path / "k8s" / "app.yaml")) == "k8s/app.yaml"
+    assert artifact_uri("k8s/my app.yaml") == "k8s/my%20app.yaml"  # a URI, as SARIF wants
     assert artifact_uri("-") == "stdin"
-    outside = os.path.join(os.path.dirname(tmp_path), "elsewhere.yaml")
-    assert artifact_uri(outside) == outside
+    outside = os.path.join(os.path.dirname(tmp_path), "else where.yaml")
+    assert artifact_uri(outside) == "file://" + outside.replace(" ", "%20")

@@ -387,12 +387,33 @@ def test_a_script_is_its_interpreter_followed_through_symlinks(registry):
         ("/entrypoint.sh: #!/bin/sh", "/bin/sh -> /bin/busybox"))
 
 
-def test_a_script_run_through_env_is_the_env_binary(registry):
-    image = [registry.layer([file("/usr/bin/env", AARCH64),
+def test_a_script_run_through_env_is_the_program_env_finds_on_path(registry):
+    """`#!/usr/bin/env python3`: an arm64 env in front of an x86-64 python3 is no arm64
+    image; what counts is the program env runs."""
+    image = [registry.layer([file("/usr/bin/env", AARCH64), file("/usr/bin/python3", X86_64),
                              file("/app/main.py", b"#!  /usr/bin/env python3 \nprint()\n")])]
     found = check(registry, image, entrypoint=["/app/main.py"])
-    assert found.binary.path == "/usr/bin/env" and found.binary.arch == "arm64"
-    assert found.binary.via == ("/app/main.py: #!  /usr/bin/env python3",)
+    assert found.binary.path == "/usr/bin/python3" and found.binary.arch == "amd64"
+    assert found.binary.via == ("/app/main.py: #!  /usr/bin/env python3",
+                                "python3 -> /usr/bin/python3 (through env)")
+
+
+@pytest.mark.parametrize("line", [b"#!/usr/bin/env -S python3 -u",
+                                  b"#!/usr/bin/env LC_ALL=C python3"])
+def test_env_options_and_assignments_are_not_the_program(registry, line):
+    image = [registry.layer([file("/usr/bin/env", AARCH64), file("/usr/bin/python3", AARCH64),
+                             file("/app/main.py", line + b"\nprint()\n")])]
+    found = check(registry, image, entrypoint=["/app/main.py"])
+    assert found.binary.path == "/usr/bin/python3"
+
+
+def test_env_naming_a_program_the_image_lacks_says_so(registry):
+    image = [registry.layer([file("/usr/bin/env", AARCH64),
+                             file("/app/main.py", b"#!/usr/bin/env python3\n")])]
+    found = check(registry, image, entrypoint=["/app/main.py"])
+    assert found.binary is None
+    assert found.problem.startswith("/app/main.py needs python3 (its #! line), but python3 is"
+                                    " not an executable file in any directory of the image's PATH")
 
 
 def test_a_script_whose_interpreter_is_missing(registry):
