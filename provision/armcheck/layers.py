@@ -34,6 +34,8 @@ MAX_NAME = 4096            # PATH_MAX: a longer member name is not a real file
 MAX_MEMBERS = 1_000_000    # far above any real layer; bounds the index's memory
 MAX_PAX_HEADER = 1 << 20   # extended headers hold a name and a few xattrs, never megabytes
 MAX_SYMLINK_HOPS = 40      # as Linux (ELOOP)
+MIN_UNPACKED = 4 << 30      # a layer may always unpack to this many bytes...
+UNPACK_RATIO = 100          # ...or this many times its compressed size, if more
 MAX_INTERPRETERS = 4       # as Linux: a script's interpreter may be a script, four deep
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"  # docker's
 CHUNK = 1 << 16
@@ -179,14 +181,20 @@ def elf_machine(head: bytes) -> tuple[str, str | None] | None:
 
 
 class _Hashing:
-    """The blob's bytes as they are read, hashed on the way."""
+    """The blob's bytes as they are read, hashed on the way, never more than `limit` (the
+    size the manifest declares, when it does): a registry that keeps sending is cut off."""
 
-    def __init__(self, blob: BinaryIO, algorithm: str) -> None:
+    def __init__(self, blob: BinaryIO, algorithm: str, limit: int = 0) -> None:
         self._blob = blob
         self.hash = hashlib.new(algorithm)
+        self.limit, self.count = limit, 0
 
     def read(self, size: int = -1) -> bytes:
         data = self._blob.read(size)
+        self.count += len(data)
+        if self.limit and self.count > self.limit:
+            raise LayerError(f"the registry sent more than the {self.limit} bytes its manifest"
+                             " declares.")
         self.hash.update(data)
         return data
 
@@ -194,6 +202,22 @@ class _Hashing:
         """Read what the tar stream left (end-of-archive padding), so the digest covers all."""
         while self.read(CHUNK):
             pass
+
+
+class _Bounded:
+    """A decompressed stream that refuses to unpack past `limit` bytes (a decompression
+    bomb: a few compressed megabytes can unpack to terabytes)."""
+
+    def __init__(self, stream: BinaryIO, limit: int) -> None:
+        self._stream, self.limit, self.count = stream, limit, 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._stream.read(size)
+        self.count += len(data)
+        if self.count > self.limit:
+            raise LayerError(f"it unpacks to more than {self.limit} bytes (a decompression"
+                             " bomb?).")
+        return data
 
 
 class _Unbounded(tarfile.TarError):
@@ -255,9 +279,10 @@ def read_layer(layer: Layer, open_blob: Opener,
                          "(sha256:HEX, sha384:HEX or sha512:HEX).")
     on_fetch()
     with open_blob(layer) as blob:
-        raw = _Hashing(blob, algorithm)
+        raw = _Hashing(blob, algorithm, layer.size)
+        unpacked = max(MIN_UNPACKED, UNPACK_RATIO * layer.size)
         try:
-            index = _index(_decompressed(raw, compression))
+            index = _index(cast(BinaryIO, _Bounded(_decompressed(raw, compression), unpacked)))
             raw.drain()
         except (tarfile.TarError, zlib.error, EOFError, gzip.BadGzipFile, zstandard.ZstdError,
                 RecursionError) as error:

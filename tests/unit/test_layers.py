@@ -573,3 +573,20 @@ def test_a_layer_error_is_remembered_not_fetched_again(registry):
         with pytest.raises(LayerError, match="does not match its digest"):
             entrypoint(config(entrypoint=["/app"]), [layer], registry, cache)
     assert cache.reads == 1 and registry.opens[layer.digest] == 1
+
+
+def test_a_registry_sending_more_than_the_declared_size_is_cut_off(registry):
+    """A registry (or a proxy) that keeps sending is stopped at the manifest's size, not read
+    to its end."""
+    sent = registry.layer([file("/app", AARCH64), file("/pad", bytes(300_000))])
+    declared = Layer(sent.digest, sent.media_type, sent.size // 2)
+    with pytest.raises(LayerError, match="more than the .* bytes its manifest declares"):
+        check(registry, [declared], entrypoint=["/app"])
+
+
+def test_a_decompression_bomb_is_refused(registry, monkeypatch):
+    monkeypatch.setattr(layers, "MIN_UNPACKED", 1 << 20)
+    bomb = registry.layer([file("/app", AARCH64), file("/zeros", bytes(8 << 20))])
+    assert bomb.size < 100_000  # 8 MB of zeros compress to a few kilobytes
+    with pytest.raises(LayerError, match="unpacks to more than"):
+        check(registry, [bomb], entrypoint=["/app"])
