@@ -588,24 +588,23 @@ def read_compose(path: str, environ: Mapping[str, str] = os.environ) -> Workload
         raise _error(path, line, "a compose file needs `services:`, a mapping of service names"
                      " to their image", "give the compose file (compose.yaml or"
                      " docker-compose.yml) of the workload")
-    walk = _Walk(path, text, workload)
     for key, service in services.value:
         name = str(key.value)
-        if _get(service, "image") is None:
-            if _get(service, "build") is not None:
+        keys = _service_keys(service, name, _Walk(path, text, workload), services, set())
+        if "image" not in keys:
+            if "build" in keys:
                 workload.unbuilt.append(Use("compose", name, "", "service", path, _line(key)))
                 continue
             raise _error(path, _line(key), f"compose service {name} has no image",
                          "add `image: REGISTRY/REPOSITORY:TAG` to it (or `build:` and an image"
                          " to push the build to)")
-        image_node = _get(service, "image")
-        assert image_node is not None
+        image_node, walk = keys["image"]
         image, unset = _interpolated(walk, image_node, f"compose service {name}", "image",
                                      variables)
-        platform_node = _get(service, "platform")
         platform = None
-        if platform_node is not None and platform_node.tag != "tag:yaml.org,2002:null":
-            platform = _interpolated(walk, platform_node, f"compose service {name}",
+        if "platform" in keys and keys["platform"][0].tag != "tag:yaml.org,2002:null":
+            platform_node, platform_walk = keys["platform"]
+            platform = _interpolated(platform_walk, platform_node, f"compose service {name}",
                                      "platform", variables)[0] or None
         why = reference.problem(image, digest=True) if image else "it is empty"
         if why is not None:
@@ -614,10 +613,10 @@ def read_compose(path: str, environ: Mapping[str, str] = os.environ) -> Workload
             fix = (f"set {', '.join(dict.fromkeys(unset))} in the environment or in the .env"
                    f" file beside {path}, or give a default, `${{{unset[0]}:-...}}`"
                    if unset else "write it as REGISTRY/REPOSITORY:TAG")
-            raise _error(path, _line(image_node), f"compose service {name} has image"
+            raise _error(walk.file, _line(image_node), f"compose service {name} has image"
                          f" {written!r}, which is {image!r}{because}, not a docker reference:"
                          f" {why}", fix)
-        workload.add(image, Use("compose", name, "", "service", path, _line(image_node),
+        workload.add(image, Use("compose", name, "", "service", walk.file, _line(image_node),
                                 platform))
     if not workload.images:
         built = " (its services all have `build:` and no `image:`)" if workload.unbuilt else ""
@@ -625,6 +624,51 @@ def read_compose(path: str, environ: Mapping[str, str] = os.environ) -> Workload
                      "give each service the `image:` it runs (a built one: the name its build"
                      " is pushed to)")
     return workload
+
+
+MAX_EXTENDS = 10  # services extending services, this deep
+
+
+def _service_keys(service: yaml.Node, name: str, walk: _Walk, services: yaml.Node | None,
+                  seen: set[tuple[str, str]]) -> dict[str, tuple[yaml.Node, _Walk]]:
+    """A compose service's image, platform and build, each with the file it is written in:
+    its own, else what `extends:` (the same file's service, or another file's) gives it."""
+    own = {k: (node, walk) for k in ("image", "platform", "build")
+           if (node := _get(service, k)) is not None}
+    extends = _get(service, "extends")
+    if extends is None:
+        return own
+    base_file = None
+    if isinstance(extends, yaml.MappingNode):
+        base_name, base_file = _text(_get(extends, "service")), _text(_get(extends, "file"))
+    else:
+        base_name = _text(extends)
+    if not base_name:
+        raise _error(walk.file, _line(extends), f"compose service {name}: `extends` names no"
+                     " service", "write `extends: {service: NAME}` (and `file:` for another"
+                     " compose file)")
+    base_walk, base_services = walk, services
+    if base_file:
+        base_path = Path(walk.file).parent / base_file
+        text = _read_file(base_path, str(base_path))
+        documents = list(_documents(text, str(base_path)))
+        base_walk = _Walk(str(base_path), text, walk.workload)
+        base_services = _get(documents[0] if documents else None, "services")
+        if str(base_path) not in walk.workload.sources:
+            walk.workload.sources.append(str(base_path))
+    here = (base_walk.file, base_name)
+    if here in seen or len(seen) >= MAX_EXTENDS:
+        raise _error(walk.file, _line(extends), f"compose service {name} extends {base_name},"
+                     " which extends it back (or goes more than ten services deep)",
+                     "break the loop of `extends:`")
+    base = _get(base_services, base_name) if isinstance(base_services, yaml.MappingNode) \
+        else None
+    if base is None:
+        raise _error(walk.file, _line(extends), f"compose service {name} extends"
+                     f" {base_name}, which {base_walk.file} does not define",
+                     "name a service of that file in `extends:`")
+    inherited = _service_keys(base, base_name, base_walk, base_services, seen | {here})
+    return {**inherited, **own}
 
 
 def _interpolated(walk: _Walk, node: yaml.Node, what: str, key: str,

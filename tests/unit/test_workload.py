@@ -452,3 +452,42 @@ def test_use_as_a_user_reads_it():
     assert str(Use("CronJob", "report", "migrate", "initContainers", "f", 1)) == (
         "CronJob/report (init container migrate)")
     assert str(Use("compose", "web", "", "service", "f", 1)) == "compose service web"
+
+
+def test_compose_extends_takes_the_image_and_platform_it_does_not_set_itself(tmp_path):
+    """`extends:` (of the same file's service, or of another file's) gives a service what it
+    does not set; the image is located where it is written."""
+    base = write(tmp_path, "base.yaml", """\
+        services:
+          web:
+            image: 127.0.0.1:5000/shop/web:1
+            platform: linux/amd64
+        """)
+    path = write(tmp_path, "compose.yaml", """\
+        services:
+          web:
+            extends: {file: base.yaml, service: web}
+          api:
+            extends: web
+            platform: linux/arm64
+        """)
+    workload = read_compose(path, environ={})
+    [uses] = workload.images.values()
+    assert [(u.name, u.file, u.line, u.platform) for u in uses] == [
+        ("web", base, 3, "linux/amd64"), ("api", base, 3, "linux/arm64")]
+    assert base in workload.sources
+
+
+def test_compose_extends_that_loops_or_names_nothing_is_bad_input(tmp_path):
+    path = write(tmp_path, "compose.yaml", """\
+        services:
+          a:
+            extends: b
+          b:
+            extends: a
+        """)
+    assert refused(read_compose, path, environ={}).startswith(
+        f"{path}:3: compose service a extends b, which extends it back")
+    path = write(tmp_path, "compose.yaml", "services:\n  a:\n    extends: {service: nope}\n")
+    assert refused(read_compose, path, environ={}).startswith(
+        f"{path}:3: compose service a extends nope, which {path} does not define")
