@@ -16,7 +16,7 @@ from google.cloud import compute_v1
 
 from .conftest import KW, REPO, inv, write_inventory
 from .test_build import REGISTRY, build_hello, docker
-from .workload_images import READY_IMAGE, push_test_images
+from .workload_images import NO_COMMAND, READY_IMAGE, push_test_images
 
 pytestmark = pytest.mark.lab
 
@@ -146,7 +146,8 @@ def test_a_stopped_arm64_node_exits_1_naming_the_node_and_the_repair(farm):
 
 def test_run_starts_a_manifests_ready_image_on_the_arm64_node(farm, tmp_path):
     """The workload form with --run: the image the registry found READY is started on the
-    farm's arm64 node, with the command given."""
+    farm's arm64 node, with the command given; so is the one the registry could not decide
+    about (it names no command of its own), and the run decides it."""
     push_test_images()
     pod = tmp_path / "pod.yaml"
     pod.write_text(f"""apiVersion: v1
@@ -155,14 +156,19 @@ metadata: {{name: ready}}
 spec:
   containers:
     - {{name: app, image: "{READY_IMAGE}"}}
+    - {{name: bare, image: "{NO_COMMAND}"}}
 """)
     done = subprocess.run([*INV, "check-arm", "--json", "-i", str(farm), "--manifests", str(pod),
                            "--run", "--", "uname", "-m"], capture_output=True, text=True,
                           timeout=600)
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout.strip().splitlines()[-1])
-    [image] = out["images"]
-    assert image["image"] == READY_IMAGE and image["verdict"] == "READY", image
-    ran = image["ran"]
-    assert ran and "ran on arm64 node arm64" in ran["reason"], image
-    assert "aarch64" in ran["output"], image
+    ready, bare = out["images"]
+    for image in (ready, bare):
+        assert image["verdict"] == "READY", image
+        ran = image["ran"]
+        assert ran and "ran on arm64 node arm64" in ran["reason"], image
+        assert "aarch64" in ran["output"], image
+    assert ready["image"] == READY_IMAGE and "AArch64" in ready["why"]
+    assert bare["image"] == NO_COMMAND and bare["why"].startswith("--run: "), bare
+    assert bare["entrypoint"]["path"] is None  # the registry alone could not settle it

@@ -36,6 +36,7 @@ READY_IMAGE = f"{REGISTRY}/checkarm/ready:1.0"
 AMD64_ONLY = f"{REGISTRY}/checkarm/tool:1.0-amd64"
 TOOL_MULTIARCH = f"{REGISTRY}/checkarm/tool:1.0"
 MISLABELLED = f"{REGISTRY}/checkarm/mislabelled:1.0"
+NO_COMMAND = f"{REGISTRY}/checkarm/no-command:1.0"  # multi-arch, no Entrypoint and no Cmd
 INDEX = INDEXES[0]  # the Docker manifest list, as the base image's own index is
 ARCHES = ("amd64", "arm64")
 
@@ -154,9 +155,25 @@ def _push_mislabelled(base: Base) -> str:
                                                    "arm64": arm64}), INDEX)
 
 
+def _push_no_command(base: Base) -> str:
+    """The base image with its Cmd taken away: nothing says what the image runs."""
+    repository, tag = _split(NO_COMMAND)
+    manifests = {}
+    for arch in ARCHES:
+        _mount(repository, base.layer(arch)["digest"])
+        config = json.loads(base.configs[arch])
+        config["config"].pop("Cmd", None)
+        config["config"].pop("Entrypoint", None)
+        config_bytes = json.dumps(config, sort_keys=True).encode()
+        _push_blob(repository, config_bytes)
+        manifests[arch] = _manifest(config_bytes, [base.layer(arch)])
+        _push_manifest(repository, _digest(manifests[arch]), manifests[arch], MANIFEST)
+    return _push_manifest(repository, tag, _index(manifests), INDEX)
+
+
 def push_test_images() -> dict[str, str]:
-    """READY_IMAGE, AMD64_ONLY, TOOL_MULTIARCH and MISLABELLED in the lab registry (pushed
-    unless already there); each ref -> its digest."""
+    """READY_IMAGE, AMD64_ONLY, TOOL_MULTIARCH, MISLABELLED and NO_COMMAND in the lab registry
+    (pushed unless already there); each ref -> its digest."""
     base = Base()
     ready, ready_tag = _split(READY_IMAGE)
     _copy_manifests(base, ready, ARCHES)
@@ -167,6 +184,7 @@ def push_test_images() -> dict[str, str]:
         AMD64_ONLY: _push_manifest(tool, amd64_tag, base.manifests["amd64"], MANIFEST),
         TOOL_MULTIARCH: _push_manifest(tool, _split(TOOL_MULTIARCH)[1], base.index, INDEX),
         MISLABELLED: _push_mislabelled(base),
+        NO_COMMAND: _push_no_command(base),
     }
 
 
