@@ -71,7 +71,8 @@ def check_workload(session: Session, *, manifests: str | None, compose: str | No
         judge = Judge(client, manifest_only=manifest_only, cancel=session.cancel)
         keys = list(workload.images)
         found = judge.all([workload.written[k] for k in keys],
-                          done=lambda f: session.node(f.image, f.verdict))
+                          done=lambda f: session.node(f.image, f.verdict),
+                          uses=[workload.images[k] for k in keys])
     finally:
         client.close()
     findings = dict(zip(keys, found, strict=True))

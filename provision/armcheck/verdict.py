@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
@@ -84,19 +84,20 @@ class Judge:
     _stopped: Cancel = field(default_factory=Cancel)
 
     def all(self, images: list[str], done: Callable[[Finding], None] = lambda f: None,
-            ) -> list[Finding]:
+            uses: Sequence[Sequence[Use]] | None = None) -> list[Finding]:
         """Every image, WORKERS at a time, in the order given; `done` is told of each as it
         is decided (progress). Ctrl-C ends the wait at once: a request in flight is left to
         its timeout in a thread nobody waits for."""
-        def one(image: str) -> Finding:
-            finding = self.image(image)
+        def one(image: str, used: Sequence[Use]) -> Finding:
+            finding = self.image(image, used)
             done(finding)
             return finding
 
         self._stopped = Cancel()
         pool = ThreadPoolExecutor(max_workers=max(1, min(WORKERS, len(images))))
         try:
-            futures = [pool.submit(one, image) for image in images]
+            futures = [pool.submit(one, image, used)
+                       for image, used in zip(images, uses or [()] * len(images), strict=True)]
             pending = set(futures)
             while pending:
                 _, pending = wait(pending, timeout=0.2, return_when=FIRST_EXCEPTION)
@@ -114,11 +115,12 @@ class Judge:
         self.cancel.check()
         self._stopped.check()
 
-    def image(self, image: str) -> Finding:
+    def image(self, image: str, uses: Sequence[Use] = ()) -> Finding:
+        """One image, as `uses` run it (the image's entrypoint, or their commands)."""
         finding = Finding(image)
         ref = Ref.parse(image)
         try:
-            self._judge(ref, finding)
+            self._judge(ref, finding, uses)
         except NotFound as e:
             finding.verdict, finding.why, finding.fix = NOT_READY, e.problem, e.fix
         except RegistryError as e:
@@ -132,7 +134,7 @@ class Judge:
             finding.fix = f"check it with `docker buildx imagetools inspect --raw {image}`"
         return finding
 
-    def _judge(self, ref: Ref, finding: Finding) -> None:
+    def _judge(self, ref: Ref, finding: Finding, uses: Sequence[Use]) -> None:
         self._check()
         top = self.client.manifest(ref)
         arm64, config, finding.platforms = self._arm64_variant(ref, top)
@@ -163,23 +165,42 @@ class Judge:
             self._check()
             return self.client.open_blob(ref, layer.digest)
 
-        point = layers.entrypoint(config, blobs, open_blob, self.cache)
-        finding.entrypoint = point
+        commands = commands_of(uses)
+        if not all(u.command for u in uses) or not uses:  # someone runs the image's own
+            point = layers.entrypoint(config, blobs, open_blob, self.cache)
+            finding.entrypoint = point
+            self._settle(finding, ref, point, "its entrypoint")
+        for argv0, runners in commands.items():
+            if finding.verdict == NOT_READY:
+                break
+            settings = dict(config.get("config") or {}, Entrypoint=[argv0], Cmd=None)
+            point = layers.entrypoint(dict(config, config=settings), blobs, open_blob,
+                                      self.cache)
+            if point.binary is None and finding.entrypoint is not None:
+                continue  # not in the image: a volume may bring it; the image's own decided
+            self._settle(finding, ref, point, f"{argv0}, the command of {runners[0]}")
+            finding.entrypoint = finding.entrypoint or point
+
+    def _settle(self, finding: Finding, ref: Ref, point: layers.Entrypoint, what: str) -> None:
+        """One program the image runs (its entrypoint, or a command a use gives) judged into
+        the finding: NOT READY beats UNKNOWN beats READY."""
         binary = point.binary
         if binary is None or binary.machine is None:
-            finding.verdict = UNKNOWN
-            finding.why = (f"the {ARM64} variant's entrypoint {point.argv0}:"
-                           f" {point.problem or 'not an ELF binary'}")
-            finding.fix = ("run it on an arm64 node to see whether it starts (--run, or `inv"
-                           f" check-arm {finding.image}`)")
+            if not finding.why:  # else another program has decided, or said why not
+                finding.verdict = UNKNOWN
+                finding.why = (f"the {ARM64} variant's {what}, {point.argv0}:"
+                               f" {point.problem or 'not an ELF binary'}")
+                finding.fix = ("run it on an arm64 node to see whether it starts (--run, or"
+                               f" `inv check-arm {finding.image}`)")
             return
-        what = f"{describe_path(point.argv0, binary)} is an {binary.machine} ELF binary"
+        said = f"{describe_path(point.argv0, binary)} is an {binary.machine} ELF binary"
         if binary.arch == "arm64":
-            finding.verdict, finding.why = READY, f"{ARM64} variant; its entrypoint {what}"
-        else:
-            finding.verdict = NOT_READY
-            finding.why = f"mislabelled: the {ARM64} variant's entrypoint {what}"
-            finding.fix = self._rebuild(ref)
+            if not finding.why:
+                finding.verdict, finding.why = READY, f"{ARM64} variant; {what} {said}"
+            return
+        finding.verdict = NOT_READY
+        finding.why = f"mislabelled: in the {ARM64} variant, {what} {said}"
+        finding.fix = self._rebuild(ref)
 
     def _arm64_variant(self, ref: Ref, top: Manifest, depth: int = 0,
                        ) -> tuple[Manifest | None, dict | None, list[str]]:
@@ -256,6 +277,15 @@ def pinned_elsewhere(finding: Finding, uses: list[Use]) -> None:
         finding.fix = f"{finding.fix}; {fix}" if finding.fix else fix
     else:
         finding.verdict, finding.why, finding.fix = NOT_READY, said, fix
+
+
+def commands_of(uses: Sequence[Use]) -> dict[str, list[Use]]:
+    """The programs uses run in place of the image's entrypoint (argv0 -> those uses)."""
+    found: dict[str, list[Use]] = {}
+    for use in uses:
+        if use.command and use.command[0]:
+            found.setdefault(use.command[0], []).append(use)
+    return found
 
 
 def candidate_tags(tag: str, tags: list[str]) -> list[str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -60,6 +61,9 @@ class Use:
     file: str       # as given ("-" for stdin); for a directory, the file inside it
     line: int       # 1-based line of the image value
     platform: str | None = None  # compose `platform:` when the service pins one
+    # What runs in place of the image's entrypoint: a container's `command:`, a compose
+    # service's `entrypoint:`; empty when the image's own runs.
+    command: tuple[str, ...] = ()
 
     def __str__(self) -> str:
         if self.kind == "compose":
@@ -369,7 +373,9 @@ def _object(walk: _Walk, node: yaml.Node, list_kind: str | None, depth: int) -> 
             image_node = _get(container, "image")
             image = walk.image(image_node, container, str(use))
             assert image_node is not None  # walk.image refused a missing one
-            uses.append((image, Use(kind, name, cname, section, walk.file, _line(image_node))))
+            command = tuple(_strings(_get(container, "command")))
+            uses.append((image, Use(kind, name, cname, section, walk.file, _line(image_node),
+                                    command=command)))
     images = []
     for image, use in sorted(uses, key=lambda pair: pair[1].line):  # in the order written
         key = walk.workload.add(image, use)
@@ -616,8 +622,10 @@ def read_compose(path: str, environ: Mapping[str, str] = os.environ) -> Workload
             raise _error(walk.file, _line(image_node), f"compose service {name} has image"
                          f" {written!r}, which is {image!r}{because}, not a docker reference:"
                          f" {why}", fix)
+        command = _entrypoint(*keys["entrypoint"], name, variables) \
+            if "entrypoint" in keys else ()
         workload.add(image, Use("compose", name, "", "service", walk.file, _line(image_node),
-                                platform))
+                                platform, command))
     if not workload.images:
         built = " (its services all have `build:` and no `image:`)" if workload.unbuilt else ""
         raise _error(path, None, f"found no images in {path}{built}",
@@ -629,11 +637,25 @@ def read_compose(path: str, environ: Mapping[str, str] = os.environ) -> Workload
 MAX_EXTENDS = 10  # services extending services, this deep
 
 
+def _entrypoint(node: yaml.Node, walk: _Walk, name: str,
+                variables: Mapping[str, str]) -> tuple[str, ...]:
+    """A compose service's `entrypoint:`, a list or a string split as a shell would."""
+    if not _is_string(node):
+        return tuple(_strings(node))
+    text = _interpolated(walk, node, f"compose service {name}", "entrypoint", variables)[0]
+    try:
+        return tuple(shlex.split(text))
+    except ValueError as e:
+        raise _error(walk.file, _line(node), f"compose service {name} has entrypoint"
+                     f" {text!r}, which cannot be split into words ({e})",
+                     "close its quotes, or write it as a list") from None
+
+
 def _service_keys(service: yaml.Node, name: str, walk: _Walk, services: yaml.Node | None,
                   seen: set[tuple[str, str]]) -> dict[str, tuple[yaml.Node, _Walk]]:
     """A compose service's image, platform and build, each with the file it is written in:
     its own, else what `extends:` (the same file's service, or another file's) gives it."""
-    own = {k: (node, walk) for k in ("image", "platform", "build")
+    own = {k: (node, walk) for k in ("image", "platform", "build", "entrypoint")
            if (node := _get(service, k)) is not None}
     extends = _get(service, "extends")
     if extends is None:

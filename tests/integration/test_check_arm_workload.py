@@ -54,10 +54,11 @@ def layer(files: dict[str, bytes], links: dict[str, str] | None = None) -> bytes
 
 
 def push_variant(url: str, repo: str, arch: str, binary: bytes, auth=None,
-                 tag: str | None = None) -> dict:
-    """One platform's manifest (a base layer with the binary, its /bin/app symlink above it),
-    tagged `tag` (else ARCH-only), and its descriptor for an index."""
-    blobs = [layer({"usr/bin/app": binary}), layer({}, {"bin/app": "../usr/bin/app"})]
+                 tag: str | None = None, extra: dict[str, bytes] | None = None) -> dict:
+    """One platform's manifest (a base layer with the binary and `extra` files, its /bin/app
+    symlink above it), tagged `tag` (else ARCH-only), and its descriptor for an index."""
+    blobs = [layer({"usr/bin/app": binary, **(extra or {})}),
+             layer({}, {"bin/app": "../usr/bin/app"})]
     config = json.dumps({"architecture": arch, "os": "linux",
                          "config": {"Entrypoint": ["/bin/app"]},
                          "rootfs": {"type": "layers", "diff_ids": []}}).encode()
@@ -100,6 +101,9 @@ def registry(tmp_path_factory):
     push_index(url, "app/nested", "1", [{
         "mediaType": OCI_INDEX, "digest": inner_index.headers["Docker-Content-Digest"],
         "size": len(inner_index.content), "platform": {"os": "linux", "architecture": "arm64"}}])
+    # arm64 through and through, but for /opt/tool, an x86-64 binary a command may run.
+    push_index(url, "app/mixed", "1", [
+        push_variant(url, "app/mixed", "arm64", AARCH64, extra={"opt/tool": X86_64})])
     garbage = push_blob(url, "app/odd", b"not json")
     push_manifest(url, "app/odd", "1", {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
                                         "config": {"mediaType": "application/octet-stream",
@@ -354,3 +358,32 @@ def test_a_compose_service_pinned_to_amd64_is_not_ready_and_one_built_here_unche
     assert [i["verdict"] for i in out["images"]] == ["READY"] and not out["ready"]
     [result] = json.loads((tmp_path / "s.sarif").read_text())["runs"][0]["results"]
     assert result["level"] == "warning" and "compose service web" in result["message"]["text"]
+
+
+def test_a_command_that_runs_an_x86_binary_of_an_arm64_image_is_found_out(
+        registry, tmp_path, no_credentials):
+    """A container's `command:` (a compose `entrypoint:`) replaces the image's entrypoint:
+    what it runs is judged too; a command the image does not hold (a volume brings it) is no
+    evidence either way."""
+    image = f"{registry.host}/app/mixed:1"
+    (tmp_path / "k8s.yaml").write_text(
+        deployment("own", image) + "---\n" + deployment("volume", image).replace(
+            "image: ", "command: [/scripts/run.sh], image: "))
+    code, out, err = check_arm("--manifests", str(tmp_path / "k8s.yaml"))
+    assert code == 0, err
+    [mixed] = out["images"]
+    assert mixed["verdict"] == "READY" and "its entrypoint /bin/app" in mixed["why"], mixed
+
+    (tmp_path / "k8s.yaml").write_text(deployment("tool", image).replace(
+        "image: ", "command: [/opt/tool, --serve], image: "))
+    compose = tmp_path / "compose.yaml"
+    compose.write_text(f"services:\n  web:\n    image: {image}\n"
+                       "    entrypoint: /opt/tool --serve\n")
+    for flag, path, who in (("--manifests", tmp_path / "k8s.yaml", "Deployment/tool"),
+                            ("--compose", compose, "compose service web")):
+        code, out, err = check_arm(flag, str(path))
+        assert code == 1, err
+        [mixed] = out["images"]
+        assert mixed["verdict"] == "NOT READY", mixed
+        assert f"/opt/tool, the command of {who}" in mixed["why"], mixed
+        assert "x86-64" in mixed["why"] and "mislabelled" in mixed["why"]

@@ -491,3 +491,30 @@ def test_compose_extends_that_loops_or_names_nothing_is_bad_input(tmp_path):
     path = write(tmp_path, "compose.yaml", "services:\n  a:\n    extends: {service: nope}\n")
     assert refused(read_compose, path, environ={}).startswith(
         f"{path}:3: compose service a extends nope, which {path} does not define")
+
+
+def test_what_runs_in_place_of_the_entrypoint_is_kept_with_each_use(tmp_path):
+    path = write(tmp_path, "pod.yaml", """\
+        kind: Pod
+        metadata: {name: p}
+        spec:
+          containers:
+            - {name: a, image: 127.0.0.1:5000/x:1, command: [/opt/tool, --serve], args: [-v]}
+            - {name: b, image: 127.0.0.1:5000/x:1}
+        """)
+    [uses] = read_manifests(path).images.values()
+    assert [u.command for u in uses] == [("/opt/tool", "--serve"), ()]
+    path = write(tmp_path, "compose.yaml", """\
+        services:
+          a: {image: 127.0.0.1:5000/x:1, entrypoint: "/opt/tool --name 'a b'"}
+          b: {image: 127.0.0.1:5000/x:1, entrypoint: [/bin/sh, -c]}
+        """)
+    [uses] = read_compose(path, environ={}).images.values()
+    assert [u.command for u in uses] == [("/opt/tool", "--name", "a b"), ("/bin/sh", "-c")]
+    path = write(tmp_path, "compose.yaml", """\
+        services:
+          a: {image: 127.0.0.1:5000/x:1, entrypoint: "/opt/tool 'open"}
+        """)
+    assert refused(read_compose, path, environ={}).startswith(
+        f"{path}:2: compose service a has entrypoint \"/opt/tool 'open\", which cannot be"
+        " split")
