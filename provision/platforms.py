@@ -27,3 +27,25 @@ BY_GCE = {a.gce: a for a in ARCHES}
 
 def of_platform(platform: str) -> Arch:
     return BY_PLATFORM[platform]
+
+
+# What docker and containerd accept for an architecture, as the OCI name (containerd's
+# platforms.Normalize): `platform: arm64` and `linux/aarch64` are linux/arm64.
+ARCH_ALIASES = {"aarch64": "arm64", "x86_64": "amd64", "x86-64": "amd64", "i386": "386",
+                "armhf": "arm", "armel": "arm"}
+
+
+def normalized(platform: str) -> str:
+    """`os/arch[/variant]` as docker reads a platform a user wrote: the OS defaults to linux,
+    aliases become OCI names, and arm64's default variant (v8) goes."""
+    parts = platform.strip().lower().split("/")
+    if len(parts) == 1 or parts[0] not in ("linux", "windows", "darwin", "freebsd"):
+        parts = ["linux", *parts]
+    parts[1] = ARCH_ALIASES.get(parts[1], parts[1])
+    if parts[1:] == ["arm64", "v8"]:
+        parts = parts[:2]
+    return "/".join(parts)
+
+
+def is_arm64(platform: str) -> bool:
+    return normalized(platform) == ARM64

@@ -34,6 +34,7 @@ MAX_NAME = 4096            # PATH_MAX: a longer member name is not a real file
 MAX_MEMBERS = 1_000_000    # far above any real layer; bounds the index's memory
 MAX_PAX_HEADER = 1 << 20   # extended headers hold a name and a few xattrs, never megabytes
 MAX_SYMLINK_HOPS = 40      # as Linux (ELOOP)
+MAX_UNDECLARED = 64 << 30   # a layer whose manifest declares no size, read this far at most
 MIN_UNPACKED = 4 << 30      # a layer may always unpack to this many bytes...
 UNPACK_RATIO = 100          # ...or this many times its compressed size, if more
 MAX_INTERPRETERS = 4       # as Linux: a script's interpreter may be a script, four deep
@@ -126,6 +127,9 @@ class Binary:
     machine: str | None       # the ELF machine in words; None: not an ELF file
     arch: str | None          # docker's name for it; None when unknown or not ELF
     via: tuple[str, ...]      # how it was reached, readable
+    # Binaries the exec goes through on the way, which must run too: `env` for a script's
+    # `#!/usr/bin/env prog` (the kernel execs env, env execs prog).
+    also: tuple[Binary, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -279,7 +283,7 @@ def read_layer(layer: Layer, open_blob: Opener,
                          "(sha256:HEX, sha384:HEX or sha512:HEX).")
     on_fetch()
     with open_blob(layer) as blob:
-        raw = _Hashing(blob, algorithm, layer.size)
+        raw = _Hashing(blob, algorithm, layer.size or MAX_UNDECLARED)
         unpacked = max(MIN_UNPACKED, UNPACK_RATIO * layer.size)
         try:
             index = _index(cast(BinaryIO, _Bounded(_decompressed(raw, compression), unpacked)))
@@ -508,6 +512,7 @@ def _program(image: _Image, path: str, workdir: str, via: list[str], search: str
     """The file the kernel execs for `path`: itself, or the interpreter its `#!` line names
     (for `#!/usr/bin/env prog`, the prog env finds on PATH: the program that does the work)."""
     script = ""
+    also: tuple[Binary, ...] = ()
     for _ in range(MAX_INTERPRETERS + 1):
         try:
             resolved, entry = image.resolve(path)
@@ -526,21 +531,23 @@ def _program(image: _Image, path: str, workdir: str, via: list[str], search: str
             raise _Unsettled(f"{resolved} is not a regular file")
         machine = elf_machine(entry.head)
         if machine is not None:
-            return Binary(resolved, machine[0], machine[1], tuple(via))
+            return Binary(resolved, machine[0], machine[1], tuple(via), also)
         if not entry.head.startswith(b"#!"):
-            return Binary(resolved, None, None, tuple(via))
+            return Binary(resolved, None, None, tuple(via), also)
         interpreter, line = _shebang(resolved, entry.head)
         via.append(f"{resolved}: {line}")
         script, path = resolved, posixpath.join(workdir, interpreter)
         program = _env_program(interpreter, line)
         if program:
             try:
-                image.resolve(path)  # env itself
+                env_path, env = image.resolve(path)
                 found = (posixpath.join(workdir, program) if "/" in program
                          else _on_path(image, program, search, workdir))
             except _Unsettled as unsettled:
                 raise _Unsettled(f"{script} needs {program} (its #! line), but "
                                  f"{unsettled}") from None
+            if env.kind == "file" and (machine := elf_machine(env.head)) is not None:
+                also = (*also, Binary(env_path, machine[0], machine[1], (line,)))
             via.append(f"{program} -> {found} (through env)")
             path = found
     raise _Unsettled(f"{script} is reached through more than {MAX_INTERPRETERS} #! interpreters")
@@ -552,9 +559,11 @@ def _env_program(interpreter: str, line: str) -> str | None:
     if posixpath.basename(interpreter) != "env":
         return None
     words = line[2:].split()[1:]
-    if words[:1] in (["-S"], ["--split-string"]):
-        words = words[1:]
-    return next((w for w in words if not w.startswith("-") and "=" not in w), None)
+    while words and (words[0].startswith("-") or "=" in words[0]):
+        option = words.pop(0)
+        if option in ("-u", "--unset", "-C", "--chdir") and words:
+            words.pop(0)  # the option's value, not the program
+    return words[0] if words else None
 
 
 def _shebang(script: str, head: bytes) -> tuple[str, str]:

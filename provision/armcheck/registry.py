@@ -53,6 +53,7 @@ DOCKER_HUB_API = "registry-1.docker.io"
 DOCKER_HUB_KEY = "https://index.docker.io/v1/"  # Docker Hub's key in a docker config
 
 MANIFEST_MAX = 4 * 1024 * 1024  # docker's own limit on a manifest's size
+CONFIG_MAX = 16 * 1024 * 1024   # an image config is kilobytes; its history makes it longer
 TAGS_PAGE = 1000                # the most tags asked for in one request
 HELPER_TIMEOUT = 30.0           # a credential helper may wait on a keychain
 POOL_SIZE = 32                  # connections kept per host: the caller runs ~20 threads
@@ -201,14 +202,11 @@ class Client:
             _hasher(ref, ref.digest)  # a digest we can check, before anything is asked
         url = self._url(ref, f"manifests/{ref.reference}")
         with self._get(ref, url, {"Accept": ", ".join(MANIFEST_TYPES)},
-                       what="manifest") as response:
-            content = response.content
+                       what="manifest", stream=True) as response:
+            content = _capped(ref, response, MANIFEST_MAX, "the manifest",
+                              "check the reference: it does not name an image manifest")
             served_type = response.headers.get("Content-Type", "").partition(";")[0].strip()
             served_digest = response.headers.get("Docker-Content-Digest", "")
-        if len(content) > MANIFEST_MAX:
-            raise RegistryError(ref.registry, f"the manifest of {ref} is {len(content)} bytes, "
-                                f"more than the {MANIFEST_MAX} a manifest may have",
-                                "check the reference: it does not name an image manifest")
         try:
             body = json.loads(content)
         except ValueError:
@@ -228,8 +226,9 @@ class Client:
         """A small blob (an image config) of ref's repository, its digest checked."""
         _hasher(ref, digest)
         with self._get(ref, self._url(ref, f"blobs/{digest}"), {"Accept-Encoding": "identity"},
-                       what="blob", digest=digest) as response:
-            content = response.content
+                       what="blob", digest=digest, stream=True) as response:
+            content = _capped(ref, response, CONFIG_MAX, f"blob {digest}",
+                              "check the image: an image config is a few kilobytes")
         _verify(ref, digest, content, "blob")
         return content
 
@@ -507,6 +506,22 @@ class Client:
         return RegistryError(host, f"registry {host} answered HTTP {status} to the {what} "
                              f"request for {ref}{because}",
                              "retry; if it persists, look at the registry's logs")
+
+
+def _capped(ref: Ref, response: requests.Response, limit: int, what: str, fix: str) -> bytes:
+    """The body of a small answer, read no further than `limit` bytes: a registry that keeps
+    sending is cut off, not held in memory."""
+    chunks, size = [], 0
+    try:
+        for chunk in response.iter_content(1 << 16):
+            size += len(chunk)
+            if size > limit:
+                raise RegistryError(ref.registry, f"{what} of {ref} is more than the {limit}"
+                                    " bytes it may have", fix)
+            chunks.append(chunk)
+    except requests.RequestException as error:
+        raise _unreachable(ref.registry, response.url, error, 0) from None
+    return b"".join(chunks)
 
 
 class _CheckedBlob(io.RawIOBase):

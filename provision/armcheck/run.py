@@ -30,7 +30,7 @@ from .. import names
 from ..buildx import docker_cli, reference
 from ..errors import DockerError, UserError
 from ..inventory import Farm
-from ..platforms import ARM64, of_platform
+from ..platforms import ARM64, is_arm64, of_platform
 from ..runner import Cancel, Interrupted
 
 RUN_TIMEOUT = 600.0   # a pull, or the command's run
@@ -228,7 +228,7 @@ def check(farm: Farm, image: str, command: list[str], cancel: Cancel,
                         " image's own.")
     this = Check(image, command, cancel, inventory)
     platforms = this.platforms()
-    if ARM64 not in platforms:
+    if not any(map(is_arm64, platforms)):  # linux/arm64/v8 is linux/arm64
         return Verdict(False, f"no {ARM64} variant: the image offers"
                               f" {', '.join(platforms) or 'no platform'}", platforms)
     target = this.target(farm)

@@ -77,7 +77,7 @@ def check_workload(session: Session, *, manifests: str | None, compose: str | No
         client.close()
     findings = dict(zip(keys, found, strict=True))
     if farm is not None:
-        run_ready(session, farm, inventory, findings, command)
+        run_ready(session, farm, inventory, findings, command, workload)
     for key, finding in findings.items():
         pinned_elsewhere(finding, workload.images[key])
     report.show(session, workload, findings)
@@ -90,26 +90,34 @@ def check_workload(session: Session, *, manifests: str | None, compose: str | No
 
 
 def run_ready(session: Session, farm, inventory: str | None, findings: dict,
-              command: list[str]) -> None:
+              command: list[str], workload) -> None:
     """--run: each image the registry found READY, or could not decide about although it has
-    an arm64 variant, started on an arm64 node of the farm (with its entrypoint, or `command`):
-    READY if it runs, NOT READY if it fails there."""
+    an arm64 variant, started on an arm64 node of the farm: with `command` (-- CMD), else
+    with what the workload runs (the command of its uses when they all give one, else the
+    image's entrypoint). READY if it runs, NOT READY if it fails there."""
+    from ..platforms import is_arm64
     from .run import Unreachable, check
-    from .verdict import NOT_READY, READY, UNKNOWN, is_arm64
+    from .verdict import NOT_READY, READY, UNKNOWN, Judge
 
-    for finding in findings.values():
+    for key, finding in findings.items():
         undecided = finding.verdict == UNKNOWN and any(map(is_arm64, finding.platforms))
         if finding.verdict != READY and not undecided:
             continue
+        uses = workload.images[key]
+        runs = command or (list(uses[0].command + uses[0].args)
+                           if all(u.command for u in uses) else [])
         session.node(finding.image, "running on an arm64 node (--run)")
         try:
-            verdict = check(farm, finding.image, command, session.cancel, inventory)
+            verdict = check(farm, finding.image, runs, session.cancel, inventory)
         except Unreachable as e:
             finding.verdict, finding.why = UNKNOWN, f"--run: {e}"
             continue
         finding.ran = verdict.to_json()
         if not verdict.ready:
             finding.verdict, finding.why = NOT_READY, f"--run: {verdict.reason}"
+            finding.fix = ("see what the run said (its output, `ran` in --json); if its"
+                           " binaries are not arm64 (exec format error), "
+                           + Judge.rebuild(finding.image))
         elif finding.verdict == READY:
             finding.why += f"; {verdict.reason}"
         else:  # what the registry could not settle, the run did

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
-from ..platforms import ARM64
+from ..platforms import ARM64, is_arm64
 from ..runner import Cancel
 from . import layers
 from .registry import Client, Manifest, NotFound, Ref, RegistryError
@@ -66,10 +66,6 @@ def platform_of(entry: dict) -> str:
     """`os/arch[/variant]` of an index entry's platform, or of an image config."""
     text = f"{entry.get('os', '?')}/{entry.get('architecture', '?')}"
     return f"{text}/{entry['variant']}" if entry.get("variant") else text
-
-
-def is_arm64(platform: str) -> bool:
-    return platform in (ARM64, f"{ARM64}/v8")
 
 
 @dataclass
@@ -156,7 +152,7 @@ class Judge:
             finding.verdict = NOT_READY
             finding.why = (f"mislabelled: the index lists a {ARM64} variant, but its image"
                            f" config says {said}")
-            finding.fix = self._rebuild(ref)
+            finding.fix = self.rebuild(ref)
             return
         blobs = [layers.Layer(d["digest"], d.get("mediaType", ""), d.get("size", 0))
                  for d in arm64.body.get("layers", [])]
@@ -165,42 +161,54 @@ class Judge:
             self._check()
             return self.client.open_blob(ref, layer.digest)
 
-        commands = commands_of(uses)
-        if not all(u.command for u in uses) or not uses:  # someone runs the image's own
-            point = layers.entrypoint(config, blobs, open_blob, self.cache)
-            finding.entrypoint = point
-            self._settle(finding, ref, point, "its entrypoint")
-        for argv0, runners in commands.items():
-            if finding.verdict == NOT_READY:
-                break
-            settings = dict(config.get("config") or {}, Entrypoint=[argv0], Cmd=None)
+        judged: list[tuple[int, str, layers.Entrypoint]] = []
+        missing: list[str] = []
+        for argv0, runners in programs_of(uses, config).items():
+            settings = dict(config.get("config") or {})
+            if argv0 is not None:
+                settings.update(Entrypoint=[argv0], Cmd=None)
             point = layers.entrypoint(dict(config, config=settings), blobs, open_blob,
                                       self.cache)
-            if point.binary is None and finding.entrypoint is not None:
-                continue  # not in the image: a volume may bring it; the image's own decided
-            self._settle(finding, ref, point, f"{argv0}, the command of {runners[0]}")
-            finding.entrypoint = finding.entrypoint or point
+            subject = ("its entrypoint" if argv0 is None else
+                       f"the command of {runners[0]},")
+            if argv0 is not None and point.binary is None:
+                missing.append(f"{argv0}, the command of {runners[0]}")
+                continue  # a volume may bring it: no evidence either way
+            judged.append((*self._program(point, subject), point))
+        if not judged:
+            finding.verdict = UNKNOWN
+            finding.why = (f"the {ARM64} variant holds none of the programs the workload runs"
+                           f" ({'; '.join(missing)})")
+            finding.fix = "check the commands, or whether a volume brings them"
+            return
+        # NOT READY beats UNKNOWN beats READY, whatever the order of the uses.
+        rank, finding.why, finding.entrypoint = min(judged, key=lambda j: j[0])
+        finding.verdict = {0: NOT_READY, 1: UNKNOWN, 2: READY}[rank]
+        if finding.verdict == NOT_READY:
+            finding.fix = self.rebuild(ref)
+        elif finding.verdict == UNKNOWN:
+            finding.fix = ("run it on an arm64 node to see whether it starts (--run, or"
+                           f" `inv check-arm {finding.image}`)")
 
-    def _settle(self, finding: Finding, ref: Ref, point: layers.Entrypoint, what: str) -> None:
-        """One program the image runs (its entrypoint, or a command a use gives) judged into
-        the finding: NOT READY beats UNKNOWN beats READY."""
+    @staticmethod
+    def _program(point: layers.Entrypoint, subject: str) -> tuple[int, str]:
+        """One program the image runs (its entrypoint, or a use's command), judged: (rank: 0
+        NOT READY, 1 UNKNOWN, 2 READY; why)."""
         binary = point.binary
         if binary is None or binary.machine is None:
-            if not finding.why:  # else another program has decided, or said why not
-                finding.verdict = UNKNOWN
-                finding.why = (f"the {ARM64} variant's {what}, {point.argv0}:"
-                               f" {point.problem or 'not an ELF binary'}")
-                finding.fix = ("run it on an arm64 node to see whether it starts (--run, or"
-                               f" `inv check-arm {finding.image}`)")
-            return
-        said = f"{describe_path(point.argv0, binary)} is an {binary.machine} ELF binary"
+            return 1, (f"in the {ARM64} variant, {subject} {point.argv0}:"
+                       f" {point.problem or 'not an ELF binary'}")
+        for other in binary.also:  # `env` in front of a script's interpreter
+            if other.machine is not None and other.arch != "arm64":
+                return 0, (f"mislabelled: in the {ARM64} variant, {subject}"
+                           f" {describe_path(point.argv0, binary)}, runs through {other.path},"
+                           f" an {other.machine} ELF binary")
+        comma = "," if subject.endswith(",") else ""  # "the command of X, /opt/tool, is"
+        said = (f"{subject} {describe_path(point.argv0, binary)}{comma} is an {binary.machine}"
+                " ELF binary")
         if binary.arch == "arm64":
-            if not finding.why:
-                finding.verdict, finding.why = READY, f"{ARM64} variant; {what} {said}"
-            return
-        finding.verdict = NOT_READY
-        finding.why = f"mislabelled: in the {ARM64} variant, {what} {said}"
-        finding.fix = self._rebuild(ref)
+            return 2, f"{ARM64} variant; {said}"
+        return 0, f"mislabelled: in the {ARM64} variant, {said}"
 
     def _arm64_variant(self, ref: Ref, top: Manifest, depth: int = 0,
                        ) -> tuple[Manifest | None, dict | None, list[str]]:
@@ -232,12 +240,12 @@ class Judge:
         if tag:
             return (f"use {ref.at(tag)}: a multi-arch tag of the same repository, with a"
                     f" {ARM64} variant")
-        return self._rebuild(ref)
+        return self.rebuild(ref)
 
     @staticmethod
-    def _rebuild(ref: Ref) -> str:
+    def rebuild(image: Ref | str) -> str:
         return (f"rebuild it for linux/amd64 and {ARM64} with `inv build --context DIR --tag"
-                f" {ref} --push` (each platform built natively on a node of its own)")
+                f" {image} --push` (each platform built natively on a node of its own)")
 
     def _multi_arch_tag(self, ref: Ref) -> str | None:
         """The tag without its arch suffix, asked for at once (the tag list of a big
@@ -279,12 +287,21 @@ def pinned_elsewhere(finding: Finding, uses: list[Use]) -> None:
         finding.verdict, finding.why, finding.fix = NOT_READY, said, fix
 
 
-def commands_of(uses: Sequence[Use]) -> dict[str, list[Use]]:
-    """The programs uses run in place of the image's entrypoint (argv0 -> those uses)."""
-    found: dict[str, list[Use]] = {}
+def programs_of(uses: Sequence[Use], config: dict) -> dict[str | None, list[Use]]:
+    """What the uses run, each with the uses that run it: None for the image's entrypoint,
+    else the program a use names in its place (a container's `command:`, or its `args:` when
+    the image has no entrypoint for them to be arguments of). No uses: the entrypoint."""
+    has_entrypoint = bool((config.get("config") or {}).get("Entrypoint"))
+    found: dict[str | None, list[Use]] = {}
+    if not uses:
+        return {None: []}
     for use in uses:
-        if use.command and use.command[0]:
-            found.setdefault(use.command[0], []).append(use)
+        argv0 = None
+        if use.command:
+            argv0 = use.command[0] or None
+        elif use.args and not has_entrypoint:
+            argv0 = use.args[0] or None
+        found.setdefault(argv0, []).append(use)
     return found
 
 

@@ -64,6 +64,8 @@ class Use:
     # What runs in place of the image's entrypoint: a container's `command:`, a compose
     # service's `entrypoint:`; empty when the image's own runs.
     command: tuple[str, ...] = ()
+    # What replaces the image's Cmd: a container's `args:`, a compose service's `command:`.
+    args: tuple[str, ...] = ()
 
     def __str__(self) -> str:
         if self.kind == "compose":
@@ -373,9 +375,9 @@ def _object(walk: _Walk, node: yaml.Node, list_kind: str | None, depth: int) -> 
             image_node = _get(container, "image")
             image = walk.image(image_node, container, str(use))
             assert image_node is not None  # walk.image refused a missing one
-            command = tuple(_strings(_get(container, "command")))
             uses.append((image, Use(kind, name, cname, section, walk.file, _line(image_node),
-                                    command=command)))
+                                    command=tuple(_strings(_get(container, "command"))),
+                                    args=tuple(_strings(_get(container, "args"))))))
     images = []
     for image, use in sorted(uses, key=lambda pair: pair[1].line):  # in the order written
         key = walk.workload.add(image, use)
@@ -622,10 +624,10 @@ def read_compose(path: str, environ: Mapping[str, str] = os.environ) -> Workload
             raise _error(walk.file, _line(image_node), f"compose service {name} has image"
                          f" {written!r}, which is {image!r}{because}, not a docker reference:"
                          f" {why}", fix)
-        command = _entrypoint(*keys["entrypoint"], name, variables) \
-            if "entrypoint" in keys else ()
+        command, args = (_words(*keys[key], name, key, variables) if key in keys else ()
+                         for key in ("entrypoint", "command"))
         workload.add(image, Use("compose", name, "", "service", walk.file, _line(image_node),
-                                platform, command))
+                                platform, command, args))
     if not workload.images:
         built = " (its services all have `build:` and no `image:`)" if workload.unbuilt else ""
         raise _error(path, None, f"found no images in {path}{built}",
@@ -637,16 +639,17 @@ def read_compose(path: str, environ: Mapping[str, str] = os.environ) -> Workload
 MAX_EXTENDS = 10  # services extending services, this deep
 
 
-def _entrypoint(node: yaml.Node, walk: _Walk, name: str,
-                variables: Mapping[str, str]) -> tuple[str, ...]:
-    """A compose service's `entrypoint:`, a list or a string split as a shell would."""
+def _words(node: yaml.Node, walk: _Walk, name: str, key: str,
+           variables: Mapping[str, str]) -> tuple[str, ...]:
+    """A compose service's `entrypoint:` or `command:`, a list or a string split as a shell
+    would."""
     if not _is_string(node):
         return tuple(_strings(node))
-    text = _interpolated(walk, node, f"compose service {name}", "entrypoint", variables)[0]
+    text = _interpolated(walk, node, f"compose service {name}", key, variables)[0]
     try:
         return tuple(shlex.split(text))
     except ValueError as e:
-        raise _error(walk.file, _line(node), f"compose service {name} has entrypoint"
+        raise _error(walk.file, _line(node), f"compose service {name} has {key}"
                      f" {text!r}, which cannot be split into words ({e})",
                      "close its quotes, or write it as a list") from None
 
@@ -655,7 +658,7 @@ def _service_keys(service: yaml.Node, name: str, walk: _Walk, services: yaml.Nod
                   seen: set[tuple[str, str]]) -> dict[str, tuple[yaml.Node, _Walk]]:
     """A compose service's image, platform and build, each with the file it is written in:
     its own, else what `extends:` (the same file's service, or another file's) gives it."""
-    own = {k: (node, walk) for k in ("image", "platform", "build", "entrypoint")
+    own = {k: (node, walk) for k in ("image", "platform", "build", "entrypoint", "command")
            if (node := _get(service, k)) is not None}
     extends = _get(service, "extends")
     if extends is None:

@@ -54,13 +54,14 @@ def layer(files: dict[str, bytes], links: dict[str, str] | None = None) -> bytes
 
 
 def push_variant(url: str, repo: str, arch: str, binary: bytes, auth=None,
-                 tag: str | None = None, extra: dict[str, bytes] | None = None) -> dict:
+                 tag: str | None = None, extra: dict[str, bytes] | None = None,
+                 settings: dict | None = None) -> dict:
     """One platform's manifest (a base layer with the binary and `extra` files, its /bin/app
     symlink above it), tagged `tag` (else ARCH-only), and its descriptor for an index."""
     blobs = [layer({"usr/bin/app": binary, **(extra or {})}),
              layer({}, {"bin/app": "../usr/bin/app"})]
     config = json.dumps({"architecture": arch, "os": "linux",
-                         "config": {"Entrypoint": ["/bin/app"]},
+                         "config": settings or {"Entrypoint": ["/bin/app"]},
                          "rootfs": {"type": "layers", "diff_ids": []}}).encode()
     manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
                 "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
@@ -104,6 +105,9 @@ def registry(tmp_path_factory):
     # arm64 through and through, but for /opt/tool, an x86-64 binary a command may run.
     push_index(url, "app/mixed", "1", [
         push_variant(url, "app/mixed", "arm64", AARCH64, extra={"opt/tool": X86_64})])
+    push_index(url, "app/cmd", "1", [  # the same with a Cmd, no Entrypoint
+        push_variant(url, "app/cmd", "arm64", AARCH64, extra={"opt/tool": X86_64},
+                     settings={"Cmd": ["/bin/app"]})])
     garbage = push_blob(url, "app/odd", b"not json")
     push_manifest(url, "app/odd", "1", {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
                                         "config": {"mediaType": "application/octet-stream",
@@ -379,11 +383,48 @@ def test_a_command_that_runs_an_x86_binary_of_an_arm64_image_is_found_out(
     compose = tmp_path / "compose.yaml"
     compose.write_text(f"services:\n  web:\n    image: {image}\n"
                        "    entrypoint: /opt/tool --serve\n")
-    for flag, path, who in (("--manifests", tmp_path / "k8s.yaml", "Deployment/tool"),
+    for flag, path, who in (("--manifests", tmp_path / "k8s.yaml",
+                             "Deployment/tool (container c0)"),
                             ("--compose", compose, "compose service web")):
         code, out, err = check_arm(flag, str(path))
         assert code == 1, err
         [mixed] = out["images"]
         assert mixed["verdict"] == "NOT READY", mixed
-        assert f"/opt/tool, the command of {who}" in mixed["why"], mixed
+        assert f"the command of {who}, /opt/tool, is an x86-64" in mixed["why"], mixed
         assert "x86-64" in mixed["why"] and "mislabelled" in mixed["why"]
+
+
+def test_the_verdict_does_not_depend_on_the_order_of_the_uses(registry, tmp_path,
+                                                              no_credentials):
+    """Every use overrides the command: one names the image's arm64 program, one a script a
+    volume brings. In either order the image is READY (the missing script is no evidence)."""
+    image = f"{registry.host}/app/mixed:1"
+    pods = []
+    for order in (("/bin/app", "/scripts/run.sh"), ("/scripts/run.sh", "/bin/app")):
+        containers = "".join(f"  - {{name: c{i}, image: '{image}', command: [{c}]}}\n"
+                             for i, c in enumerate(order))
+        pods.append(f"kind: Pod\nmetadata: {{name: p}}\nspec:\n  containers:\n{containers}")
+    verdicts = []
+    for pod in pods:
+        (tmp_path / "pod.yaml").write_text(pod)
+        code, out, err = check_arm("--manifests", str(tmp_path / "pod.yaml"))
+        verdicts.append((code, out["images"][0]["verdict"]))
+    assert verdicts == [(0, "READY"), (0, "READY")]
+
+
+def test_args_or_a_compose_command_name_the_program_when_the_image_has_no_entrypoint(
+        registry, tmp_path, no_credentials):
+    image = f"{registry.host}/app/cmd:1"
+    (tmp_path / "pod.yaml").write_text(
+        f"kind: Pod\nmetadata: {{name: p}}\nspec:\n  containers:\n"
+        f"  - {{name: c, image: '{image}', args: [/opt/tool, --serve]}}\n")
+    (tmp_path / "compose.yaml").write_text(
+        f"services:\n  web:\n    image: {image}\n    command: /opt/tool --serve\n"
+        "    platform: arm64\n")  # docker reads `arm64` as linux/arm64: no pin to fault
+    for flag, path in (("--manifests", "pod.yaml"), ("--compose", "compose.yaml")):
+        code, out, err = check_arm(flag, str(tmp_path / path))
+        assert code == 1, err
+        [found] = out["images"]
+        assert found["verdict"] == "NOT READY" and "/opt/tool, is an x86-64" in found["why"], \
+            found
+        assert "pins" not in found["why"]

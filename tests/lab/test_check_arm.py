@@ -172,3 +172,20 @@ spec:
     assert ready["image"] == READY_IMAGE and "AArch64" in ready["why"]
     assert bare["image"] == NO_COMMAND and bare["why"].startswith("--run: "), bare
     assert bare["entrypoint"]["path"] is None  # the registry alone could not settle it
+
+
+def test_a_failed_run_turns_ready_to_not_ready_with_a_fix(farm, tmp_path):
+    """--run decides over the registry: the READY image whose command fails on the arm64
+    node is NOT READY, and the fix says what to look at and what to do."""
+    push_test_images()
+    pod = tmp_path / "pod.yaml"
+    pod.write_text(f"kind: Pod\nmetadata: {{name: p}}\nspec:\n  containers:\n"
+                   f"    - {{name: app, image: \"{READY_IMAGE}\"}}\n")
+    done = subprocess.run([*INV, "check-arm", "--json", "-i", str(farm), "--manifests", str(pod),
+                           "--manifest-only", "--run", "--", "false"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 1, done.stderr
+    [image] = json.loads(done.stdout.strip().splitlines()[-1])["images"]
+    assert image["verdict"] == "NOT READY", image
+    assert image["why"] == "--run: `false` failed on arm64 node arm64 (exit 1)", image
+    assert "what the run said" in image["fix"] and "inv build" in image["fix"], image

@@ -9,6 +9,7 @@ import pytest
 
 from provision.armcheck.report import artifact_uri
 from provision.armcheck.verdict import candidate_tags
+from provision.platforms import is_arm64
 
 
 @pytest.mark.parametrize("tag, tags, expected", [
@@ -33,3 +34,12 @@ def test_sarif_locations_are_relative_to_the_working_directory(tmp_path, monkeyp
     assert artifact_uri("-") == "stdin"
     outside = os.path.join(os.path.dirname(tmp_path), "else where.yaml")
     assert artifact_uri(outside) == "file://" + outside.replace(" ", "%20")
+
+
+@pytest.mark.parametrize("written, arm64", [
+    ("linux/arm64", True), ("linux/arm64/v8", True), ("arm64", True), ("linux/aarch64", True),
+    ("Linux/ARM64", True), ("linux/amd64", False), ("x86_64", False), ("linux/arm/v7", False),
+])
+def test_a_platform_is_read_as_docker_reads_it(written, arm64):
+    """Docker Hub's official images list linux/arm64/v8; compose accepts `platform: arm64`."""
+    assert is_arm64(written) is arm64

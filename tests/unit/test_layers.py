@@ -590,3 +590,14 @@ def test_a_decompression_bomb_is_refused(registry, monkeypatch):
     assert bomb.size < 100_000  # 8 MB of zeros compress to a few kilobytes
     with pytest.raises(LayerError, match="unpacks to more than"):
         check(registry, [bomb], entrypoint=["/app"])
+
+
+def test_the_env_in_front_of_a_scripts_program_is_read_too(registry):
+    """`#!/usr/bin/env tool`: the kernel execs env first, so an x86-64 env is found out even
+    when tool is AArch64."""
+    image = [registry.layer([file("/usr/bin/env", X86_64), file("/usr/bin/tool", AARCH64),
+                             file("/app/run", b"#!/usr/bin/env -u HOME tool\n")])]
+    found = check(registry, image, entrypoint=["/app/run"])
+    assert found.binary.path == "/usr/bin/tool" and found.binary.arch == "arm64"
+    [env] = found.binary.also
+    assert env.path == "/usr/bin/env" and env.arch == "amd64"
