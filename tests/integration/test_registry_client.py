@@ -17,6 +17,7 @@ import pytest
 
 from provision.armcheck import registry
 from provision.armcheck.registry import (
+    CONFIG_MAX,
     DOCKER_LIST,
     DOCKER_MANIFEST,
     OCI_INDEX,
@@ -475,3 +476,11 @@ def test_threads_fetch_tokens_safely(fake, tmp_path):
     with ThreadPoolExecutor(20) as pool:
         got = list(pool.map(client.manifest, refs))
     assert [m.digest for m in got] == [digests[str(ref.tag)] for ref in refs]
+
+
+def test_a_config_bigger_than_any_image_config_is_refused_not_held_in_memory(plain, client):
+    """blob() is for image configs: a registry that sends more than CONFIG_MAX bytes is cut
+    off (an endless answer would otherwise fill the memory)."""
+    digest = push_blob(plain.url, "lab/multi", bytes(CONFIG_MAX + 1))
+    with pytest.raises(RegistryError, match="more than the .* bytes it may have"):
+        client.blob(Ref.parse(f"{plain.host}/lab/multi:1.0"), digest)
