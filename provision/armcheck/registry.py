@@ -19,7 +19,6 @@ import base64
 import binascii
 import hashlib
 import io
-import ipaddress
 import json
 import os
 import re
@@ -38,6 +37,7 @@ import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+from .. import loopback
 from ..buildx import reference
 from ..errors import UserError
 
@@ -154,15 +154,8 @@ def default_docker_config() -> Path:
 def is_loopback(registry: str) -> bool:
     """127.0.0.0/8, localhost or [::1], with or without a port: docker reads these over http."""
     if registry.startswith("["):
-        host = registry[1:].partition("]")[0]
-    else:
-        host = registry.partition(":")[0]
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+        return loopback.is_loopback(registry[1:].partition("]")[0])
+    return loopback.is_loopback(registry.partition(":")[0])
 
 
 def base_url(registry: str) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,6 +10,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from ..errors import CredentialsError, UserError
+from ..loopback import is_loopback
 
 ENDPOINT_ENV = "ARCHFARM_GCE_ENDPOINT"
 ADC_FILE = Path("~/.config/gcloud/application_default_credentials.json")
@@ -25,19 +25,10 @@ def resolve_endpoint(inventory_endpoint: str | None) -> str | None:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise UserError(f"api_endpoint {endpoint!r} is not a URL. Fix: use a URL such as"
                         " http://127.0.0.1:8089 (the fake) or leave it unset for Compute Engine.")
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
         raise UserError(f"api_endpoint {endpoint!r} is plain http to a non-loopback host."
                         " Fix: plain http is only for a fake on 127.0.0.0/8; use https.")
     return endpoint
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _credentials(endpoint: str | None):
