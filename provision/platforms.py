@@ -29,6 +29,13 @@ def of_platform(platform: str) -> Arch:
     return BY_PLATFORM[platform]
 
 
+def named(spec: dict) -> str:
+    """`os/arch[/variant]` of an OCI platform object: an index entry's `platform`, or an image
+    config (which carries the same three keys); `?` for a part it lacks."""
+    text = f"{spec.get('os', '?')}/{spec.get('architecture', '?')}"
+    return f"{text}/{spec['variant']}" if spec.get("variant") else text
+
+
 # What docker and containerd accept for an architecture, as the OCI name (containerd's
 # platforms.Normalize): `platform: arm64` and `linux/aarch64` are linux/arm64.
 ARCH_ALIASES = {"aarch64": "arm64", "x86_64": "amd64", "x86-64": "amd64", "i386": "386",

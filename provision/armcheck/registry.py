@@ -20,7 +20,6 @@ import binascii
 import hashlib
 import io
 import json
-import os
 import re
 import subprocess
 import threading
@@ -38,7 +37,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from .. import loopback
-from ..buildx import reference
+from ..buildx import docker_cli, reference
 from ..errors import UserError
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -147,8 +146,7 @@ class Credentials:
 
 def default_docker_config() -> Path:
     """$DOCKER_CONFIG/config.json, else ~/.docker/config.json, as the docker CLI reads."""
-    root = os.environ.get("DOCKER_CONFIG")
-    return (Path(root) if root else Path.home() / ".docker") / "config.json"
+    return docker_cli.config_dir() / "config.json"
 
 
 def is_loopback(registry: str) -> bool:

@@ -30,7 +30,7 @@ from .. import names
 from ..buildx import docker_cli, reference
 from ..errors import DockerError, UserError
 from ..inventory import Farm
-from ..platforms import ARM64, is_arm64, of_platform
+from ..platforms import ARM64, is_arm64, named, of_platform
 from ..runner import Cancel, Interrupted
 
 RUN_TIMEOUT = 600.0   # a pull, or the command's run
@@ -128,9 +128,7 @@ class Check:
         if "manifests" in manifest:
             listed = {docker_cli.platform_of(m) for m in manifest["manifests"]}
             return sorted(listed - {"unknown/unknown"})
-        config = json.loads(self.inspect("--format", "{{json .Image}}"))
-        text = f"{config.get('os', '?')}/{config.get('architecture', '?')}"
-        return [f"{text}/{config['variant']}" if config.get("variant") else text]
+        return [named(json.loads(self.inspect("--format", "{{json .Image}}")))]
 
     def target(self, farm: Farm) -> Target:
         """The farm's first arm64 node that has a docker context; this machine (through QEMU)

@@ -20,7 +20,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
-from ..platforms import ARM64, is_arm64
+from ..buildx.docker_cli import platform_of
+from ..platforms import ARM64, is_arm64, named
 from ..runner import Cancel
 from . import layers
 from .registry import Client, Manifest, NotFound, Ref, RegistryError
@@ -60,12 +61,6 @@ class Finding:
                     "argv0": point.argv0, "path": binary.path if binary else None,
                     "machine": binary.machine if binary else None,
                     "via": list(binary.via) if binary else []}}
-
-
-def platform_of(entry: dict) -> str:
-    """`os/arch[/variant]` of an index entry's platform, or of an image config."""
-    text = f"{entry.get('os', '?')}/{entry.get('architecture', '?')}"
-    return f"{text}/{entry['variant']}" if entry.get("variant") else text
 
 
 @dataclass
@@ -147,7 +142,7 @@ class Judge:
         if config is None:
             self._check()
             config = json.loads(self.client.blob(ref, arm64.body["config"]["digest"]))
-        said = platform_of(config)
+        said = named(config)
         if not is_arm64(said):
             finding.verdict = NOT_READY
             finding.why = (f"mislabelled: the index lists a {ARM64} variant, but its image"
@@ -217,12 +212,12 @@ class Judge:
         entry is itself an index is followed (a few levels)."""
         if not top.is_index:
             config = json.loads(self.client.blob(ref, top.body["config"]["digest"]))
-            platform = platform_of(config)
+            platform = named(config)
             return (top if is_arm64(platform) else None), config, [platform]
-        entries = [e for e in top.body["manifests"]
-                   if platform_of(e.get("platform", {})) != "unknown/unknown"]  # attestations
-        platforms = sorted({platform_of(e.get("platform", {})) for e in entries})
-        arm = next((e for e in entries if is_arm64(platform_of(e.get("platform", {})))), None)
+        entries = [(platform, e) for e in top.body["manifests"]
+                   if (platform := platform_of(e)) != "unknown/unknown"]  # attestations
+        platforms = sorted({platform for platform, _ in entries})
+        arm = next((e for platform, e in entries if is_arm64(platform)), None)
         if arm is None:
             return None, None, platforms
         self._check()

@@ -4,16 +4,19 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
+from .. import platforms
 from ..errors import DockerError, UserError
 from ..runner import Cancel
 
 __all__ = ["DockerError", "Done", "binary", "run", "contexts", "builders",
-           "raw_manifest", "platform_of", "json_lines"]
+           "raw_manifest", "platform_of", "config_dir", "json_lines"]
 
 POLL_SECONDS = 0.2
 
@@ -94,6 +97,10 @@ def raw_manifest(ref: str) -> tuple[dict, str]:
 
 
 def platform_of(entry: dict) -> str:
-    p = entry.get("platform", {})
-    text = f"{p.get('os', '?')}/{p.get('architecture', '?')}"
-    return f"{text}/{p['variant']}" if p.get("variant") else text
+    """The platform of an index entry, `os/arch[/variant]`."""
+    return platforms.named(entry.get("platform", {}))
+
+
+def config_dir() -> Path:
+    """The docker CLI's configuration directory: $DOCKER_CONFIG, else ~/.docker."""
+    return Path(os.environ.get("DOCKER_CONFIG") or Path.home() / ".docker")

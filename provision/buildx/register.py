@@ -386,9 +386,9 @@ def _builder_node(builder: dict | None, name: str) -> dict | None:
 def _stored_builder(builder: str) -> dict | None:
     """The builder as buildx's own store keeps it (`buildx ls` omits driver options, and
     needs no daemon for this): None when there is no such builder."""
-    root = Path(os.environ.get("DOCKER_CONFIG") or Path.home() / ".docker")
     try:
-        return json.loads((root / "buildx" / "instances" / builder).read_text())
+        return json.loads((docker_cli.config_dir() / "buildx" / "instances" / builder)
+                          .read_text())
     except (OSError, ValueError):
         return None
 
