@@ -18,6 +18,15 @@ def _sentence(problem: str, fix: str) -> str:
     return " ".join(text.split("\n"))
 
 
+class FileError(UserError):
+    """A file the user gave (a workload's manifests, a compose file) cannot be used:
+    `FILE[:LINE]: problem. Fix: fix.`"""
+
+    def __init__(self, file: str, line: int | None, problem: str, fix: str):
+        self.file, self.line, self.problem, self.fix = file, line, problem, fix
+        super().__init__(f"{f'{file}:{line}' if line else file}: {_sentence(problem, fix)}")
+
+
 class InventoryError(UserError):
     def __init__(self, file: str, line: int | None, key: str | None, problem: str, fix: str):
         self.file, self.line, self.key, self.problem, self.fix = file, line, key, problem, fix

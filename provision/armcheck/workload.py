@@ -4,7 +4,7 @@ scheduling: what `inv check-arm --manifests PATH|-` and `--compose FILE` check.
 The YAML is composed into nodes (never constructed into Python objects), so every value keeps
 its line, and anchors and aliases stay shared nodes: only the known paths (the Pod spec, its
 containers, their image) are walked, and a walk that aliases multiply is cut short. Bad input
-is one `UserError` sentence, "FILE:LINE: problem. Fix: ...".
+is one `FileError` sentence, "FILE:LINE: problem. Fix: ...".
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import TextIO
 import yaml
 
 from ..buildx import reference
-from ..errors import UserError
+from ..errors import FileError
 
 MAX_BYTES = 20 << 20  # `helm template` of a large chart is a few MB; beyond this, a wrong file
 MAX_REPEATS = 100_000  # containers or items reached again through aliases: an alias bomb
@@ -117,16 +117,10 @@ def merge(*workloads: Workload) -> Workload:
     return merged
 
 
-def _error(file: str, line: int | None, problem: str, fix: str) -> UserError:
-    where = f"{file}:{line}" if line else file
-    stop = "" if problem.endswith((".", "?")) else "."
-    return UserError(f"{where}: {problem}{stop} Fix: {fix}{'' if fix.endswith('.') else '.'}")
-
-
 # -- reading files -----------------------------------------------------------------------------
 
-def _too_big(file: str) -> UserError:
-    return _error(file, None, f"it is over the {MAX_BYTES >> 20} MB a workload's YAML can be",
+def _too_big(file: str) -> FileError:
+    return FileError(file, None, f"it is over the {MAX_BYTES >> 20} MB a workload's YAML can be",
                   "give the manifests themselves (a file, a directory of YAML, or"
                   " `helm template` output), not an archive or a log")
 
@@ -138,7 +132,7 @@ def _decode(data: bytes, file: str) -> str:
         return data.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as e:
         line = data[:e.start].count(b"\n") + 1
-        raise _error(file, line, f"not UTF-8 text (byte 0x{data[e.start]:02x})",
+        raise FileError(file, line, f"not UTF-8 text (byte 0x{data[e.start]:02x})",
                      "save it as UTF-8, or give the YAML file rather than a binary") from None
 
 
@@ -148,12 +142,12 @@ def _read_file(path: Path, file: str) -> str:
             raise _too_big(file)
         return _decode(path.read_bytes(), file)
     except FileNotFoundError:
-        raise _error(file, None, "no such file", "check the path") from None
+        raise FileError(file, None, "no such file", "check the path") from None
     except IsADirectoryError:
-        raise _error(file, None, "a directory where a file was expected",
+        raise FileError(file, None, "a directory where a file was expected",
                      "give the compose file itself (e.g. compose.yaml)") from None
     except OSError as e:
-        raise _error(file, None, f"cannot be read: {e.strerror}",
+        raise FileError(file, None, f"cannot be read: {e.strerror}",
                      "check the path and its permissions") from None
 
 
@@ -164,7 +158,7 @@ def _read_stdin(stdin: TextIO) -> str:
     try:
         text = stdin.read(MAX_BYTES + 1)
     except UnicodeDecodeError:
-        raise _error("-", None, "standard input is not UTF-8 text",
+        raise FileError("-", None, "standard input is not UTF-8 text",
                      "pipe YAML (e.g. `helm template ...`) into it") from None
     if len(text) > MAX_BYTES:
         raise _too_big("-")
@@ -198,9 +192,9 @@ def _documents(text: str, file: str) -> Iterator[yaml.Node]:
             line = text[:e.position].count("\n") + 1
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         fix = HELM_FIX if "{{" in text else "fix the YAML syntax (indentation, quotes, colons)"
-        raise _error(file, line, f"not valid YAML: {problem}", fix) from None
+        raise FileError(file, line, f"not valid YAML: {problem}", fix) from None
     except RecursionError:
-        raise _error(file, None, "not valid YAML: nested too deeply",
+        raise FileError(file, None, "not valid YAML: nested too deeply",
                      "give Kubernetes manifests or a compose file") from None
 
 
@@ -274,7 +268,7 @@ class _Walk:
         if id(node) in self.seen:
             self.repeats += 1
             if self.repeats > MAX_REPEATS:
-                raise _error(self.file, _line(node), f"YAML aliases reuse its objects or"
+                raise FileError(self.file, _line(node), f"YAML aliases reuse its objects or"
                              f" containers more than {MAX_REPEATS} times (an alias bomb?)",
                              "give the manifests without aliases, as `kubectl get -o yaml`"
                              " or `helm template` write them")
@@ -284,19 +278,19 @@ class _Walk:
         """The valid reference `node` holds, or the error naming what is wrong with it."""
         if node is None or _text(node) is None and not isinstance(
                 node, yaml.MappingNode | yaml.SequenceNode):
-            raise _error(self.file, _line(at), f"{what} has no image",
+            raise FileError(self.file, _line(at), f"{what} has no image",
                          "add `image: REGISTRY/REPOSITORY:TAG` to it")
         written = _source(node, self.text)
         if "{{" in written:
-            raise _error(self.file, _line(node), f"{what} has image {written}, {HELM_FIX}",
+            raise FileError(self.file, _line(node), f"{what} has image {written}, {HELM_FIX}",
                          "render the chart with `helm template` and pipe that in")
         if not _is_string(node):
-            raise _error(self.file, _line(node), f"{what} has image {written}, which is not a"
+            raise FileError(self.file, _line(node), f"{what} has image {written}, which is not a"
                          " string", "write the image as `REGISTRY/REPOSITORY:TAG`")
         image = str(node.value)
         why = reference.problem(image, digest=True)
         if why is not None:
-            raise _error(self.file, _line(node), f"{what} has image {image!r}, which is not a"
+            raise FileError(self.file, _line(node), f"{what} has image {image!r}, which is not a"
                          f" docker reference: {why}", "write it as REGISTRY/REPOSITORY:TAG")
         return image
 
@@ -312,7 +306,7 @@ def read_manifests(path: str, stdin: TextIO = sys.stdin) -> Workload:
     elif Path(path).is_dir():
         files = list(_yaml_files(Path(path), path))
         if not files:
-            raise _error(path, None, "a directory with no .yaml, .yml or .json file in it",
+            raise FileError(path, None, "a directory with no .yaml, .yml or .json file in it",
                          "give the directory of the manifests, or pipe `helm template` output"
                          " with --manifests -")
     else:
@@ -325,7 +319,7 @@ def read_manifests(path: str, stdin: TextIO = sys.stdin) -> Workload:
             _object(walk, document, None, 0)
     if not workload.images:
         where = "standard input" if path == "-" else path
-        raise _error(path, None, f"found no images in {where}: no Pod, Deployment,"
+        raise FileError(path, None, f"found no images in {where}: no Pod, Deployment,"
                      " StatefulSet, DaemonSet, ReplicaSet, Job or CronJob with a container",
                      "give the workload's manifests (for a Helm chart, pipe"
                      " `helm template RELEASE CHART` into --manifests -)")
@@ -366,7 +360,7 @@ def _object(walk: _Walk, node: yaml.Node, list_kind: str | None, depth: int) -> 
                 containers, yaml.SequenceNode | yaml.MappingNode):
             continue
         if not isinstance(containers, yaml.SequenceNode):
-            raise _error(walk.file, _line(containers), f"{kind}/{name}: {section} is not a list",
+            raise FileError(walk.file, _line(containers), f"{kind}/{name}: {section} is not a list",
                          f"write {section} as a list of containers (`- name: ...`)")
         for container in containers.value:
             walk.visit(container)
@@ -593,7 +587,7 @@ def read_compose(path: str, environ: Mapping[str, str] = os.environ) -> Workload
     services = _get(root, "services")
     if not isinstance(services, yaml.MappingNode):
         line = _key_line(root, "services") if services is not None and root else None
-        raise _error(path, line, "a compose file needs `services:`, a mapping of service names"
+        raise FileError(path, line, "a compose file needs `services:`, a mapping of service names"
                      " to their image", "give the compose file (compose.yaml or"
                      " docker-compose.yml) of the workload")
     for key, service in services.value:
@@ -603,7 +597,7 @@ def read_compose(path: str, environ: Mapping[str, str] = os.environ) -> Workload
             if "build" in keys:
                 workload.unbuilt.append(Use("compose", name, "", "service", path, _line(key)))
                 continue
-            raise _error(path, _line(key), f"compose service {name} has no image",
+            raise FileError(path, _line(key), f"compose service {name} has no image",
                          "add `image: REGISTRY/REPOSITORY:TAG` to it (or `build:` and an image"
                          " to push the build to)")
         image_node, walk = keys["image"]
@@ -621,7 +615,7 @@ def read_compose(path: str, environ: Mapping[str, str] = os.environ) -> Workload
             fix = (f"set {', '.join(dict.fromkeys(unset))} in the environment or in the .env"
                    f" file beside {path}, or give a default, `${{{unset[0]}:-...}}`"
                    if unset else "write it as REGISTRY/REPOSITORY:TAG")
-            raise _error(walk.file, _line(image_node), f"compose service {name} has image"
+            raise FileError(walk.file, _line(image_node), f"compose service {name} has image"
                          f" {written!r}, which is {image!r}{because}, not a docker reference:"
                          f" {why}", fix)
         command, args = (_words(*keys[key], name, key, variables) if key in keys else ()
@@ -630,7 +624,7 @@ def read_compose(path: str, environ: Mapping[str, str] = os.environ) -> Workload
                                 platform, command, args))
     if not workload.images:
         built = " (its services all have `build:` and no `image:`)" if workload.unbuilt else ""
-        raise _error(path, None, f"found no images in {path}{built}",
+        raise FileError(path, None, f"found no images in {path}{built}",
                      "give each service the `image:` it runs (a built one: the name its build"
                      " is pushed to)")
     return workload
@@ -649,7 +643,7 @@ def _words(node: yaml.Node, walk: _Walk, name: str, key: str,
     try:
         return tuple(shlex.split(text))
     except ValueError as e:
-        raise _error(walk.file, _line(node), f"compose service {name} has {key}"
+        raise FileError(walk.file, _line(node), f"compose service {name} has {key}"
                      f" {text!r}, which cannot be split into words ({e})",
                      "close its quotes, or write it as a list") from None
 
@@ -669,7 +663,7 @@ def _service_keys(service: yaml.Node, name: str, walk: _Walk, services: yaml.Nod
     else:
         base_name = _text(extends)
     if not base_name:
-        raise _error(walk.file, _line(extends), f"compose service {name}: `extends` names no"
+        raise FileError(walk.file, _line(extends), f"compose service {name}: `extends` names no"
                      " service", "write `extends: {service: NAME}` (and `file:` for another"
                      " compose file)")
     base_walk, base_services = walk, services
@@ -683,13 +677,13 @@ def _service_keys(service: yaml.Node, name: str, walk: _Walk, services: yaml.Nod
             walk.workload.sources.append(str(base_path))
     here = (base_walk.file, base_name)
     if here in seen or len(seen) >= MAX_EXTENDS:
-        raise _error(walk.file, _line(extends), f"compose service {name} extends {base_name},"
+        raise FileError(walk.file, _line(extends), f"compose service {name} extends {base_name},"
                      " which extends it back (or goes more than ten services deep)",
                      "break the loop of `extends:`")
     base = _get(base_services, base_name) if isinstance(base_services, yaml.MappingNode) \
         else None
     if base is None:
-        raise _error(walk.file, _line(extends), f"compose service {name} extends"
+        raise FileError(walk.file, _line(extends), f"compose service {name} extends"
                      f" {base_name}, which {base_walk.file} does not define",
                      "name a service of that file in `extends:`")
     inherited = _service_keys(base, base_name, base_walk, base_services, seen | {here})
@@ -700,16 +694,16 @@ def _interpolated(walk: _Walk, node: yaml.Node, what: str, key: str,
                   variables: Mapping[str, str]) -> tuple[str, list[str]]:
     """A compose value with its variables substituted, and the unset ones it used."""
     if not _is_string(node):
-        raise _error(walk.file, _line(node), f"{what} has {key} {_source(node, walk.text)},"
+        raise FileError(walk.file, _line(node), f"{what} has {key} {_source(node, walk.text)},"
                      " which is not a string", f"write the {key} as a string")
     unset: list[str] = []
     try:
         return interpolate(str(node.value), variables, unset), unset
     except _Unset as e:
-        raise _error(walk.file, _line(node), f"{what}: variable {e.name} is required"
+        raise FileError(walk.file, _line(node), f"{what}: variable {e.name} is required"
                      f"{': ' + e.message if e.message else ''}",
                      f"set {e.name} in the environment or in the .env file beside"
                      f" {walk.file}") from None
     except ValueError as e:
-        raise _error(walk.file, _line(node), f"{what}: {e}",
+        raise FileError(walk.file, _line(node), f"{what}: {e}",
                      "write variables as $VAR or ${VAR:-default}, and $$ for a `$`") from None
