@@ -48,16 +48,20 @@ def hints(workload: Workload, findings: dict[str, Finding]) -> list[tuple[Templa
     return found
 
 
+def counts(findings: dict[str, Finding]) -> dict[str, int]:
+    """How many images got each verdict."""
+    return {v: sum(f.verdict == v for f in findings.values()) for v in (READY, NOT_READY, UNKNOWN)}
+
+
 def to_json(workload: Workload, findings: dict[str, Finding]) -> dict:
     images = []
     for key, finding in findings.items():
         images.append({**finding.to_json(),
                        "used_by": [use_json(u) for u in workload.images[key]]})
-    counts = {v: sum(f.verdict == v for f in findings.values())
-              for v in (READY, NOT_READY, UNKNOWN)}
+    tally = counts(findings)
     # A service built from source has no image to check: nothing proves it ready.
-    ready = counts[READY] == len(findings) and not workload.unbuilt
-    return {"ready": ready, "counts": counts, "images": images,
+    ready = tally[READY] == len(findings) and not workload.unbuilt
+    return {"ready": ready, "counts": tally, "images": images,
             "hints": [{"workload": f"{t.kind}/{t.name}", "file": t.file, "line": t.line,
                        "hint": h} for t, h in hints(workload, findings)],
             "unbuilt": [use_json(u) for u in workload.unbuilt]}
@@ -88,8 +92,8 @@ def show(session: Session, workload: Workload, findings: dict[str, Finding]) -> 
         for template, hint in found:
             session.say(escape(f"  {template.kind}/{template.name} ({template.file}:"
                                f"{template.line}): {hint}"))
-    counts = to_json(workload, findings)["counts"]
-    summary = ", ".join(f"[{VERDICT_STYLE[v]}]{n} {v}[/]" for v, n in counts.items() if n)
+    summary = ", ".join(f"[{VERDICT_STYLE[v]}]{n} {v}[/]" for v, n in counts(findings).items()
+                        if n)
     unbuilt = (f"; {len(workload.unbuilt)} service(s) built from source, not checked"
                if workload.unbuilt else "")
     session.say(f"{len(findings)} image(s): {summary or 'none'}{unbuilt}")

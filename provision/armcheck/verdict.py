@@ -28,6 +28,7 @@ from .registry import Client, Manifest, NotFound, Ref, RegistryError
 from .workload import Use
 
 READY, NOT_READY, UNKNOWN = "READY", "NOT READY", "UNKNOWN"
+RANK = {NOT_READY: 0, UNKNOWN: 1, READY: 2}  # when an image's programs disagree, the least wins
 WORKERS = 16          # registry requests in flight: one registry, small bodies
 CANDIDATE_TAGS = 6    # tags read while looking for a multi-arch one to propose
 MAX_NESTING = 3       # an index's arm64 entry that is an index, followed this deep
@@ -156,7 +157,7 @@ class Judge:
             self._check()
             return self.client.open_blob(ref, layer.digest)
 
-        judged: list[tuple[int, str, layers.Entrypoint]] = []
+        judged: list[tuple[str, str, layers.Entrypoint]] = []
         missing: list[str] = []
         for argv0, runners in programs_of(uses, config).items():
             settings = dict(config.get("config") or {})
@@ -164,12 +165,11 @@ class Judge:
                 settings.update(Entrypoint=[argv0], Cmd=None)
             point = layers.entrypoint(dict(config, config=settings), blobs, open_blob,
                                       self.cache)
-            subject = ("its entrypoint" if argv0 is None else
-                       f"the command of {runners[0]},")
-            if argv0 is not None and point.binary is None:
-                missing.append(f"{argv0}, the command of {runners[0]}")
+            runner = None if argv0 is None else runners[0]
+            if runner is not None and point.binary is None:
+                missing.append(f"{argv0}, the command of {runner}")
                 continue  # a volume may bring it: no evidence either way
-            judged.append((*self._program(point, subject), point))
+            judged.append((*self._program(point, runner), point))
         if not judged:
             finding.verdict = UNKNOWN
             finding.why = (f"the {ARM64} variant holds none of the programs the workload runs"
@@ -177,8 +177,8 @@ class Judge:
             finding.fix = "check the commands, or whether a volume brings them"
             return
         # NOT READY beats UNKNOWN beats READY, whatever the order of the uses.
-        rank, finding.why, finding.entrypoint = min(judged, key=lambda j: j[0])
-        finding.verdict = {0: NOT_READY, 1: UNKNOWN, 2: READY}[rank]
+        finding.verdict, finding.why, finding.entrypoint = min(judged,
+                                                               key=lambda j: RANK[j[0]])
         if finding.verdict == NOT_READY:
             finding.fix = self.rebuild(ref)
         elif finding.verdict == UNKNOWN:
@@ -186,24 +186,24 @@ class Judge:
                            f" `inv check-arm {finding.image}`)")
 
     @staticmethod
-    def _program(point: layers.Entrypoint, subject: str) -> tuple[int, str]:
-        """One program the image runs (its entrypoint, or a use's command), judged: (rank: 0
-        NOT READY, 1 UNKNOWN, 2 READY; why)."""
+    def _program(point: layers.Entrypoint, runner: Use | None) -> tuple[str, str]:
+        """One program the image runs (its entrypoint, or the command of a use, `runner`),
+        judged: (verdict, why)."""
+        who = "its entrypoint" if runner is None else f"the command of {runner}"
         binary = point.binary
         if binary is None or binary.machine is None:
-            return 1, (f"in the {ARM64} variant, {subject} {point.argv0}:"
-                       f" {point.problem or 'not an ELF binary'}")
+            return UNKNOWN, (f"in the {ARM64} variant, {who} {point.argv0}:"
+                             f" {point.problem or 'not an ELF binary'}")
+        path = describe_path(point.argv0, binary)
+        named = f"{who} {path}" if runner is None else f"{who}, {path},"
         for other in binary.also:  # `env` in front of a script's interpreter
             if other.machine is not None and other.arch != "arm64":
-                return 0, (f"mislabelled: in the {ARM64} variant, {subject}"
-                           f" {describe_path(point.argv0, binary)}, runs through {other.path},"
-                           f" an {other.machine} ELF binary")
-        comma = "," if subject.endswith(",") else ""  # "the command of X, /opt/tool, is"
-        said = (f"{subject} {describe_path(point.argv0, binary)}{comma} is an {binary.machine}"
-                " ELF binary")
+                return NOT_READY, (f"mislabelled: in the {ARM64} variant, {named} runs through"
+                                   f" {other.path}, an {other.machine} ELF binary")
+        said = f"{named} is an {binary.machine} ELF binary"
         if binary.arch == "arm64":
-            return 2, f"{ARM64} variant; {said}"
-        return 0, f"mislabelled: in the {ARM64} variant, {said}"
+            return READY, f"{ARM64} variant; {said}"
+        return NOT_READY, f"mislabelled: in the {ARM64} variant, {said}"
 
     def _arm64_variant(self, ref: Ref, top: Manifest, depth: int = 0,
                        ) -> tuple[Manifest | None, dict | None, list[str]]:
