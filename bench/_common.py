@@ -18,6 +18,7 @@ import statistics
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -80,6 +81,11 @@ class Load:
 
 def uptime() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+
+
+def stamp(when: str) -> str:
+    """`start: <date>; uptime: <uptime>`: when a bench ran, and how busy the machine was."""
+    return f"{when}: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}; uptime: {uptime()}"
 
 
 def destroy_farm(cmd: list[str]) -> None:

@@ -59,7 +59,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from _common import Load, add_quick, destroy_farm, figures, must, provision_converged, sizes, uptime
+from _common import Load, add_quick, destroy_farm, figures, must, provision_converged, sizes, stamp
 
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -310,7 +310,7 @@ def main() -> None:
     if per_platform != sorted(per_platform) or per_platform[-1] > 4 or per_platform[0] < 1:
         parser.error("--nodes: growing counts of 1 to 4 (the lab's quota is 8 VMs a project)")
 
-    print(f"start: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}; uptime: {uptime()}", flush=True)
+    print(stamp("start"), flush=True)
     load = Load()
     workdir = Path(tempfile.mkdtemp(prefix="archfarm-bench-bake-"))
     bench: Bench | None = None
@@ -413,8 +413,7 @@ def main() -> None:
                     runs = sorted((row["a"] for row in r["rows"]), key=lambda x: x["wall"])
                     print(f"\nwhere (a)'s time went at {r['k']} + {r['k']} (its median run):")
                     print("\n".join(where_time_went(runs[len(runs) // 2])))
-            print(f"\n{load.summary()}\nend: {time.strftime('%Y-%m-%d %H:%M:%S %Z')};"
-                  f" uptime: {uptime()}")
+            print(f"\n{load.summary()}\n{stamp('end')}")
     finally:
         if bench and not args.keep and bench.inventory.exists():
             destroy_farm(bench.inv("destroy", "--yes"))

@@ -54,7 +54,7 @@ import time
 import uuid
 from pathlib import Path
 
-from _common import Load, add_quick, destroy_farm, figures, must, provision_converged, sizes, uptime
+from _common import Load, add_quick, destroy_farm, figures, must, provision_converged, sizes, stamp
 
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -218,7 +218,7 @@ def main() -> None:
     sizes(args, repeat=(7, 1))
     first_round = 1 if args.quick else 0  # round 0 is the warm-up; --quick goes without
 
-    print(f"start: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}; uptime: {uptime()}", flush=True)
+    print(stamp("start"), flush=True)
     load = Load()
     workdir = Path(tempfile.mkdtemp(prefix="archfarm-bench-build-"))
     bench: Bench | None = None
@@ -295,8 +295,7 @@ def main() -> None:
             print(f"{'figure':<66} {'median':>6} {'min':>6}  target")
             for name, values, target in table:
                 print(f"{name:<66} {values}  {target}")
-            print(f"\n{load.summary()}\nend: {time.strftime('%Y-%m-%d %H:%M:%S %Z')};"
-                  f" uptime: {uptime()}")
+            print(f"\n{load.summary()}\n{stamp('end')}")
     finally:
         if bench and not args.keep:
             destroy_farm(bench.inv("destroy", "--yes"))

@@ -42,7 +42,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import Load, add_quick, figures, must, sizes, uptime
+from _common import Load, add_quick, figures, must, sizes, stamp
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # tests.lab.workload_images, and this checkout's provision
@@ -131,7 +131,7 @@ def main() -> None:
     if not shutil.which("docker"):
         sys.exit("the docker CLI is not installed here")
 
-    print(f"start: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}; uptime: {uptime()}", flush=True)
+    print(stamp("start"), flush=True)
     load = Load()
     workdir = Path(tempfile.mkdtemp(prefix="archfarm-bench-check-arm-"))
     images: list[str] = []
@@ -181,8 +181,7 @@ def main() -> None:
             per_image = statistics.median(col["b"]) / len(images)
             print(f"\nby hand, one image: manifest inspect {per_image:.3f} s, pull"
                   f" {statistics.median(col['d']) / len(images):.3f} s")
-            print(f"\n{load.summary()}\nend: {time.strftime('%Y-%m-%d %H:%M:%S %Z')};"
-                  f" uptime: {uptime()}")
+            print(f"\n{load.summary()}\n{stamp('end')}")
     finally:
         remove(images)
         shutil.rmtree(workdir, ignore_errors=True)

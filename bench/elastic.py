@@ -56,7 +56,7 @@ import time
 import uuid
 from pathlib import Path
 
-from _common import Load, add_quick, destroy_farm, figures, provision_converged, sizes, uptime
+from _common import Load, add_quick, destroy_farm, figures, provision_converged, sizes, stamp
 
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -254,7 +254,7 @@ def main() -> None:
     args = parser.parse_args()
     sizes(args, repeat=(3, 1), slow=(10, 3))
 
-    print(f"start: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}; uptime: {uptime()}", flush=True)
+    print(stamp("start"), flush=True)
     load = Load()
     workdir = Path(tempfile.mkdtemp(prefix="archfarm-bench-elastic-"))
     bench: Bench | None = None
@@ -325,8 +325,7 @@ def main() -> None:
                     for key in "cwsr":
                         if row[key]["cached"] is not (key != "c"):
                             print(f"--- round {n} ({key})\n{row[key]['log'][-4000:]}")
-            print(f"\n{load.summary()}\nend: {time.strftime('%Y-%m-%d %H:%M:%S %Z')};"
-                  f" uptime: {uptime()}")
+            print(f"\n{load.summary()}\n{stamp('end')}")
     finally:
         if bench and not args.keep:
             destroy_farm(bench.inv("destroy", "--yes"))
