@@ -17,6 +17,7 @@ from google.cloud import compute_v1
 from .conftest import KW, REPO, inv, write_inventory
 from .test_build import REGISTRY, build_hello, docker
 from .workload_images import NO_COMMAND, READY_IMAGE, push_test_images
+from .workload_images import pod as workload_pod
 
 pytestmark = pytest.mark.lab
 
@@ -150,14 +151,7 @@ def test_run_starts_a_manifests_ready_image_on_the_arm64_node(farm, tmp_path):
     about (it names no command of its own), and the run decides it."""
     push_test_images()
     pod = tmp_path / "pod.yaml"
-    pod.write_text(f"""apiVersion: v1
-kind: Pod
-metadata: {{name: ready}}
-spec:
-  containers:
-    - {{name: app, image: "{READY_IMAGE}"}}
-    - {{name: bare, image: "{NO_COMMAND}"}}
-""")
+    pod.write_text(workload_pod("ready", app=READY_IMAGE, bare=NO_COMMAND))
     done = subprocess.run([*INV, "check-arm", "--json", "-i", str(farm), "--manifests", str(pod),
                            "--run", "--", "uname", "-m"], capture_output=True, text=True,
                           timeout=600)
@@ -179,8 +173,7 @@ def test_a_failed_run_turns_ready_to_not_ready_with_a_fix(farm, tmp_path):
     node is NOT READY, and the fix says what to look at and what to do."""
     push_test_images()
     pod = tmp_path / "pod.yaml"
-    pod.write_text(f"kind: Pod\nmetadata: {{name: p}}\nspec:\n  containers:\n"
-                   f"    - {{name: app, image: \"{READY_IMAGE}\"}}\n")
+    pod.write_text(workload_pod("p", app=READY_IMAGE))
     done = subprocess.run([*INV, "check-arm", "--json", "-i", str(farm), "--manifests", str(pod),
                            "--manifest-only", "--run", "--", "false"],
                           capture_output=True, text=True, timeout=600)

@@ -30,6 +30,7 @@ from .workload_images import (
     TOOL_MULTIARCH,
     push_test_images,
 )
+from .workload_images import pod as workload_pod
 
 pytestmark = pytest.mark.lab
 
@@ -233,14 +234,7 @@ def test_an_unreachable_registry_is_unknown_and_the_other_images_are_still_check
     port = closed_port()
     gone = f"127.0.0.1:{port}/checkarm/gone:1.0"
     pod = tmp_path / "pod.yaml"
-    pod.write_text(f"""apiVersion: v1
-kind: Pod
-metadata: {{name: two}}
-spec:
-  containers:
-    - {{name: gone, image: "{gone}"}}
-    - {{name: ready, image: "{READY_IMAGE}"}}
-""")
+    pod.write_text(workload_pod("two", gone=gone, ready=READY_IMAGE))
     checked = check_arm("--manifests", str(pod))
     assert checked.code == 1, checked.stderr
     unknown = checked.image(gone)

@@ -229,3 +229,9 @@ def bench_images(n: int) -> list[str]:
     for i in range(1, n + 1):
         _push_bench_image(base, i)
     return [bench_image(i) for i in range(1, n + 1)]
+
+
+def pod(name: str, **containers: str) -> str:
+    """A Pod's manifest running each image under its container's name (name=image)."""
+    listed = "".join(f'    - {{name: {c}, image: "{image}"}}\n' for c, image in containers.items())
+    return f"apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  containers:\n{listed}"
